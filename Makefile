@@ -1,0 +1,54 @@
+# leadflow — developer entry points. `make run` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv broker run up down test test-e2e test-unit lint format bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+broker:
+	@devtools/ensure-rabbitmq.sh
+
+## Services up, a sample job through the sandbox, results shown, services stopped.
+run: venv broker
+	$(PY) -m devtools.demo
+
+## Every service in the background (pids and logs under var/); `make down` stops them.
+up: venv broker
+	$(PY) -m devtools.stack up
+
+down: venv
+	$(PY) -m devtools.stack down
+
+## The whole test suite: unit tests and end-to-end tests against the real broker.
+test: venv broker
+	$(PY) -m pytest
+
+test-unit: venv
+	$(PY) -m pytest tests/unit
+
+test-e2e: venv broker
+	$(PY) -m pytest tests/e2e
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: venv broker
+	$(PY) -m bench
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,74 @@
+"""The enricher service: consumes enrich tasks and publishes lead outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from services.enricher.config import EnricherSettings
+from services.enricher.handlers import EnrichHandler, give_up
+from services.enricher.providers.http import PersonMatchProvider
+from services.enricher.waterfall import Waterfall
+from shared.broker import Broker
+from shared.consumer import RetryPolicy, TaskConsumer
+from shared.health import Metrics, OpsServer
+from shared.messages import Codec, EnrichTask
+
+
+class EnricherService:
+    def __init__(self, settings: EnricherSettings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.broker = Broker(settings.common, Codec(), self.metrics)
+        self.ops = OpsServer(
+            settings.common.http_host,
+            settings.common.http_port,
+            [self.broker.readiness],
+            self.metrics,
+        )
+        self.policy = RetryPolicy(
+            max_attempts=settings.max_attempts,
+            backoff_base_s=settings.retry_base_s,
+            backoff_max_s=settings.retry_max_s,
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self._consumer: TaskConsumer[EnrichTask] | None = None
+        self._starting: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.ops.start()
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+        )
+        providers = [PersonMatchProvider(p, self._session) for p in self.settings.providers]
+        queue = self.broker.topology.enrich_queue
+        handler = EnrichHandler(Waterfall(providers), self.policy, queue)
+        self._consumer = TaskConsumer(
+            self.broker,
+            queue,
+            EnrichTask,
+            handler,
+            codec=Codec(),
+            metrics=self.metrics,
+            prefetch=self.settings.prefetch,
+            policy=self.policy,
+            give_up=give_up,
+        )
+        self.broker.start()
+        self._starting = asyncio.create_task(self._consume_when_connected(self._consumer))
+
+    async def _consume_when_connected(self, consumer: TaskConsumer[EnrichTask]) -> None:
+        await self.broker.wait_ready()
+        await consumer.start()
+
+    async def stop(self) -> None:
+        if self._starting is not None and not self._starting.done():
+            self._starting.cancel()
+            await asyncio.gather(self._starting, return_exceptions=True)
+        if self._consumer is not None:
+            await self._consumer.stop(self.settings.common.shutdown_grace_s)
+        await self.broker.close()
+        if self._session is not None:
+            await self._session.close()
+        await self.ops.stop()

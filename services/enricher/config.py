@@ -1,0 +1,67 @@
+"""Enricher settings: consumption, retries and the provider waterfall.
+
+Providers are listed in waterfall order in `LEADFLOW_PROVIDERS` (`alpha,beta`); each
+has `LEADFLOW_PROVIDER_<NAME>_URL`, `_KEY`, `_TIMEOUT_S` and `_CONCURRENCY`. In dev,
+unset URLs and keys point at the sandbox; in production they must be given.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from shared.config import CommonSettings, EnvReader, load_common, sandbox_url
+from shared.errors import ConfigError
+
+DEV_PROVIDERS = "alpha,beta"
+
+
+class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    url: str
+    key: str
+    timeout_s: float
+    concurrency: int
+
+
+class EnricherSettings(msgspec.Struct, frozen=True, kw_only=True):
+    common: CommonSettings
+    prefetch: int
+    max_attempts: int
+    retry_base_s: float
+    retry_max_s: float
+    providers: tuple[ProviderSettings, ...]
+
+
+def load_settings(env: EnvReader) -> EnricherSettings:
+    common = load_common("enricher", env)
+    if common.is_production and not env.is_set("LEADFLOW_PROVIDERS"):
+        raise ConfigError("LEADFLOW_PROVIDERS", "the provider waterfall in production", "<unset>")
+    names = env.names("LEADFLOW_PROVIDERS", DEV_PROVIDERS)
+    return EnricherSettings(
+        common=common,
+        prefetch=env.get_int("LEADFLOW_ENRICH_PREFETCH", 8, minimum=1, maximum=1000),
+        max_attempts=env.get_int("LEADFLOW_MAX_ATTEMPTS", 5, minimum=1, maximum=100),
+        retry_base_s=env.get_float("LEADFLOW_RETRY_BASE_S", 1.0, minimum=0.0, maximum=3600),
+        retry_max_s=env.get_float("LEADFLOW_RETRY_MAX_S", 600.0, minimum=0.0, maximum=86400),
+        providers=tuple(load_provider(env, common, name) for name in names),
+    )
+
+
+def load_provider(env: EnvReader, common: CommonSettings, name: str) -> ProviderSettings:
+    var = f"LEADFLOW_PROVIDER_{name.upper().replace('-', '_')}"
+    if common.is_production:
+        for suffix, what in (
+            ("_URL", "the provider's API URL"),
+            ("_KEY", "the provider's API key"),
+        ):
+            if not env.is_set(var + suffix):
+                raise ConfigError(var + suffix, what, "<unset>")
+    return ProviderSettings(
+        name=name,
+        url=env.url(
+            f"{var}_URL", f"{sandbox_url(env)}/providers/{name}", schemes=("http", "https")
+        ),
+        key=env.get_str(f"{var}_KEY", "sandbox-key"),
+        timeout_s=env.get_float(f"{var}_TIMEOUT_S", 10.0, minimum=0.1, maximum=300),
+        concurrency=env.get_int(f"{var}_CONCURRENCY", 64, minimum=1, maximum=10_000),
+    )

@@ -1,0 +1,26 @@
+"""What a provider adapter is, and the two ways a call can fail."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from services.enricher.draft import LeadDraft
+from shared.errors import TransientError
+
+
+class ProviderUnavailable(TransientError):
+    """Timeout, 5xx, 429, malformed reply: ask this provider again later."""
+
+
+class ProviderRejected(Exception):
+    """The provider refused this lead (4xx): asking again would get the same answer."""
+
+
+class Provider(Protocol):
+    name: str
+
+    def can_help(self, draft: LeadDraft) -> bool:
+        """Whether this provider has enough to go on for this lead."""
+
+    async def lookup(self, draft: LeadDraft, job_id: str) -> dict[str, str]:
+        """The fields the provider found ({} when it knows nothing)."""

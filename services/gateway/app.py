@@ -1,0 +1,68 @@
+"""The gateway service: the public HTTP API in front of the broker and the status store."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from services.gateway.auth import auth_middleware
+from services.gateway.config import GatewaySettings
+from services.gateway.keys import BROKER, GUARD, METRICS, SETTINGS, STORE
+from services.gateway.problems import problem_middleware
+from services.gateway.routes import routes
+from shared.broker import Broker
+from shared.health import Metrics, add_ops_routes
+from shared.logging import get_logger
+from shared.messages import Codec
+from shared.netguard import NetGuard
+from shared.store import Store
+
+log = get_logger(__name__)
+
+
+def create_app(settings: GatewaySettings) -> web.Application:
+    app = web.Application(
+        middlewares=[problem_middleware, auth_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
+    metrics = Metrics()
+    store = Store(settings.common.db_path)
+    broker = Broker(settings.common, Codec(), metrics)
+    app[SETTINGS] = settings
+    app[STORE] = store
+    app[BROKER] = broker
+    app[GUARD] = NetGuard(settings.webhook_allow_nets)
+    app[METRICS] = metrics
+
+    async def store_ready() -> str | None:
+        await store.check_writable()
+        return None
+
+    add_ops_routes(app, [broker.readiness, store_ready], metrics)
+    app.add_routes(routes)
+    app.cleanup_ctx.append(_resources)
+    return app
+
+
+async def _resources(app: web.Application):  # type: ignore[no-untyped-def]
+    if not app[SETTINGS].auth_enabled:
+        log.warning("auth.disabled", reason="LEADFLOW_ENV=dev and no LEADFLOW_API_KEYS")
+    await app[STORE].open()
+    app[BROKER].start()
+    yield
+    await app[BROKER].close()
+    await app[STORE].close()
+
+
+class GatewayService:
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self._runner = web.AppRunner(create_app(settings), access_log=None)
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        common = self.settings.common
+        await web.TCPSite(self._runner, common.http_host, common.http_port).start()
+        log.info("gateway.listening", port=common.http_port)
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()

@@ -1,0 +1,98 @@
+"""RFC 9457 problem details, and the middleware that turns every error into one."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from services.gateway.keys import SETTINGS
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+PROBLEM_BASE = "https://leadflow.dev/problems/"
+CONTENT_TYPE = "application/problem+json"
+
+STATUS_TYPES = {
+    400: ("malformed-request", "Malformed request"),
+    401: ("unauthorized", "Missing or invalid API key"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    409: ("conflict", "Conflict"),
+    413: ("payload-too-large", "Payload too large"),
+    422: ("validation-error", "Validation failed"),
+    500: ("internal-error", "Internal error"),
+    503: ("unavailable", "Service unavailable"),
+}
+
+
+class FieldError(msgspec.Struct, frozen=True):
+    field: str
+    message: str
+
+
+class Problem(Exception):
+    """An error answer; raise it anywhere in a handler."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        errors: list[FieldError] | None = None,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.errors = errors
+        self.extra = extra or {}
+        self.headers = headers or {}
+
+    def response(self) -> web.Response:
+        slug, title = STATUS_TYPES.get(self.status, ("error", "Error"))
+        body: dict[str, Any] = {
+            "type": PROBLEM_BASE + slug,
+            "title": title,
+            "status": self.status,
+            "detail": self.detail,
+            **self.extra,
+        }
+        if self.errors is not None:
+            body["errors"] = self.errors
+        return web.Response(
+            status=self.status,
+            body=msgspec.json.encode(body),
+            content_type=CONTENT_TYPE,
+            headers=self.headers,
+        )
+
+
+def invalid(errors: list[FieldError], status: int = 422) -> Problem:
+    first = errors[0]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return Problem(status, f"{first.field}: {first.message}{more}", errors=errors)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Problem as problem:
+        return problem.response()
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        if e.status == 413:
+            limit = request.app[SETTINGS].max_body_bytes
+            return Problem(413, f"request body is larger than {limit} bytes").response()
+        return Problem(e.status, e.reason or "error").response()
+    except Exception:
+        log.exception("request.failed", path=request.path, method=request.method)
+        return Problem(500, "an unexpected error occurred; it has been logged").response()

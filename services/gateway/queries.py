@@ -1,0 +1,86 @@
+"""Reads behind the GET endpoints: one job, pages of jobs, pages of result leads.
+
+Cursors are opaque to clients (base64 of a position) and stable while results grow:
+jobs page newest first by creation order, leads oldest first by the order they finished.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import sqlite3
+from dataclasses import dataclass
+
+from services.gateway.problems import FieldError, invalid
+from shared.jobs import JobStatus
+from shared.store import JOB_COLUMNS, fetch_job_row, job_status
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[bytes]
+    next_cursor: str | None
+
+
+def encode_cursor(position: int) -> str:
+    return base64.urlsafe_b64encode(f"p{position}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, param: str = "cursor") -> int | None:
+    if cursor is None or cursor == "":
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if text.startswith("p") and text[1:].isdigit():
+            return int(text[1:])
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        pass
+    raise invalid([FieldError(param, "not a cursor this API returned")])
+
+
+def get_job(conn: sqlite3.Connection, tenant: str, job_id: str) -> JobStatus | None:
+    row = fetch_job_row(conn, job_id, tenant)
+    return None if row is None else job_status(conn, row)
+
+
+def list_jobs(
+    conn: sqlite3.Connection,
+    tenant: str,
+    *,
+    state: str | None,
+    kind: str | None,
+    limit: int,
+    before: int | None,
+) -> tuple[list[JobStatus], str | None]:
+    sql = f"SELECT seq, tenant, {JOB_COLUMNS} FROM jobs WHERE tenant = ?"
+    params: list[object] = [tenant]
+    for column, value in (("state", state), ("kind", kind)):
+        if value is not None:
+            sql += f" AND {column} = ?"
+            params.append(value)
+    if before is not None:
+        sql += " AND seq < ?"
+        params.append(before)
+    sql += " ORDER BY seq DESC LIMIT ?"
+    params.append(limit + 1)
+    rows = conn.execute(sql, params).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    jobs = [job_status(conn, row) for row in rows]
+    return jobs, encode_cursor(rows[-1]["seq"]) if more else None
+
+
+def list_leads(
+    conn: sqlite3.Connection, job_id: str, *, status: str | None, limit: int, after: int | None
+) -> Page:
+    sql = "SELECT seq, data FROM leads WHERE job_id = ? AND seq > ?"
+    params: list[object] = [job_id, after or 0]
+    if status is not None:
+        sql += " AND status = ?"
+        params.append(status)
+    sql += " ORDER BY seq LIMIT ?"
+    params.append(limit + 1)
+    rows = conn.execute(sql, params).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page([row["data"] for row in rows], encode_cursor(rows[-1]["seq"]) if more else None)

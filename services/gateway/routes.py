@@ -1,0 +1,178 @@
+"""The HTTP endpoints of API.md, thin: parse, call the domain, shape the answer."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import msgspec
+from aiohttp import web
+
+from services.gateway.keys import BROKER, GUARD, SETTINGS, STORE, tenant_of
+from services.gateway.problems import FieldError, Problem, invalid
+from services.gateway.queries import decode_cursor, get_job, list_jobs, list_leads
+from services.gateway.schemas import JobAccepted
+from services.gateway.submit import JobSubmitter
+from services.gateway.validation import decode_request, validate_enrich
+from shared.jobs import JOB_STATES, JobStatus
+from shared.results import decode_result, encode_csv, field_map
+
+LEAD_PAGE_DEFAULT = 100
+LEAD_PAGE_MAX = 1000
+STREAM_CHUNK = 1000
+_encode = msgspec.json.Encoder().encode
+
+routes = web.RouteTableDef()
+
+
+def json_response(payload: object, status: int = 200) -> web.Response:
+    return web.Response(body=_encode(payload), status=status, content_type="application/json")
+
+
+@routes.post("/v1/jobs/enrich")
+async def submit_enrich(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    raw = await request.read()
+    job = await validate_enrich(decode_request(raw), settings.max_leads_per_job, request.app[GUARD])
+    if job.request.depends_on is not None:
+        raise invalid([FieldError("depends_on", "job dependencies are not available yet")])
+    submitter = JobSubmitter(
+        request.app[STORE],
+        request.app[BROKER],
+        settings.task_batch_size,
+        settings.publish_timeout_s,
+    )
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 200:
+        raise invalid([FieldError("Idempotency-Key", "must be 1 to 200 characters")], 400)
+    submission = await submitter.submit_enrich(tenant_of(request), job, key, raw)
+    accepted = JobAccepted(
+        job_id=submission.job_id,
+        state=submission.state,
+        status_url=f"/v1/jobs/{submission.job_id}",
+    )
+    return json_response(accepted, status=202)
+
+
+@routes.get("/v1/jobs/{job_id}")
+async def job_status(request: web.Request) -> web.Response:
+    return json_response(await require_job(request))
+
+
+@routes.get("/v1/jobs")
+async def jobs_index(request: web.Request) -> web.Response:
+    state = query_choice(request, "state", JOB_STATES)
+    kind = query_choice(request, "kind", ("enrich", "scrape"))
+    limit = query_int(request, "limit", 50, 1, 200)
+    before = decode_cursor(request.query.get("cursor"))
+    tenant = tenant_of(request)
+    jobs, next_cursor = await request.app[STORE].run(
+        lambda conn: list_jobs(conn, tenant, state=state, kind=kind, limit=limit, before=before)
+    )
+    return json_response({"jobs": jobs, "next_cursor": next_cursor})
+
+
+@routes.get("/v1/jobs/{job_id}/leads")
+async def job_leads(request: web.Request) -> web.StreamResponse:
+    job = await require_job(request)
+    fmt = query_choice(request, "format", ("json", "ndjson", "csv")) or "json"
+    status = query_choice(request, "status", ("enriched", "failed"))
+    after = decode_cursor(request.query.get("cursor"))
+    store = request.app[STORE]
+    if fmt == "json":
+        limit = query_int(request, "limit", LEAD_PAGE_DEFAULT, 1, LEAD_PAGE_MAX)
+        page = await store.run(
+            lambda conn: list_leads(conn, job.job_id, status=status, limit=limit, after=after)
+        )
+        body = (
+            b'{"leads":['
+            + b",".join(page.items)
+            + b'],"next_cursor":'
+            + _encode(page.next_cursor)
+            + b"}"
+        )
+        return web.Response(body=body, content_type="application/json")
+    page_limit = query_int(request, "limit", 0, 1, 10**9) if "limit" in request.query else None
+    return await stream_leads(request, job.job_id, fmt, status, after, page_limit)
+
+
+async def stream_leads(
+    request: web.Request,
+    job_id: str,
+    fmt: str,
+    status: str | None,
+    after: int | None,
+    limit: int | None,
+) -> web.StreamResponse:
+    """ndjson / csv, streamed page by page; `limit` makes it one page (cursor in a header)."""
+    store = request.app[STORE]
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson",
+            "Content-Disposition": f'inline; filename="{job_id}.{fmt}"',
+        }
+    )
+    page_size = min(limit or STREAM_CHUNK, STREAM_CHUNK)
+    remaining = limit
+    fields = field_map(None)
+    first_page = await store.run(
+        lambda conn: list_leads(conn, job_id, status=status, limit=page_size, after=after)
+    )
+    if limit is not None and first_page.next_cursor and limit <= page_size:
+        response.headers["X-Next-Cursor"] = first_page.next_cursor
+    await response.prepare(request)
+    if fmt == "csv":
+        await response.write(encode_csv([], fields, header=True))
+    page = first_page
+    while True:
+        if fmt == "csv":
+            await response.write(
+                encode_csv([decode_result(d) for d in page.items], fields, header=False)
+            )
+        else:
+            await response.write(b"".join(item + b"\n" for item in page.items))
+        if remaining is not None:
+            remaining -= len(page.items)
+        if page.next_cursor is None or (remaining is not None and remaining <= 0):
+            break
+        page = await store.run(
+            partial(
+                list_leads,
+                job_id=job_id,
+                status=status,
+                limit=page_size if remaining is None else min(page_size, remaining),
+                after=decode_cursor(page.next_cursor),
+            )
+        )
+    await response.write_eof()
+    return response
+
+
+async def require_job(request: web.Request) -> JobStatus:
+    job_id = request.match_info["job_id"]
+    tenant = tenant_of(request)
+    job = await request.app[STORE].run(lambda conn: get_job(conn, tenant, job_id))
+    if job is None:
+        raise Problem(404, f"no job {job_id!r}")
+    return job
+
+
+def query_choice(request: web.Request, name: str, choices: tuple[str, ...]) -> str | None:
+    value = request.query.get(name)
+    if value is None or value == "":
+        return None
+    if value not in choices:
+        raise invalid([FieldError(name, f"must be one of {', '.join(choices)}")])
+    return value
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    value = request.query.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise invalid([FieldError(name, "must be an integer")]) from None
+    if not low <= number <= high:
+        raise invalid([FieldError(name, f"must be between {low} and {high}")])
+    return number

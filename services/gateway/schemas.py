@@ -1,0 +1,46 @@
+"""Request bodies of the public API, as msgspec types.
+
+Unknown fields are refused on request bodies (a typo'd field must not be silently
+ignored); string sizes are bounded so one request cannot carry megabytes in one field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from shared.jobs import Destination, Priority
+
+Text = Annotated[str, msgspec.Meta(max_length=500)]
+DAY_S = 86_400
+
+
+class LeadIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    full_name: Text | None = None
+    first_name: Text | None = None
+    last_name: Text | None = None
+    title: Text | None = None
+    company: Text | None = None
+    company_domain: Text | None = None
+    linkedin_url: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
+    email: Text | None = None
+    phone: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    location: Text | None = None
+
+
+class EnrichJobRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    leads: list[LeadIn] | None = None
+    destinations: Annotated[list[Destination], msgspec.Meta(max_length=20)] = msgspec.field(
+        default_factory=list
+    )
+    priority: Priority = "normal"
+    timeout_s: Annotated[int, msgspec.Meta(ge=1, le=7 * DAY_S)] = 3600
+    depends_on: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
+
+
+class JobAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: str
+    state: str
+    status_url: str

@@ -1,0 +1,180 @@
+"""Turn a request body into a job, or into per-field errors.
+
+Decoding (types, unknown fields, enums, bounds) is msgspec's; its single error is mapped
+to the field it names. The checks msgspec cannot express are collected here, all of them
+at once, so a client fixes every field in one round trip.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import msgspec
+
+from services.gateway.problems import FieldError, Problem, invalid
+from services.gateway.schemas import EnrichJobRequest, LeadIn
+from shared.jobs import CsvDestination, Destination, WebhookDestination
+from shared.messages import RESULT_FIELDS, Lead
+from shared.netguard import NetGuard, TargetRefused
+
+LINKEDIN_URL = re.compile(
+    r"^https?://([a-z]{2,3}\.)?linkedin\.com/(in|pub|sales/lead|sales/people)/[^/?#\s]+/?"
+    r"([?#]\S*)?$",
+    re.IGNORECASE,
+)
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[a-z]{2,63}$", re.IGNORECASE)
+DOMAIN = re.compile(
+    r"^(https?://)?(www\.)?(?=.{4,253})([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
+    r"(/\S*)?$",
+    re.IGNORECASE,
+)
+CSV_NAME_CHARS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
+KNOWN_FIELDS = frozenset(RESULT_FIELDS)
+_decoder = msgspec.json.Decoder(EnrichJobRequest)
+
+
+@dataclass(frozen=True)
+class EnrichJob:
+    leads: list[Lead]
+    request: EnrichJobRequest
+
+
+def decode_request(body: bytes) -> EnrichJobRequest:
+    if not body.strip():
+        raise Problem(400, "the request body is empty; send a JSON object")
+    try:
+        return _decoder.decode(body)
+    except msgspec.ValidationError as e:
+        raise invalid([field_error_from(str(e))]) from None
+    except msgspec.DecodeError as e:
+        raise Problem(400, f"the request body is not valid JSON: {e}") from None
+
+
+def field_error_from(message: str) -> FieldError:
+    """msgspec's "Expected `int`, got `str` - at `$.leads[0].x`" -> field `leads[0].x`."""
+    text, _, path = message.partition(" - at `$")
+    path = path.rstrip("`").lstrip(".")
+    named = re.search(r"(?:required|unknown) field `([^`]+)`", text)
+    if named:
+        path = f"{path}.{named.group(1)}" if path else named.group(1)
+    return FieldError(field=path or "body", message=text)
+
+
+async def validate_enrich(request: EnrichJobRequest, max_leads: int, guard: NetGuard) -> EnrichJob:
+    leads_in = request.leads
+    if leads_in is None or not leads_in:
+        raise invalid([FieldError("leads", "at least one lead is required")])
+    if len(leads_in) > max_leads:
+        raise invalid(
+            [FieldError("leads", f"{len(leads_in)} leads; a job takes at most {max_leads}")], 413
+        )
+    refuse_path_like_csv_names(request.destinations)
+    errors = [*lead_errors(leads_in), *await destination_errors(request.destinations, guard)]
+    if errors:
+        raise invalid(errors)
+    return EnrichJob(leads=assign_ids(leads_in), request=request)
+
+
+def lead_errors(leads: list[LeadIn]) -> Iterable[FieldError]:
+    first_seen: dict[str, int] = {}
+    for i, lead in enumerate(leads):
+        at = f"leads[{i}]"
+        if not (
+            lead.full_name
+            or (lead.first_name and lead.last_name)
+            or lead.linkedin_url
+            or lead.email
+        ):
+            yield FieldError(
+                at,
+                "a lead needs a full_name (or first_name and last_name), "
+                "a linkedin_url or an email",
+            )
+        if lead.linkedin_url is not None and not LINKEDIN_URL.match(lead.linkedin_url):
+            yield FieldError(
+                f"{at}.linkedin_url",
+                "not a LinkedIn profile URL (https://www.linkedin.com/in/<handle>)",
+            )
+        if lead.email is not None and not EMAIL.match(lead.email):
+            yield FieldError(f"{at}.email", "not an email address")
+        if lead.company_domain is not None and not DOMAIN.match(lead.company_domain):
+            yield FieldError(f"{at}.company_domain", "not a domain name (example.com)")
+        if lead.id is not None:
+            if lead.id in first_seen:
+                yield FieldError(
+                    f"{at}.id",
+                    f"duplicate id {lead.id!r}, also used by leads[{first_seen[lead.id]}]",
+                )
+            first_seen.setdefault(lead.id, i)
+
+
+def refuse_path_like_csv_names(destinations: list[Destination]) -> None:
+    errors = [
+        FieldError(f"destinations[{i}].name", "must be a plain file name, not a path")
+        for i, dest in enumerate(destinations)
+        if isinstance(dest, CsvDestination) and is_path_like(dest.name)
+    ]
+    if errors:
+        raise invalid(errors, 400)
+
+
+def is_path_like(name: str) -> bool:
+    return "/" in name or "\\" in name or name.startswith(".") or ".." in name or ":" in name
+
+
+async def destination_errors(destinations: list[Destination], guard: NetGuard) -> list[FieldError]:
+    errors: list[FieldError] = []
+    csv_names: dict[str, int] = {}
+    for i, dest in enumerate(destinations):
+        at = f"destinations[{i}]"
+        for out, source in (dest.fields or {}).items():
+            if source not in KNOWN_FIELDS:
+                errors.append(
+                    FieldError(
+                        f"{at}.fields.{out}",
+                        f"unknown result field {source!r}; known: {', '.join(RESULT_FIELDS)}",
+                    )
+                )
+            if not out.strip():
+                errors.append(FieldError(f"{at}.fields", "output names must not be empty"))
+        if isinstance(dest, WebhookDestination):
+            try:
+                await guard.check_url(dest.url)
+            except TargetRefused as e:
+                errors.append(FieldError(f"{at}.url", str(e)))
+        elif isinstance(dest, CsvDestination):
+            if not CSV_NAME_CHARS.match(dest.name):
+                errors.append(
+                    FieldError(f"{at}.name", "use letters, digits, '.', '-', '_' and spaces")
+                )
+            key = dest.file_name.lower()
+            if key in csv_names:
+                errors.append(
+                    FieldError(f"{at}.name", f"same file as destinations[{csv_names[key]}]")
+                )
+            csv_names.setdefault(key, i)
+    return errors
+
+
+def assign_ids(leads: list[LeadIn]) -> list[Lead]:
+    """Keep the client's ids; give the others `lead-<n>` (n = position, 1-based), unique."""
+    taken = {lead.id for lead in leads if lead.id is not None}
+    out = []
+    for n, lead in enumerate(leads, start=1):
+        lead_id = lead.id
+        if lead_id is None:
+            lead_id = candidate = f"lead-{n}"
+            suffix = 1
+            while lead_id in taken:
+                suffix += 1
+                lead_id = f"{candidate}-{suffix}"
+            taken.add(lead_id)
+        fields = {
+            k: (v.strip() or None) if isinstance(v, str) else v
+            for k, v in msgspec.structs.asdict(lead).items()
+        }
+        fields["id"] = lead_id
+        out.append(msgspec.convert(fields, Lead))
+    return out

@@ -1,0 +1,89 @@
+"""The router service: the single writer of job status and the fan-out to destinations.
+
+It consumes the event stream as the single active consumer of a quorum queue; a second
+router process waits as a hot standby and takes over when the first one goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from services.router.config import RouterSettings
+from services.router.destinations.csv import CsvExporter
+from services.router.destinations.webhook import WebhookDispatcher
+from services.router.handlers import EventHandler
+from shared.broker import Broker
+from shared.consumer import BatchConsumer, RetryPolicy
+from shared.health import Metrics, OpsServer
+from shared.messages import Codec, LeadOutcomes
+from shared.netguard import GuardedResolver, NetGuard
+from shared.store import Store
+
+
+class RouterService:
+    def __init__(self, settings: RouterSettings) -> None:
+        self.settings = settings
+        common = settings.common
+        self.metrics = Metrics()
+        self.store = Store(common.db_path)
+        self.broker = Broker(common, Codec(), self.metrics)
+        self.ops = OpsServer(
+            common.http_host,
+            common.http_port,
+            [self.broker.readiness, self._store_ready],
+            self.metrics,
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self._consumer: BatchConsumer[LeadOutcomes] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def _store_ready(self) -> str | None:
+        await self.store.check_writable()
+        return None
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.ops.start()
+        guard = NetGuard(self.settings.webhook.allow_nets)
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(resolver=GuardedResolver(guard), limit=100)
+        )
+        webhooks = WebhookDispatcher(
+            self.store, self._session, guard, self.settings.webhook, self.metrics
+        )
+        csv = CsvExporter(self.store, self.settings.common.data_dir / "exports")
+        self._consumer = BatchConsumer(
+            self.broker,
+            self.broker.topology.events_queue,
+            LeadOutcomes,
+            EventHandler(self.store, csv, webhooks),
+            max_batch=self.settings.max_batch,
+            codec=Codec(),
+            metrics=self.metrics,
+            prefetch=self.settings.max_batch * 2,
+            policy=RetryPolicy(),
+            give_up=lambda _event, _reason: (),
+        )
+        self.broker.start()
+        self._tasks = [
+            asyncio.create_task(webhooks.run(), name="webhooks"),
+            asyncio.create_task(self._consume_when_connected(self._consumer), name="consume"),
+        ]
+
+    async def _consume_when_connected(self, consumer: BatchConsumer[LeadOutcomes]) -> None:
+        await self.broker.wait_ready()
+        await consumer.start()
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop(self.settings.common.shutdown_grace_s)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.broker.close()
+        if self._session is not None:
+            await self._session.close()
+        await self.ops.stop()
+        await self.store.close()

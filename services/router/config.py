@@ -1,0 +1,40 @@
+"""Router settings: event batching and webhook delivery."""
+
+from __future__ import annotations
+
+import msgspec
+
+from shared.config import CommonSettings, EnvReader, load_common, webhook_allow_nets
+
+
+class WebhookSettings(msgspec.Struct, frozen=True, kw_only=True):
+    timeout_s: float
+    retry_window_s: float
+    backoff_base_s: float
+    backoff_max_s: float
+    concurrency: int
+    allow_nets: tuple[str, ...]
+
+
+class RouterSettings(msgspec.Struct, frozen=True, kw_only=True):
+    common: CommonSettings
+    max_batch: int
+    webhook: WebhookSettings
+
+
+def load_settings(env: EnvReader) -> RouterSettings:
+    common = load_common("router", env)
+    return RouterSettings(
+        common=common,
+        max_batch=env.get_int("LEADFLOW_ROUTER_BATCH", 200, minimum=1, maximum=5000),
+        webhook=WebhookSettings(
+            timeout_s=env.get_float("LEADFLOW_WEBHOOK_TIMEOUT_S", 10.0, minimum=0.1, maximum=300),
+            retry_window_s=env.get_float(
+                "LEADFLOW_WEBHOOK_RETRY_WINDOW_S", 3600.0, minimum=0.0, maximum=7 * 86400
+            ),
+            backoff_base_s=env.get_float("LEADFLOW_WEBHOOK_BACKOFF_BASE_S", 1.0, minimum=0.01),
+            backoff_max_s=env.get_float("LEADFLOW_WEBHOOK_BACKOFF_MAX_S", 300.0, minimum=0.01),
+            concurrency=env.get_int("LEADFLOW_WEBHOOK_CONCURRENCY", 16, minimum=1, maximum=1000),
+            allow_nets=webhook_allow_nets(env, common),
+        ),
+    )

@@ -1,0 +1,98 @@
+"""The CSV destination: `$DATA_DIR/exports/<tenant>/<name>.csv`, each lead exactly once.
+
+The file is a projection of the store. The destination row remembers the last lead
+written (`cursor_seq`) and the file size after it (`file_offset`). A sync truncates the
+file to that offset before appending, so rows written by a sync that crashed before it
+recorded its progress are dropped and written again: never lost, never doubled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from pathlib import Path
+
+import aiofiles
+import aiofiles.os
+
+from shared.jobs import CsvDestination
+from shared.logging import get_logger
+from shared.results import decode_result, encode_csv, field_map
+from shared.store import Store, decode_spec
+
+log = get_logger(__name__)
+ROWS_PER_SYNC = 5000
+
+
+class CsvExporter:
+    def __init__(self, store: Store, exports_dir: Path) -> None:
+        self.store = store
+        self.exports_dir = exports_dir
+
+    def path_for(self, tenant: str, dest: CsvDestination) -> Path:
+        return self.exports_dir / tenant / dest.file_name
+
+    async def sync(self, job_id: str) -> None:
+        targets = await self.store.run(lambda conn: csv_targets(conn, job_id))
+        for tenant, idx, dest in targets:
+            while await self._append(job_id, tenant, idx, dest):
+                pass
+
+    async def _append(self, job_id: str, tenant: str, idx: int, dest: CsvDestination) -> bool:
+        """Write the next rows; False when the file is up to date."""
+        cursor, offset, rows = await self.store.run(lambda c: pending_rows(c, job_id, idx))
+        if not rows:
+            return False
+        fields = field_map(dest.fields)
+        data = encode_csv([decode_result(data) for _, data in rows], fields, header=offset == 0)
+        path = self.path_for(tenant, dest)
+        await write_at(path, offset, data)
+        last_seq = rows[-1][0]
+
+        await self.store.transaction(
+            lambda conn: conn.execute(
+                "UPDATE destinations SET cursor_seq = ?, file_offset = ?,"
+                " delivered = delivered + ? WHERE job_id = ? AND idx = ? AND cursor_seq = ?",
+                (last_seq, offset + len(data), len(rows), job_id, idx, cursor),
+            )
+        )
+        log.debug("csv.appended", job_id=job_id, rows=len(rows), path=str(path))
+        return True
+
+
+def csv_targets(conn: sqlite3.Connection, job_id: str) -> list[tuple[str, int, CsvDestination]]:
+    job = conn.execute("SELECT tenant, spec FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+    if job is None:
+        return []
+    spec = decode_spec(job["spec"])
+    return [
+        (job["tenant"], idx, dest)
+        for idx, dest in enumerate(spec.destinations)
+        if isinstance(dest, CsvDestination)
+    ]
+
+
+def pending_rows(
+    conn: sqlite3.Connection, job_id: str, idx: int
+) -> tuple[int, int, list[tuple[int, bytes]]]:
+    dest = conn.execute(
+        "SELECT cursor_seq, file_offset FROM destinations WHERE job_id = ? AND idx = ?",
+        (job_id, idx),
+    ).fetchone()
+    rows = conn.execute(
+        "SELECT seq, data FROM leads WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        (job_id, dest["cursor_seq"], ROWS_PER_SYNC),
+    ).fetchall()
+    return dest["cursor_seq"], dest["file_offset"], [(r[0], r[1]) for r in rows]
+
+
+async def write_at(path: Path, offset: int, data: bytes) -> None:
+    """Make the file exactly `offset` bytes followed by `data`, durably."""
+    await aiofiles.os.makedirs(path.parent, exist_ok=True)
+    # Append mode creates the file when missing; after the truncate, its end is `offset`.
+    async with aiofiles.open(path, "a+b") as f:
+        await f.truncate(offset)
+        await f.write(data)
+        await f.flush()
+        await asyncio.to_thread(os.fsync, f.fileno())

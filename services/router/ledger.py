@@ -1,0 +1,128 @@
+"""The router's writes to the status store: lead outcomes, progress, job completion.
+
+`record_outcomes` runs a whole batch of events in one transaction. A lead is inserted
+once per (job_id, lead_id): a redelivered or duplicated event inserts nothing, so counts
+move only for leads that are new. Webhook batches are cut in the same transaction, so a
+batch always holds leads that are committed, and each lead lands in exactly one batch.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from collections.abc import Sequence
+
+import msgspec
+
+from shared.jobs import TERMINAL_STATES, WebhookDestination
+from shared.logging import get_logger
+from shared.messages import LeadOutcomes
+from shared.store import decode_spec, epoch_s, utc_now
+
+log = get_logger(__name__)
+_encode = msgspec.json.Encoder().encode
+
+
+def record_outcomes(conn: sqlite3.Connection, events: Sequence[LeadOutcomes]) -> set[str]:
+    """Store the outcomes; returns the ids of the jobs that may have new results to export."""
+    touched: set[str] = set()
+    for event in events:
+        row = conn.execute("SELECT state FROM jobs WHERE job_id = ?", (event.job_id,)).fetchone()
+        if row is None:
+            log.warning("outcome.unknown_job", job_id=event.job_id, leads=len(event.leads))
+            continue
+        touched.add(event.job_id)
+        if row["state"] in TERMINAL_STATES:
+            continue  # a cancelled or finished job takes no more results
+        added = insert_leads(conn, event)
+        if added:
+            advance_progress(conn, event.job_id, added)
+    for job_id in touched:
+        cut_webhook_batches(conn, job_id)
+    return touched
+
+
+def insert_leads(conn: sqlite3.Connection, event: LeadOutcomes) -> Counter[str]:
+    added: Counter[str] = Counter()
+    for lead in event.leads:
+        cursor = conn.execute(
+            "INSERT INTO leads (job_id, lead_id, status, data) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (job_id, lead_id) DO NOTHING",
+            (event.job_id, lead.id, lead.status, _encode(lead)),
+        )
+        added[lead.status] += cursor.rowcount
+    return +added
+
+
+def advance_progress(conn: sqlite3.Connection, job_id: str, added: Counter[str]) -> None:
+    now = utc_now()
+    count = sum(added.values())
+    conn.execute(
+        "UPDATE jobs SET done = done + ?, enriched = enriched + ?, failed = failed + ?,"
+        " state = CASE WHEN state IN ('queued', 'waiting') THEN 'running' ELSE state END,"
+        " started_at = COALESCE(started_at, ?) WHERE job_id = ?",
+        (count, added["enriched"], added["failed"], now, job_id),
+    )
+    conn.execute(
+        "UPDATE destinations SET delivered = delivered + ? WHERE job_id = ? AND type = 'dashboard'",
+        (count, job_id),
+    )
+    conn.execute(
+        "UPDATE jobs SET state = 'completed', finished_at = ?"
+        " WHERE job_id = ? AND total IS NOT NULL AND done >= total AND state = 'running'",
+        (now, job_id),
+    )
+
+
+def cut_webhook_batches(conn: sqlite3.Connection, job_id: str) -> None:
+    job = conn.execute("SELECT state, spec FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+    finished = job["state"] in TERMINAL_STATES
+    spec = decode_spec(job["spec"])
+    for idx, dest in enumerate(spec.destinations):
+        if isinstance(dest, WebhookDestination):
+            _cut_batches(conn, job_id, idx, dest.batch_size, flush=finished)
+
+
+def _cut_batches(
+    conn: sqlite3.Connection, job_id: str, idx: int, batch_size: int, *, flush: bool
+) -> None:
+    dest = conn.execute(
+        "SELECT cursor_seq FROM destinations WHERE job_id = ? AND idx = ?", (job_id, idx)
+    ).fetchone()
+    cursor = dest["cursor_seq"]
+    batch_no = conn.execute(
+        "SELECT COALESCE(MAX(batch_no) + 1, 0) FROM webhook_batches"
+        " WHERE job_id = ? AND dest_idx = ?",
+        (job_id, idx),
+    ).fetchone()[0]
+    now = epoch_s()
+    while True:
+        seqs = [
+            r[0]
+            for r in conn.execute(
+                "SELECT seq FROM leads WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (job_id, cursor, batch_size),
+            )
+        ]
+        if not seqs or (len(seqs) < batch_size and not flush):
+            break
+        conn.execute(
+            "INSERT INTO webhook_batches (job_id, dest_idx, batch_no, webhook_id, first_seq,"
+            " last_seq, size, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                job_id,
+                idx,
+                batch_no,
+                f"msg_{job_id}_{idx}_{batch_no}",
+                seqs[0],
+                seqs[-1],
+                len(seqs),
+                now,
+                now,
+            ),
+        )
+        cursor = seqs[-1]
+        batch_no += 1
+    conn.execute(
+        "UPDATE destinations SET cursor_seq = ? WHERE job_id = ? AND idx = ?", (cursor, job_id, idx)
+    )

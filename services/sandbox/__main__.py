@@ -1,0 +1,5 @@
+from services.sandbox.app import SandboxService
+from services.sandbox.config import load_settings
+from shared.service import run_service
+
+run_service("sandbox", load_settings, lambda s: s.common, SandboxService)

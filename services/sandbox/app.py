@@ -1,0 +1,73 @@
+"""The sandbox service: stands in for the paid external APIs in local runs and tests.
+
+Besides the fake APIs it serves `/_sandbox/*`: the current knobs (`GET`/`PUT config`,
+a partial update), what was asked of it (`GET stats`) and `POST reset` between runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from services.sandbox.config import Knobs, SandboxSettings
+from services.sandbox.providers import FakeProviders, Stats
+from shared.health import Metrics, add_ops_routes
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def create_app(settings: SandboxSettings) -> web.Application:
+    providers = FakeProviders(msgspec.structs.replace(settings.knobs), settings.seed)
+
+    async def get_config(_: web.Request) -> web.Response:
+        return web.json_response(msgspec.to_builtins(providers.knobs))
+
+    async def put_config(request: web.Request) -> web.Response:
+        try:
+            patch: dict[str, Any] = msgspec.json.decode(await request.read(), type=dict[str, Any])
+            providers.knobs = msgspec.convert(
+                {**msgspec.to_builtins(providers.knobs), **patch}, Knobs
+            )
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise web.HTTPUnprocessableEntity(text=str(e)) from None
+        log.info("sandbox.knobs_changed", **patch)
+        return web.json_response(msgspec.to_builtins(providers.knobs))
+
+    async def get_stats(_: web.Request) -> web.Response:
+        return web.json_response(providers.stats.as_json())
+
+    async def reset(_: web.Request) -> web.Response:
+        providers.stats = Stats()
+        providers.knobs = msgspec.structs.replace(settings.knobs)
+        return web.json_response({"status": "reset"})
+
+    app = web.Application(client_max_size=8 * 1024**2)
+    app.add_routes(providers.routes())
+    app.add_routes(
+        [
+            web.get("/_sandbox/config", get_config),
+            web.put("/_sandbox/config", put_config),
+            web.get("/_sandbox/stats", get_stats),
+            web.post("/_sandbox/reset", reset),
+        ]
+    )
+    add_ops_routes(app, [], Metrics())
+    return app
+
+
+class SandboxService:
+    def __init__(self, settings: SandboxSettings) -> None:
+        self.settings = settings
+        self._runner = web.AppRunner(create_app(settings), access_log=None)
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        common = self.settings.common
+        await web.TCPSite(self._runner, common.http_host, common.http_port).start()
+        log.info("sandbox.listening", port=common.http_port)
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()

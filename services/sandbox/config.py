@@ -1,0 +1,44 @@
+"""Sandbox settings: its port and the default knobs (each can be changed per run over HTTP)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from shared.config import CommonSettings, EnvReader, load_common
+
+
+class Knobs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """How badly the fake providers behave; `PUT /_sandbox/config` replaces them per run."""
+
+    latency_ms: float = 0.0
+    error_rate: float = 0.0
+    rate_limit_rate: float = 0.0
+    retry_after_s: float = 1.0
+    malformed_rate: float = 0.0
+    hang_rate: float = 0.0
+    hang_s: float = 30.0
+    # Fraction of people a provider knows, by provider; a provider not listed knows half.
+    coverage: dict[str, float] = msgspec.field(
+        default_factory=lambda: {"alpha": 0.55, "beta": 0.65, "gamma": 0.5}
+    )
+
+
+class SandboxSettings(msgspec.Struct, frozen=True, kw_only=True):
+    common: CommonSettings
+    knobs: Knobs
+    seed: int
+
+
+def load_settings(env: EnvReader) -> SandboxSettings:
+    return SandboxSettings(
+        common=load_common("sandbox", env),
+        knobs=Knobs(
+            latency_ms=env.get_float("LEADFLOW_SANDBOX_LATENCY_MS", 0.0, maximum=60_000),
+            error_rate=env.get_float("LEADFLOW_SANDBOX_ERROR_RATE", 0.0, maximum=1.0),
+            rate_limit_rate=env.get_float("LEADFLOW_SANDBOX_429_RATE", 0.0, maximum=1.0),
+            retry_after_s=env.get_float("LEADFLOW_SANDBOX_RETRY_AFTER_S", 1.0, maximum=3600),
+            malformed_rate=env.get_float("LEADFLOW_SANDBOX_MALFORMED_RATE", 0.0, maximum=1.0),
+            hang_rate=env.get_float("LEADFLOW_SANDBOX_HANG_RATE", 0.0, maximum=1.0),
+        ),
+        seed=env.get_int("LEADFLOW_SANDBOX_SEED", 7),
+    )

@@ -1,0 +1,219 @@
+"""Broker wiring: a robust connection, the topology, confirmed publishing.
+
+`Broker.start()` returns at once and connects in the background (retrying until the
+broker answers), so a service starts, serves `/readyz` (503 while disconnected) and
+recovers on its own. Publishing is persistent, mandatory (an unroutable message raises
+instead of vanishing) and waits for publisher confirms, pipelined: a batch of messages
+is in flight together and the call returns when the broker confirmed every one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import (
+    AbstractExchange,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+    AbstractRobustQueue,
+)
+from yarl import URL
+
+from shared.config import CommonSettings
+from shared.errors import BrokerUnavailable
+from shared.health import Metrics
+from shared.jobs import PRIORITY_LEVELS
+from shared.logging import get_logger
+from shared.messages import Codec, Message, routing_key
+from shared.topology import Topology
+
+log = get_logger(__name__)
+
+ATTEMPT_HEADER = "x-leadflow-attempt"
+RECONNECT_INTERVAL_S = 1.0
+
+BROKER_ERRORS: tuple[type[BaseException], ...] = (
+    aio_pika.exceptions.AMQPError,
+    aiormq.exceptions.AMQPError,
+    ConnectionError,
+    OSError,
+    RuntimeError,  # aio-pika raises it for operations on a closed channel/connection
+)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to publish; `retry_of` + `delay_s` send it to a delayed retry tier instead."""
+
+    message: Message
+    priority: str = "normal"
+    attempt: int = 0
+    retry_of: str | None = None
+    delay_s: float = 0.0
+    headers: dict[str, Any] = field(default_factory=dict)
+
+
+class Broker:
+    def __init__(self, settings: CommonSettings, codec: Codec, metrics: Metrics) -> None:
+        self.settings = settings
+        self.topology = Topology(settings.broker_prefix)
+        self._codec = codec
+        self._metrics = metrics
+        self._connection: AbstractRobustConnection | None = None
+        self._publish_channel: AbstractRobustChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+        self._consume_channels: list[AbstractRobustChannel] = []
+        # Strong references: a robust consumer on a queue nobody references may not be restored.
+        self._queues: list[AbstractRobustQueue] = []
+        self._ready = asyncio.Event()
+        self._connect_task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._connect_task = asyncio.create_task(self._connect(), name="broker-connect")
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    async def close(self) -> None:
+        if self._connect_task is not None:
+            self._connect_task.cancel()
+            await asyncio.gather(self._connect_task, return_exceptions=True)
+        if self._connection is not None:
+            await self._connection.close()
+        self._ready.clear()
+
+    @property
+    def is_connected(self) -> bool:
+        conn = self._connection
+        return (
+            self._ready.is_set()
+            and conn is not None
+            and not conn.is_closed
+            and conn.connected.is_set()
+        )
+
+    async def readiness(self) -> str | None:
+        if self.is_connected:
+            return None
+        return "broker not connected" if self._ready.is_set() else "broker not connected yet"
+
+    async def _connect(self) -> None:
+        url = URL(self.settings.amqp_url).update_query(
+            name=f"leadflow-{self.settings.service}",
+            fail_fast="false",
+            reconnect_interval=str(RECONNECT_INTERVAL_S),
+        )
+        while True:
+            try:
+                connection = await aio_pika.connect_robust(url)
+                break
+            except BROKER_ERRORS as e:  # a URL the robust loop itself cannot retry
+                log.warning("broker.connect_failed", error=str(e))
+                await asyncio.sleep(RECONNECT_INTERVAL_S)
+        self._connection = connection
+        connection.reconnect_callbacks.add(self._on_reconnect)
+        connection.close_callbacks.add(self._on_close)
+        self._publish_channel = await self._open_channel()
+        await self._declare(self._publish_channel)
+        self._ready.set()
+        log.info("broker.connected", prefix=self.topology.prefix)
+
+    def _on_reconnect(self, *_: Any) -> None:
+        log.info("broker.reconnected")
+
+    def _on_close(self, *_: Any) -> None:
+        log.warning("broker.disconnected")
+
+    async def _open_channel(self) -> AbstractRobustChannel:
+        assert self._connection is not None
+        channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        assert isinstance(channel, AbstractRobustChannel)
+        return channel
+
+    async def _declare(self, channel: AbstractRobustChannel) -> None:
+        for spec in self.topology.exchanges():
+            self._exchanges[spec.name] = await channel.declare_exchange(
+                spec.name, type=spec.type, durable=True
+            )
+        self._exchanges[""] = channel.default_exchange
+        for queue_spec in self.topology.queues():
+            queue = await channel.declare_queue(
+                queue_spec.name, durable=True, arguments=queue_spec.arguments
+            )
+            for exchange, key in queue_spec.bindings:
+                await queue.bind(self._exchanges[exchange], routing_key=key)
+
+    # -- publishing ---------------------------------------------------------------------
+
+    async def publish(self, outgoing: Sequence[Outgoing], *, timeout_s: float = 30.0) -> None:
+        """Publish all, persistent and mandatory; return once the broker confirmed every one."""
+        if not outgoing:
+            return
+        if not self.is_connected:
+            raise BrokerUnavailable("broker not connected")
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(self._publish_one(item) for item in outgoing)), timeout_s
+            )
+        except TimeoutError as e:
+            raise BrokerUnavailable(f"broker did not confirm within {timeout_s:g}s") from e
+        except aio_pika.exceptions.DeliveryError as e:
+            raise BrokerUnavailable(f"broker refused the message: {e}") from e
+        except BROKER_ERRORS as e:
+            raise BrokerUnavailable(f"publish failed: {type(e).__name__}: {e}") from e
+
+    async def _publish_one(self, item: Outgoing) -> None:
+        key = routing_key(item.message)
+        headers = {ATTEMPT_HEADER: item.attempt, **item.headers}
+        amqp_message = aio_pika.Message(
+            self._codec.encode(item.message),
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            priority=PRIORITY_LEVELS.get(item.priority, PRIORITY_LEVELS["normal"]),
+            message_id=uuid.uuid4().hex,
+            type=key,
+            headers=headers,
+        )
+        if item.retry_of is not None:
+            tier = self.topology.retry_tier(item.delay_s)
+            exchange, key = self._exchanges[""], self.topology.retry_queue(item.retry_of, tier)
+        else:
+            exchange = self._exchanges[self.topology.exchange_for(key)]
+        await exchange.publish(amqp_message, routing_key=key, mandatory=True)
+        self._metrics.published.labels(routing_key=key).inc()
+
+    async def publish_dead(self, queue: str, body: bytes, headers: dict[str, Any]) -> None:
+        """Put a raw message in `queue`'s dead-letter queue, with the reason in its headers."""
+        message = aio_pika.Message(
+            body,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            headers=headers,
+        )
+        try:
+            await self._exchanges[self.topology.dead_exchange].publish(
+                message, routing_key=queue, mandatory=True
+            )
+        except BROKER_ERRORS as e:
+            raise BrokerUnavailable(f"dead-lettering failed: {e}") from e
+
+    # -- consuming ---------------------------------------------------------------------
+
+    async def consume_channel(self, queue_name: str, prefetch: int) -> AbstractRobustQueue:
+        """A channel of its own with `prefetch`, and the queue object to consume from."""
+        channel = await self._open_channel()
+        await channel.set_qos(prefetch_count=prefetch)
+        spec = next(q for q in self.topology.queues() if q.name == queue_name)
+        queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
+        assert isinstance(queue, AbstractRobustQueue)
+        self._consume_channels.append(channel)
+        self._queues.append(queue)
+        return queue

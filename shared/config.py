@@ -1,0 +1,198 @@
+"""Settings read from `LEADFLOW_*` environment variables, validated once at start-up.
+
+Only this module reads the environment. Each service builds its own frozen settings
+struct with an `EnvReader` and receives it as a parameter everywhere else. A missing or
+malformed value raises `ConfigError` whose message names the variable and what is expected;
+the service's `__main__` turns that into a one-line exit.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal, TypeVar
+from urllib.parse import urlsplit
+
+import msgspec
+
+from shared.errors import ConfigError
+
+T = TypeVar("T")
+
+Env = Literal["dev", "production"]
+LogFormat = Literal["json", "console"]
+
+DEV_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+DEV_SANDBOX_URL = "http://127.0.0.1:8090"
+DEFAULT_PORTS = {
+    "gateway": 8080,
+    "enricher": 8081,
+    "router": 8082,
+    "scraper": 8083,
+    "sandbox": 8090,
+}
+
+
+class EnvReader:
+    """Typed access to `LEADFLOW_*` variables; every error names the variable."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = os.environ if environ is None else environ
+
+    def raw(self, name: str) -> str | None:
+        value = self._environ.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def is_set(self, name: str) -> bool:
+        return self.raw(name) is not None
+
+    def get_str(self, name: str, default: str) -> str:
+        value = self.raw(name)
+        return default if value is None else value
+
+    def choice(self, name: str, default: T, choices: tuple[T, ...]) -> T:
+        value = self.raw(name)
+        if value is None:
+            return default
+        for choice in choices:
+            if value == choice:
+                return choice
+        raise ConfigError(name, f"one of {', '.join(map(repr, choices))}", value)
+
+    def get_int(
+        self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None
+    ) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigError(name, "an integer", value) from None
+        _check_range(name, number, value, "an integer", minimum, maximum)
+        return number
+
+    def get_float(
+        self, name: str, default: float, *, minimum: float = 0.0, maximum: float | None = None
+    ) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(name, "a number", value) from None
+        if number != number:  # NaN passes every range check
+            raise ConfigError(name, "a number", value)
+        _check_range(name, number, value, "a number", minimum, maximum)
+        return number
+
+    def url(self, name: str, default: str, *, schemes: tuple[str, ...]) -> str:
+        value = self.get_str(name, default)
+        parts = urlsplit(value)
+        if parts.scheme not in schemes or not parts.hostname:
+            raise ConfigError(name, f"a {'/'.join(schemes)} URL with a host", value)
+        try:
+            parts.port  # noqa: B018 - a bad port only raises when read
+        except ValueError:
+            raise ConfigError(name, "a URL with a valid port", value) from None
+        return value.rstrip("/") if parts.scheme.startswith("http") else value
+
+    def networks(self, name: str, default: str) -> tuple[str, ...]:
+        value = self.get_str(name, default)
+        nets = []
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            try:
+                nets.append(str(ipaddress.ip_network(item, strict=False)))
+            except ValueError:
+                raise ConfigError(name, "comma-separated CIDRs such as 10.0.0.0/8", item) from None
+        return tuple(nets)
+
+    def names(self, name: str, default: str) -> tuple[str, ...]:
+        value = self.get_str(name, default)
+        items = tuple(filter(None, (part.strip() for part in value.split(","))))
+        for item in items:
+            if not item.replace("_", "").replace("-", "").isalnum():
+                raise ConfigError(name, "comma-separated names of letters, digits, - and _", item)
+        return items
+
+
+class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """What every service needs: where the broker and the data live, and how to log."""
+
+    service: str
+    env: Env
+    amqp_url: str
+    data_dir: Path
+    http_host: str
+    http_port: int
+    broker_prefix: str
+    log_format: LogFormat
+    log_level: str
+    shutdown_grace_s: float
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "leadflow.db"
+
+
+def load_common(service: str, env: EnvReader) -> CommonSettings:
+    mode: Env = env.choice("LEADFLOW_ENV", "dev", ("dev", "production"))
+    if mode == "production":
+        _require(env, "LEADFLOW_AMQP_URL", "an explicit broker URL in production")
+        _require(env, "LEADFLOW_DATA_DIR", "an explicit data directory in production")
+    amqp_url = env.url("LEADFLOW_AMQP_URL", DEV_AMQP_URL, schemes=("amqp", "amqps"))
+    if mode == "production" and urlsplit(amqp_url).username in (None, "guest"):
+        raise ConfigError(
+            "LEADFLOW_AMQP_URL", "credentials other than guest in production", "guest"
+        )
+    prefix = env.get_str("LEADFLOW_BROKER_PREFIX", "leadflow")
+    if not prefix.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise ConfigError("LEADFLOW_BROKER_PREFIX", "letters, digits, '.', '-' and '_'", prefix)
+    default_format: LogFormat = "console" if sys.stderr.isatty() else "json"
+    return CommonSettings(
+        service=service,
+        env=mode,
+        amqp_url=amqp_url,
+        data_dir=Path(env.get_str("LEADFLOW_DATA_DIR", "./var")).resolve(),
+        http_host=env.get_str("LEADFLOW_HTTP_HOST", "127.0.0.1"),
+        http_port=env.get_int(
+            "LEADFLOW_HTTP_PORT", DEFAULT_PORTS[service], minimum=1, maximum=65535
+        ),
+        broker_prefix=prefix,
+        log_format=env.choice("LEADFLOW_LOG_FORMAT", default_format, ("json", "console")),
+        log_level=env.choice("LEADFLOW_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+        shutdown_grace_s=env.get_float("LEADFLOW_SHUTDOWN_GRACE_S", 20.0, maximum=600.0),
+    )
+
+
+def sandbox_url(env: EnvReader) -> str:
+    return env.url("LEADFLOW_SANDBOX_URL", DEV_SANDBOX_URL, schemes=("http", "https"))
+
+
+def webhook_allow_nets(env: EnvReader, common: CommonSettings) -> tuple[str, ...]:
+    """Networks webhooks may reach although private; loopback only in dev, none in production."""
+    default = "" if common.is_production else "127.0.0.0/8,::1/128"
+    return env.networks("LEADFLOW_WEBHOOK_ALLOW_NETS", default)
+
+
+def _check_range(
+    name: str, number: float, raw: str, what: str, minimum: float, maximum: float | None
+) -> None:
+    if number < minimum or (maximum is not None and number > maximum):
+        bounds = f">= {minimum:g}" if maximum is None else f"between {minimum:g} and {maximum:g}"
+        raise ConfigError(name, f"{what} {bounds}", raw)
+
+
+def _require(env: EnvReader, name: str, expected: str) -> None:
+    if not env.is_set(name):
+        raise ConfigError(name, expected, "<unset>")

@@ -1,0 +1,44 @@
+"""The error vocabulary every service shares.
+
+Work errors split in two: `PermanentError` (bad data: retrying cannot help) and
+`TransientError` (timeouts, 5xx, 429, broker hiccups: retried later with backoff).
+The consumer wrapper decides what happens to a message from which of the two it sees.
+"""
+
+from __future__ import annotations
+
+
+class LeadflowError(Exception):
+    """Base of every error leadflow raises on purpose."""
+
+
+class ConfigError(LeadflowError):
+    """A setting is missing or malformed; the service must not start."""
+
+    def __init__(self, variable: str, expected: str, got: str) -> None:
+        self.variable = variable
+        super().__init__(f"{variable}: expected {expected}, got {got!r}")
+
+
+class PermanentError(LeadflowError):
+    """The work cannot succeed however often it is retried."""
+
+
+class TransientError(LeadflowError):
+    """The work may succeed later; `retry_after_s` is a hint from the other side."""
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class DecodeError(PermanentError):
+    """A message body is not a valid leadflow message. Keeps the raw body for the DLQ."""
+
+    def __init__(self, message: str, body: bytes) -> None:
+        super().__init__(message)
+        self.body = body
+
+
+class BrokerUnavailable(TransientError):
+    """The broker cannot take a message right now (down, refused, unconfirmed)."""

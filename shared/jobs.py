@@ -1,0 +1,128 @@
+"""The job record: states, destinations and the spec the gateway accepts and the router serves.
+
+Destinations are validated by the gateway with these same types and stored with the job,
+so the router delivers exactly what was accepted.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+JobState = Literal["queued", "waiting", "running", "completed", "failed", "cancelled", "timed_out"]
+JobKind = Literal["enrich", "scrape"]
+Priority = Literal["high", "normal", "low"]
+
+TERMINAL_STATES: frozenset[str] = frozenset({"completed", "failed", "cancelled", "timed_out"})
+JOB_STATES: tuple[str, ...] = (
+    "queued",
+    "waiting",
+    "running",
+    "completed",
+    "failed",
+    "cancelled",
+    "timed_out",
+)
+PRIORITY_LEVELS: dict[str, int] = {"low": 1, "normal": 2, "high": 3}
+
+FieldMap = dict[str, str]
+CsvName = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=120,
+        description="A plain file name (no directories); `.csv` is added when absent.",
+    ),
+]
+BatchSize = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+
+
+class WebhookDestination(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    tag="webhook",
+    tag_field="type",
+    forbid_unknown_fields=True,
+):
+    url: Annotated[str, msgspec.Meta(max_length=2048)]
+    secret: Annotated[str, msgspec.Meta(min_length=1, max_length=512)] | None = None
+    batch_size: BatchSize = 50
+    fields: FieldMap | None = None
+
+
+class CsvDestination(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    tag="csv",
+    tag_field="type",
+    forbid_unknown_fields=True,
+):
+    name: CsvName
+    fields: FieldMap | None = None
+
+    @property
+    def file_name(self) -> str:
+        return self.name if self.name.lower().endswith(".csv") else f"{self.name}.csv"
+
+
+class DashboardDestination(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    tag="dashboard",
+    tag_field="type",
+    forbid_unknown_fields=True,
+):
+    fields: FieldMap | None = None
+
+
+Destination = WebhookDestination | CsvDestination | DashboardDestination
+
+
+class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """The parts of a job request the router needs after the gateway accepted it."""
+
+    destinations: list[Destination] = msgspec.field(default_factory=list)
+
+
+class Progress(msgspec.Struct, frozen=True, kw_only=True):
+    total: int | None
+    done: int
+    enriched: int
+    failed: int
+    percent: float
+
+
+class DestinationStatus(msgspec.Struct, frozen=True, kw_only=True):
+    type: str
+    delivered: int
+    failed: int
+    pending: int
+    last_error: str | None
+    name: str | None = None
+
+
+class JobStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """`GET /v1/jobs/{id}` as API.md gives it."""
+
+    job_id: str
+    kind: JobKind
+    state: JobState
+    priority: Priority
+    progress: Progress
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    error: str | None
+    destinations: list[DestinationStatus]
+    depends_on: str | None
+    timeout_s: int | None = None
+
+
+def percent(done: int, total: int | None) -> float:
+    if not total:
+        return 0.0
+    return round(100.0 * done / total, 1)

@@ -1,0 +1,118 @@
+"""What travels over the broker: one tagged union of frozen msgspec Structs.
+
+The tag (`type` on the wire) doubles as the routing key. Schema evolution follows
+msgspec's rules: new fields get defaults, types never change, and unknown fields are
+ignored so an old consumer skips what a newer producer added.
+
+A task or event carries several leads: the broker costs about as much per message as the
+whole enrichment of a lead, so one message per lead per hop would cap throughput.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+LeadStatus = Literal["enriched", "failed"]
+
+
+class Lead(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A lead as accepted at the edge; `id` is the client's or one leadflow assigned."""
+
+    id: str
+    full_name: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    title: str | None = None
+    company: str | None = None
+    company_domain: str | None = None
+    linkedin_url: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    location: str | None = None
+
+
+class ResultLead(msgspec.Struct, frozen=True, kw_only=True):
+    """A finished lead, flat: the same shape in the API, webhook batches and CSV rows.
+
+    Field order is the CSV column order (`id` first).
+    """
+
+    id: str
+    full_name: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    title: str | None = None
+    seniority: str | None = None
+    department: str | None = None
+    company: str | None = None
+    company_clean: str | None = None
+    company_domain: str | None = None
+    email: str | None = None
+    email_status: str | None = None
+    email_candidates: list[str] = msgspec.field(default_factory=list)
+    phone: str | None = None
+    linkedin_url: str | None = None
+    location: str | None = None
+    status: LeadStatus = "enriched"
+    error: str | None = None
+    sources: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+RESULT_FIELDS: tuple[str, ...] = ResultLead.__struct_fields__
+
+
+class ProviderAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """What one provider said about one lead; carried across retries so it is paid once."""
+
+    provider: str
+    found: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    job_id: str
+    tenant: str
+
+
+class EnrichTask(Message, frozen=True, tag="task.enrich"):
+    leads: list[Lead]
+    attempt: int = 0
+    # Provider answers already obtained for a lead (by lead id) on an earlier attempt.
+    answers: dict[str, list[ProviderAnswer]] = msgspec.field(default_factory=dict)
+
+
+class LeadOutcomes(Message, frozen=True):
+    leads: list[ResultLead]
+
+
+class LeadsEnriched(LeadOutcomes, frozen=True, tag="lead.enriched"):
+    pass
+
+
+class LeadsFailed(LeadOutcomes, frozen=True, tag="lead.failed"):
+    pass
+
+
+AnyMessage = EnrichTask | LeadsEnriched | LeadsFailed
+
+
+def routing_key(message: Message) -> str:
+    tag = type(message).__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag
+
+
+class Codec:
+    """Encoder and decoder built once per process (msgspec's fast path)."""
+
+    def __init__(self) -> None:
+        self._encoder = msgspec.json.Encoder()
+        self._decoder = msgspec.json.Decoder(AnyMessage)
+
+    def encode(self, message: Message) -> bytes:
+        return self._encoder.encode(message)
+
+    def decode(self, body: bytes) -> AnyMessage:
+        message: AnyMessage = self._decoder.decode(body)
+        return message

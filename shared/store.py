@@ -1,0 +1,253 @@
+"""The status store: jobs, per-lead results and delivery bookkeeping in SQLite (WAL mode).
+
+One `Store` per process. Every statement runs on one dedicated thread, so the event loop
+never blocks on disk and the connection is never shared between threads. Services keep
+their own SQL next to their logic and run it through `Store.run` / `Store.transaction`;
+this module owns the schema and the reads more than one service needs.
+
+Several processes on one machine share the file: the gateway creates jobs, the router is
+the single writer of their progress. WAL lets readers run beside that writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from shared.jobs import (
+    DestinationStatus,
+    JobSpec,
+    JobStatus,
+    Progress,
+    percent,
+)
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL UNIQUE,
+    tenant TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    priority TEXT NOT NULL,
+    total INTEGER,
+    done INTEGER NOT NULL DEFAULT 0,
+    enriched INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    error TEXT,
+    timeout_s INTEGER,
+    depends_on TEXT,
+    spec BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_tenant ON jobs (tenant, seq);
+
+CREATE TABLE IF NOT EXISTS leads (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    lead_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    data BLOB NOT NULL,
+    UNIQUE (job_id, lead_id)
+);
+CREATE INDEX IF NOT EXISTS leads_by_job ON leads (job_id, seq);
+
+CREATE TABLE IF NOT EXISTS destinations (
+    job_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    name TEXT,
+    cursor_seq INTEGER NOT NULL DEFAULT 0,
+    file_offset INTEGER NOT NULL DEFAULT 0,
+    delivered INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    PRIMARY KEY (job_id, idx)
+);
+
+CREATE TABLE IF NOT EXISTS webhook_batches (
+    job_id TEXT NOT NULL,
+    dest_idx INTEGER NOT NULL,
+    batch_no INTEGER NOT NULL,
+    webhook_id TEXT NOT NULL,
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    next_attempt_at REAL NOT NULL,
+    lease_until REAL NOT NULL DEFAULT 0,
+    last_error TEXT,
+    PRIMARY KEY (job_id, dest_idx, batch_no)
+);
+CREATE INDEX IF NOT EXISTS webhook_batches_due ON webhook_batches (state, next_attempt_at);
+
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    tenant TEXT NOT NULL,
+    key TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    body_hash TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (tenant, key)
+);
+"""
+
+JOB_COLUMNS = (
+    "job_id, kind, state, priority, total, done, enriched, failed, created_at, started_at, "
+    "finished_at, error, timeout_s, depends_on"
+)
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def epoch_s() -> float:
+    return time.time()
+
+
+class Store:
+    """An SQLite database used from one worker thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._conn: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        await self.run(lambda _: None)
+
+    async def close(self) -> None:
+        await self.run(lambda _: self._close())
+        self._executor.shutdown(wait=True)
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(connection)` on the store thread (autocommit unless it opens a transaction)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn)
+
+    async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(connection)` inside one write transaction on the store thread."""
+
+        def in_transaction(conn: sqlite3.Connection) -> T:
+            with write_transaction(conn):
+                return fn(conn)
+
+        return await self.run(in_transaction)
+
+    async def check_writable(self) -> None:
+        """Raise unless a write lock can be taken (readiness)."""
+
+        def probe(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+
+        await self.run(probe)
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None:
+            self._conn = connect(self.path)
+        return fn(self._conn)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: a committed lead survives power loss too, and commits are per batch anyway.
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+        with write_transaction(conn):
+            for statement in filter(str.strip, SCHEMA.split(";")):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    return conn
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    # IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout
+    # instead of failing with "database is locked" when a read upgrades to a write.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+_spec_decoder = msgspec.json.Decoder(JobSpec)
+
+
+def decode_spec(raw: bytes) -> JobSpec:
+    return _spec_decoder.decode(raw)
+
+
+def job_status(conn: sqlite3.Connection, row: sqlite3.Row) -> JobStatus:
+    dests = conn.execute(
+        "SELECT type, name, delivered, failed, last_error FROM destinations"
+        " WHERE job_id = ? ORDER BY idx",
+        (row["job_id"],),
+    ).fetchall()
+    return JobStatus(
+        job_id=row["job_id"],
+        kind=row["kind"],
+        state=row["state"],
+        priority=row["priority"],
+        progress=Progress(
+            total=row["total"],
+            done=row["done"],
+            enriched=row["enriched"],
+            failed=row["failed"],
+            percent=percent(row["done"], row["total"]),
+        ),
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        error=row["error"],
+        destinations=[
+            DestinationStatus(
+                type=d["type"],
+                name=d["name"],
+                delivered=d["delivered"],
+                failed=d["failed"],
+                pending=max(0, row["done"] - d["delivered"] - d["failed"]),
+                last_error=d["last_error"],
+            )
+            for d in dests
+        ],
+        depends_on=row["depends_on"],
+        timeout_s=row["timeout_s"],
+    )
+
+
+def fetch_job_row(conn: sqlite3.Connection, job_id: str, tenant: str | None) -> Any:
+    sql = f"SELECT seq, tenant, {JOB_COLUMNS} FROM jobs WHERE job_id = ?"
+    params: tuple[str, ...] = (job_id,)
+    if tenant is not None:
+        sql += " AND tenant = ?"
+        params = (job_id, tenant)
+    return conn.execute(sql, params).fetchone()

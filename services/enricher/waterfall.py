@@ -11,6 +11,8 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import structlog
+
 from services.enricher.draft import LeadDraft
 from services.enricher.providers.base import Provider, ProviderRejected, ProviderUnavailable
 from services.enricher.steps.domain import normalise_domain
@@ -46,6 +48,12 @@ class Waterfall:
     async def run_one(
         self, draft: LeadDraft, prior: Sequence[ProviderAnswer], job_id: str
     ) -> WaterfallResult:
+        with structlog.contextvars.bound_contextvars(lead_id=draft.id):
+            return await self._run_one(draft, prior, job_id)
+
+    async def _run_one(
+        self, draft: LeadDraft, prior: Sequence[ProviderAnswer], job_id: str
+    ) -> WaterfallResult:
         known = {answer.provider: answer for answer in prior}
         result = WaterfallResult()
         for provider in self.providers:
@@ -72,7 +80,7 @@ class Waterfall:
         try:
             found = await provider.lookup(draft, job_id)
         except ProviderRejected as e:
-            log.warning("provider.rejected", provider=provider.name, lead_id=draft.id, error=str(e))
+            log.warning("provider.rejected", provider=provider.name, error=str(e))
             found = {}
         return ProviderAnswer(provider=provider.name, found=found)
 

@@ -1,0 +1,78 @@
+"""Fixtures: a broker prefix of its own per stack, real service processes, an API client."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from devtools.stack import SERVICES, Stack
+from tests.helpers import Api, WebhookReceiver, delete_topology, free_port
+
+
+def make_stack(data_dir: Path, env: dict[str, str] | None = None) -> Stack:
+    prefix = f"lftest-{secrets.token_hex(4)}"
+    ports = {name: free_port() for name in (*SERVICES, "scraper")}
+    base_env = {
+        "LEADFLOW_BROKER_PREFIX": prefix,
+        "LEADFLOW_LOG_FORMAT": "json",
+        "LEADFLOW_SHUTDOWN_GRACE_S": "5",
+        "LEADFLOW_RETRY_BASE_S": "0.2",
+        **(env or {}),
+    }
+    return Stack(data_dir, env=base_env, ports=ports)
+
+
+def teardown_stack(stack: Stack) -> None:
+    for service in stack.services.values():
+        service.stop(timeout_s=10)
+    asyncio.run(delete_topology(stack.env["LEADFLOW_BROKER_PREFIX"]))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """All services with dev defaults, shared by the tests of one module."""
+    running = make_stack(tmp_path_factory.mktemp("stack"))
+    try:
+        running.start()
+        yield running
+    finally:
+        teardown_stack(running)
+
+
+@pytest.fixture
+def stack_factory(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
+    """Make a stack with its own settings; everything it starts is stopped and cleaned up."""
+    made: list[Stack] = []
+
+    def factory(env: dict[str, str] | None = None) -> Stack:
+        new = make_stack(tmp_path / f"stack{len(made)}", env)
+        made.append(new)
+        return new
+
+    yield factory
+    for each in made:
+        teardown_stack(each)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        yield session
+
+
+@pytest.fixture
+def api(stack: Stack, http: aiohttp.ClientSession) -> Api:
+    return Api(stack.url("gateway"), http)
+
+
+@pytest.fixture
+async def webhook() -> AsyncIterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    await receiver.start()
+    yield receiver
+    await receiver.stop()

@@ -1,0 +1,134 @@
+"""The router's store writes on a real SQLite file: idempotent outcomes, completion,
+webhook batch cutting, and the CSV projection that survives a crash mid-write."""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from services.router.destinations.csv import CsvExporter, pending_rows
+from services.router.destinations.webhook import claim_due, mark_delivered, signed_headers
+from services.router.ledger import record_outcomes
+from shared.jobs import CsvDestination, JobSpec, WebhookDestination
+from shared.messages import LeadsEnriched, LeadsFailed, ResultLead
+from shared.store import Store, fetch_job_row, job_status
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    store = Store(tmp_path / "db.sqlite")
+    await store.open()
+    yield store
+    await store.close()
+
+
+def add_job(conn: sqlite3.Connection, job_id: str, total: int, spec: JobSpec) -> None:
+    conn.execute(
+        "INSERT INTO jobs (job_id, tenant, kind, state, priority, total, created_at, spec)"
+        " VALUES (?, 't', 'enrich', 'queued', 'normal', ?, 'now', ?)",
+        (job_id, total, msgspec.json.encode(spec)),
+    )
+    for idx, dest in enumerate(spec.destinations):
+        conn.execute(
+            "INSERT INTO destinations (job_id, idx, type) VALUES (?, ?, ?)",
+            (job_id, idx, dest.__struct_config__.tag),
+        )
+
+
+def enriched(job_id: str, *ids: str) -> LeadsEnriched:
+    return LeadsEnriched(job_id=job_id, tenant="t", leads=[ResultLead(id=i) for i in ids])
+
+
+async def status(store: Store, job_id: str) -> dict[str, object]:
+    job = await store.run(lambda c: job_status(c, fetch_job_row(c, job_id, None)))
+    return msgspec.to_builtins(job)  # type: ignore[no-any-return]
+
+
+async def test_duplicate_outcomes_count_once_and_complete_the_job(store: Store) -> None:
+    await store.transaction(lambda c: add_job(c, "j1", 3, JobSpec()))
+    await store.transaction(lambda c: record_outcomes(c, [enriched("j1", "a", "b")]))
+    await store.transaction(
+        lambda c: record_outcomes(c, [enriched("j1", "a", "b"), enriched("j1", "a")])
+    )
+    job = await status(store, "j1")
+    assert job["state"] == "running"
+    assert job["progress"] == {"total": 3, "done": 2, "enriched": 2, "failed": 0, "percent": 66.7}
+
+    failed = LeadsFailed(
+        job_id="j1", tenant="t", leads=[ResultLead(id="c", status="failed", error="x")]
+    )
+    await store.transaction(lambda c: record_outcomes(c, [failed, failed]))
+    job = await status(store, "j1")
+    assert job["state"] == "completed"
+    assert job["progress"]["done"] == 3  # type: ignore[index]
+    assert job["progress"]["failed"] == 1  # type: ignore[index]
+
+
+async def test_outcomes_for_a_finished_or_unknown_job_change_nothing(store: Store) -> None:
+    await store.transaction(lambda c: add_job(c, "j2", 1, JobSpec()))
+    await store.transaction(lambda c: record_outcomes(c, [enriched("j2", "a")]))
+    await store.transaction(
+        lambda c: record_outcomes(c, [enriched("j2", "z"), enriched("nope", "a")])
+    )
+    job = await status(store, "j2")
+    assert job["progress"]["done"] == 1  # type: ignore[index]
+
+
+async def test_webhook_batches_are_cut_full_then_flushed_at_completion(store: Store) -> None:
+    spec = JobSpec(destinations=[WebhookDestination(url="http://x", batch_size=2)])
+    await store.transaction(lambda c: add_job(c, "j3", 5, spec))
+    await store.transaction(lambda c: record_outcomes(c, [enriched("j3", "a", "b", "c")]))
+    batches = await store.transaction(lambda c: claim_due(c, 1e12, 10, 60))
+    assert [(b.batch_no, b.size) for b in batches] == [(0, 2)]
+    await store.transaction(lambda c: mark_delivered(c, batches[0]))
+    await store.transaction(lambda c: record_outcomes(c, [enriched("j3", "d", "e")]))
+    batches = await store.transaction(lambda c: claim_due(c, 1e12, 10, 60))
+    assert [(b.batch_no, b.size) for b in batches] == [(1, 2), (2, 1)]
+    assert len({b.webhook_id for b in batches}) == 2
+    assert await store.transaction(lambda c: claim_due(c, 1e12, 10, 60)) == []  # leased
+
+
+async def test_csv_holds_each_lead_once_even_after_a_crash_mid_write(
+    store: Store, tmp_path: Path
+) -> None:
+    spec = JobSpec(destinations=[CsvDestination(name="out", fields={"ID": "id", "Mail": "email"})])
+    await store.transaction(lambda c: add_job(c, "j4", 4, spec))
+    exporter = CsvExporter(store, tmp_path / "exports")
+    path = tmp_path / "exports" / "t" / "out.csv"
+
+    await store.transaction(lambda c: record_outcomes(c, [enriched("j4", "a", "b")]))
+    await exporter.sync("j4")
+    # A crash after writing rows but before recording them: the file has rows the store
+    # does not know were written.
+    await store.transaction(lambda c: record_outcomes(c, [enriched("j4", "c")]))
+    with path.open("a") as f:
+        f.write("c,\nhalf-a-ro")
+    await exporter.sync("j4")
+    await exporter.sync("j4")
+    await store.transaction(lambda c: record_outcomes(c, [enriched("j4", "d", "c")]))
+    await exporter.sync("j4")
+
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows == [["ID", "Mail"], ["a", ""], ["b", ""], ["c", ""], ["d", ""]]
+    _, _, pending = await store.run(lambda c: pending_rows(c, "j4", 0))
+    assert pending == []
+
+
+def test_webhook_signature_follows_standard_webhooks() -> None:
+    import base64
+    import hashlib
+    import hmac
+
+    key = b"0123456789abcdef"
+    headers = signed_headers("msg_1", b'{"a":1}', "whsec_" + base64.b64encode(key).decode())
+    signed = f"msg_1.{headers['webhook-timestamp']}.".encode() + b'{"a":1}'
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    assert headers["webhook-signature"] == f"v1,{expected}"
+    assert headers["webhook-id"] == "msg_1"
+    assert "webhook-signature" not in signed_headers("msg_1", b"{}", None)

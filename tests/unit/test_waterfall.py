@@ -1,0 +1,71 @@
+"""The waterfall's order, stopping rule and reuse of earlier answers, with fake providers
+that implement our own `Provider` interface (no HTTP)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from services.enricher.draft import LeadDraft
+from services.enricher.providers.base import ProviderUnavailable
+from services.enricher.steps import run_local_steps
+from services.enricher.waterfall import Waterfall
+from shared.messages import Lead, ProviderAnswer
+
+
+@dataclass
+class FakeProvider:
+    name: str
+    found: dict[str, str] = field(default_factory=dict)
+    down: bool = False
+    calls: int = 0
+
+    def can_help(self, draft: LeadDraft) -> bool:
+        return True
+
+    async def lookup(self, draft: LeadDraft, job_id: str) -> dict[str, str]:
+        self.calls += 1
+        if self.down:
+            raise ProviderUnavailable(f"{self.name}: HTTP 503", retry_after_s=3)
+        return dict(self.found)
+
+
+def lead() -> LeadDraft:
+    return run_local_steps(LeadDraft.of(Lead(id="l1", full_name="Ada Lovelace", company="Engines")))
+
+
+async def test_stops_at_the_first_provider_that_completes_the_lead() -> None:
+    alpha = FakeProvider("alpha", {"company_domain": "engines.io"})
+    beta = FakeProvider("beta", {"email": "ada@engines.io", "email_status": "valid"})
+    gamma = FakeProvider("gamma", {"email": "other@engines.io"})
+    draft = lead()
+    [result] = await Waterfall([alpha, beta, gamma]).run([draft], {}, "job")
+    assert draft.get("email") == "ada@engines.io"
+    assert draft.sources["email"] == "provider:beta"
+    assert draft.sources["company_domain"] == "provider:alpha"
+    assert (alpha.calls, beta.calls, gamma.calls) == (1, 1, 0)
+    assert result.errors == []
+
+
+async def test_unavailable_provider_is_reported_unless_another_makes_up_for_it() -> None:
+    alpha = FakeProvider("alpha", down=True)
+    beta = FakeProvider("beta", {"company_domain": "engines.io"})
+    [result] = await Waterfall([alpha, beta]).run([lead()], {}, "job")
+    assert result.errors == ["alpha: HTTP 503"]
+    assert result.retry_after_s == 3
+    assert [a.provider for a in result.answers] == ["beta"]
+
+    full = FakeProvider("beta", {"company_domain": "engines.io", "email": "ada@engines.io"})
+    [result] = await Waterfall([FakeProvider("alpha", down=True), full]).run([lead()], {}, "job")
+    assert result.errors == []
+
+
+async def test_answers_from_an_earlier_attempt_are_not_paid_again() -> None:
+    alpha = FakeProvider("alpha", {"email": "never@called.io"})
+    beta = FakeProvider("beta", {"email": "ada@engines.io"})
+    prior = {"l1": [ProviderAnswer(provider="alpha", found={"company_domain": "engines.io"})]}
+    draft = lead()
+    [result] = await Waterfall([alpha, beta]).run([draft], prior, "job")
+    assert alpha.calls == 0
+    assert beta.calls == 1
+    assert draft.get("company_domain") == "engines.io"
+    assert {a.provider for a in result.answers} == {"alpha", "beta"}

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv broker run up down test test-e2e test-unit lint format bench clean
+.PHONY: venv broker run up down test test-e2e test-unit test-faults lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test-unit: venv
 
 test-e2e: venv broker
 	$(PY) -m pytest tests/e2e
+
+## Kills, broker restarts, poison messages, dead destinations (a broker node of their own).
+test-faults: venv broker
+	$(PY) -m pytest tests/faults
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -19,6 +19,7 @@ import aio_pika
 import aiormq
 from aio_pika.abc import (
     AbstractExchange,
+    AbstractIncomingMessage,
     AbstractRobustChannel,
     AbstractRobustConnection,
     AbstractRobustQueue,
@@ -36,6 +37,9 @@ from shared.topology import Topology
 log = get_logger(__name__)
 
 ATTEMPT_HEADER = "x-leadflow-attempt"
+HISTORY_HEADER = "x-leadflow-history"
+ERROR_HEADER = "x-leadflow-error"
+CRASHES_HEADER = "x-leadflow-crashes"
 RECONNECT_INTERVAL_S = 1.0
 
 BROKER_ERRORS: tuple[type[BaseException], ...] = (
@@ -49,13 +53,18 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A message to publish; `retry_of` + `delay_s` send it to a delayed retry tier instead."""
+    """A message to publish, to its exchange by routing key; or, with `retry_of`, to that
+    work queue's delayed retry tier (`delay_s`); or, with `dead_letter_of`, to that work
+    queue's dead-letter queue (the reason in `headers[ERROR_HEADER]`); or, with
+    `to_queue`, straight into that queue."""
 
     message: Message
     priority: str = "normal"
     attempt: int = 0
     retry_of: str | None = None
     delay_s: float = 0.0
+    dead_letter_of: str | None = None
+    to_queue: str | None = None
     headers: dict[str, Any] = field(default_factory=dict)
 
 
@@ -172,7 +181,6 @@ class Broker:
 
     async def _publish_one(self, item: Outgoing) -> None:
         key = routing_key(item.message)
-        headers = {ATTEMPT_HEADER: item.attempt, **item.headers}
         amqp_message = aio_pika.Message(
             self._codec.encode(item.message),
             content_type="application/json",
@@ -180,9 +188,15 @@ class Broker:
             priority=PRIORITY_LEVELS.get(item.priority, PRIORITY_LEVELS["normal"]),
             message_id=uuid.uuid4().hex,
             type=key,
-            headers=headers,
+            headers={ATTEMPT_HEADER: item.attempt, **item.headers},
+            # Jitter inside a retry tier: the message expires before the tier's own TTL.
+            expiration=item.delay_s if item.retry_of is not None else None,
         )
-        if item.retry_of is not None:
+        if item.to_queue is not None:
+            exchange, key = self._exchanges[""], item.to_queue
+        elif item.dead_letter_of is not None:
+            exchange, key = self._exchanges[self.topology.dead_exchange], item.dead_letter_of
+        elif item.retry_of is not None:
             tier = self.topology.retry_tier(item.delay_s)
             exchange, key = self._exchanges[""], self.topology.retry_queue(item.retry_of, tier)
         else:
@@ -192,18 +206,46 @@ class Broker:
 
     async def publish_dead(self, queue: str, body: bytes, headers: dict[str, Any]) -> None:
         """Put a raw message in `queue`'s dead-letter queue, with the reason in its headers."""
+        await self._publish_raw(self.topology.dead_exchange, queue, body, headers, None)
+
+    async def republish(
+        self, queue: str, message: AbstractIncomingMessage, headers: dict[str, Any]
+    ) -> None:
+        """Copy a delivered message into `queue` as it is, with extra headers."""
+        merged = {**(message.headers or {}), **headers}
+        await self._publish_raw("", queue, message.body, merged, message.priority)
+
+    async def _publish_raw(
+        self, exchange: str, key: str, body: bytes, headers: dict[str, Any], priority: int | None
+    ) -> None:
         message = aio_pika.Message(
             body,
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             headers=headers,
+            priority=priority,
+            message_id=uuid.uuid4().hex,
         )
+        if not self.is_connected:
+            raise BrokerUnavailable("broker not connected")
         try:
-            await self._exchanges[self.topology.dead_exchange].publish(
-                message, routing_key=queue, mandatory=True
-            )
+            await self._exchanges[exchange].publish(message, routing_key=key, mandatory=True)
         except BROKER_ERRORS as e:
-            raise BrokerUnavailable(f"dead-lettering failed: {e}") from e
+            raise BrokerUnavailable(f"publish to {key} failed: {e}") from e
+
+    async def consumer_count(self, queue_name: str) -> int:
+        """How many consumers `queue_name` has now (a passive declare on a throwaway channel)."""
+        if self._connection is None or not self.is_connected:
+            raise BrokerUnavailable("broker not connected")
+        try:
+            channel = await self._connection.channel()
+            try:
+                queue = await channel.declare_queue(queue_name, passive=True)
+                return int(queue.declaration_result.consumer_count or 0)
+            finally:
+                await channel.close()
+        except BROKER_ERRORS as e:
+            raise BrokerUnavailable(f"cannot inspect {queue_name}: {e}") from e
 
     # -- consuming ---------------------------------------------------------------------
 

@@ -6,12 +6,20 @@ with confirms → ack, and the error policy, so handlers stay pure business:
 - a body that does not decode, or a `PermanentError`: dead-lettered at once (the
   give-up hook publishes what the job needs to still complete, e.g. failed leads);
 - a `TransientError` or an unexpected exception: the message goes to a delayed retry
-  tier with its attempt count + 1, until `max_attempts`, then it is dead-lettered;
+  tier with its attempt count + 1 and the error appended to its history header, until
+  `max_attempts`, then it is dead-lettered with that history;
 - the broker itself failing mid-way: the message is requeued (or, after a reconnect,
   redelivered by the broker) — never acked without its results confirmed.
 
-`TaskConsumer` handles deliveries concurrently (up to the prefetch). `BatchConsumer`
-handles them in order, in batches of whatever has arrived, for the router's single writer.
+`TaskConsumer` handles deliveries concurrently (up to the prefetch). A delivery flagged
+`redelivered` means its previous consumer died or lost its connection holding it; such
+messages move to the queue's suspect queue, handled one at a time, where each further
+redelivery counts as a crash. A suspect that crashes its consumer is split into
+single-item messages (the `split` hook), so the one item that kills the consumer is
+dead-lettered alone after `max_attempts` crashes and its neighbours carry on.
+
+`BatchConsumer` handles deliveries in order, in batches of whatever has arrived, for the
+router's single writer; its quorum queue's delivery limit bounds poison events.
 """
 
 from __future__ import annotations
@@ -20,15 +28,24 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 import msgspec
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustQueue
 
-from shared.broker import ATTEMPT_HEADER, BROKER_ERRORS, Broker, Outgoing
+from shared.broker import (
+    ATTEMPT_HEADER,
+    BROKER_ERRORS,
+    CRASHES_HEADER,
+    ERROR_HEADER,
+    HISTORY_HEADER,
+    Broker,
+    Outgoing,
+)
 from shared.errors import BrokerUnavailable, PermanentError
 from shared.health import Metrics
 from shared.logging import get_logger
@@ -36,6 +53,7 @@ from shared.messages import Codec, Message
 
 M = TypeVar("M", bound=Message)
 log = get_logger(__name__)
+MAX_HISTORY = 20
 
 
 @dataclass(frozen=True)
@@ -83,21 +101,30 @@ class _Consumer(Generic[M]):
         self.prefetch = prefetch
         self.policy = policy
         self.give_up = give_up
-        self._queue: AbstractRobustQueue | None = None
-        self._consumer_tag: str | None = None
+        # Strong references to the queues: robust consumers must stay restorable.
+        self._subscriptions: list[tuple[AbstractRobustQueue, str]] = []
 
     async def start(self) -> None:
-        self._queue = await self.broker.consume_channel(self.queue_name, self.prefetch)
-        self._consumer_tag = await self._queue.consume(self._on_message)
-        log.info("consumer.started", queue=self.queue_name, prefetch=self.prefetch)
+        await self.subscribe(self.queue_name, self.prefetch, self._on_message)
+
+    async def subscribe(
+        self,
+        queue_name: str,
+        prefetch: int,
+        callback: Callable[[AbstractIncomingMessage], Awaitable[None]],
+    ) -> None:
+        queue = await self.broker.consume_channel(queue_name, prefetch)
+        tag = await queue.consume(callback)
+        self._subscriptions.append((queue, tag))
+        log.info("consumer.started", queue=queue_name, prefetch=prefetch)
 
     async def stop_taking(self) -> None:
-        if self._queue is not None and self._consumer_tag is not None:
+        for queue, tag in self._subscriptions:
             try:
-                await self._queue.cancel(self._consumer_tag)
+                await queue.cancel(tag)
             except BROKER_ERRORS as e:
-                log.warning("consumer.cancel_failed", queue=self.queue_name, error=str(e))
-            self._consumer_tag = None
+                log.warning("consumer.cancel_failed", queue=queue.name, error=str(e))
+        self._subscriptions.clear()
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         raise NotImplementedError
@@ -112,40 +139,66 @@ class _Consumer(Generic[M]):
             return f"unexpected message type {type(decoded).__name__} on {self.queue_name}"
         return decoded
 
+    async def publish_results(
+        self, message: AbstractIncomingMessage, outgoing: Sequence[Outgoing]
+    ) -> None:
+        await self.broker.publish([with_history(item, message) for item in outgoing])
+
     async def fail(
         self, message: AbstractIncomingMessage, decoded: M | None, error: BaseException
     ) -> str:
         """Apply the error policy to one message; returns the outcome for logs and metrics."""
+        if isinstance(error, BrokerUnavailable):
+            await settle(message, requeue=True)
+            return "requeue"
         attempt = attempt_of(message)
         reason = describe(error)
-        try:
-            if isinstance(error, BrokerUnavailable):
-                await settle(message, requeue=True)
-                return "requeue"
-            retryable = not isinstance(error, PermanentError)
-            if decoded is not None and retryable and attempt + 1 < self.policy.max_attempts:
-                await self.broker.publish([self.retry_of(decoded, message, attempt)])
-                await settle(message)
-                return "retry"
-            if decoded is not None:
-                await self.broker.publish(self.give_up(decoded, reason))
-            await self.broker.publish_dead(
-                self.queue_name, message.body, dead_letter_headers(message, reason, attempt)
+        retryable = decoded is not None and not isinstance(error, PermanentError)
+        if retryable and attempt + 1 < self.policy.max_attempts:
+            assert decoded is not None
+            retry = Outgoing(
+                decoded,
+                priority=priority_name(message.priority),
+                attempt=attempt + 1,
+                retry_of=self.queue_name,
+                delay_s=self.policy.backoff_s(attempt + 1),
+                headers={ERROR_HEADER: reason},
             )
-            await settle(message)
-            return "dead_letter"
+            return await self.settle_with(message, [retry], "retry")
+        return await self.dead_letter(message, decoded, reason)
+
+    async def dead_letter(
+        self, message: AbstractIncomingMessage, decoded: M | None, reason: str
+    ) -> str:
+        """Give the message's work an outcome (give-up hook), park it in the DLQ, ack it."""
+        try:
+            if decoded is not None:
+                await self.publish_results(message, self.give_up(decoded, reason))
+            await self.broker.publish_dead(
+                self.queue_name, message.body, dead_letter_headers(message, reason)
+            )
         except BrokerUnavailable:
             await settle(message, requeue=True)
             return "requeue"
+        await settle(message)
+        return "dead_letter"
 
-    def retry_of(self, decoded: M, message: AbstractIncomingMessage, attempt: int) -> Outgoing:
-        return Outgoing(
-            decoded,
-            priority=priority_name(message.priority),
-            attempt=attempt + 1,
-            retry_of=self.queue_name,
-            delay_s=self.policy.backoff_s(attempt + 1),
-        )
+    async def settle_with(
+        self, message: AbstractIncomingMessage, outgoing: Sequence[Outgoing], outcome: str
+    ) -> str:
+        """Publish `outgoing`, then ack; requeue instead if the broker cannot take them."""
+        try:
+            await self.publish_results(message, outgoing)
+        except BrokerUnavailable:
+            await settle(message, requeue=True)
+            return "requeue"
+        await settle(message)
+        return outcome
+
+    def count(self, outcome: str, elapsed_s: float | None = None, n: int = 1) -> None:
+        self.metrics.consumed.labels(queue=self.queue_name, outcome=outcome).inc(n)
+        if elapsed_s is not None:
+            self.metrics.handle_seconds.labels(queue=self.queue_name).observe(elapsed_s)
 
 
 class TaskConsumer(_Consumer[M]):
@@ -157,11 +210,19 @@ class TaskConsumer(_Consumer[M]):
         queue_name: str,
         message_type: type[M],
         handler: Callable[[M, Delivery], Awaitable[Sequence[Outgoing]]],
+        *,
+        split: Callable[[M], list[M]] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(broker, queue_name, message_type, **kwargs)
         self.handler = handler
+        self.split = split
+        self.suspect_queue = broker.topology.suspect_queue(queue_name)
         self._inflight: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> None:
+        await self.subscribe(self.queue_name, self.prefetch, partial(self._track, suspect=False))
+        await self.subscribe(self.suspect_queue, 1, partial(self._track, suspect=True))
 
     async def stop(self, grace_s: float) -> None:
         """Stop taking messages, let in-flight ones finish for `grace_s`, cancel the rest."""
@@ -174,22 +235,62 @@ class TaskConsumer(_Consumer[M]):
                 task.cancel()
             await asyncio.gather(*still, return_exceptions=True)
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def _track(self, message: AbstractIncomingMessage, *, suspect: bool) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._inflight.add(task)
         try:
-            await self._process(message)
+            if message.redelivered:
+                await self._after_crash(message, suspect=suspect)
+            else:
+                await self._process(message)
         finally:
             self._inflight.discard(task)
+
+    async def _after_crash(self, message: AbstractIncomingMessage, *, suspect: bool) -> None:
+        """A redelivery: its consumer died or lost the connection while holding it."""
+        crashes = crashes_of(message) + (1 if suspect else 0)
+        decoded = self.decode(message)
+        item = None if isinstance(decoded, str) else decoded
+        if crashes >= self.policy.max_attempts:
+            reason = f"its consumer died or lost its connection {crashes} times handling it"
+            outcome = await self.dead_letter(message, item, reason)
+        elif (
+            suspect
+            and item is not None
+            and self.split is not None
+            and len(parts := self.split(item)) > 1
+        ):
+            headers = {CRASHES_HEADER: crashes}
+            outgoing = [
+                Outgoing(
+                    part,
+                    priority=priority_name(message.priority),
+                    attempt=attempt_of(message),
+                    to_queue=self.suspect_queue,
+                    headers=headers,
+                )
+                for part in parts
+            ]
+            outcome = await self.settle_with(message, outgoing, "split")
+        else:
+            try:
+                await self.broker.republish(self.suspect_queue, message, {CRASHES_HEADER: crashes})
+                await settle(message)
+                outcome = "quarantined"
+            except BrokerUnavailable:
+                await settle(message, requeue=True)
+                outcome = "requeue"
+        log.warning("message.redelivered", queue=self.queue_name, crashes=crashes, outcome=outcome)
+        self.count(outcome)
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
         started = time.perf_counter()
         decoded = self.decode(message)
         if isinstance(decoded, str):
-            outcome = await self.fail(message, None, PermanentError(decoded))
+            outcome = await self.dead_letter(message, None, decoded)
             log.error("message.rejected", queue=self.queue_name, reason=decoded, outcome=outcome)
-            self.metrics.consumed.labels(queue=self.queue_name, outcome=outcome).inc()
+            self.count(outcome)
             return
         delivery = Delivery(
             attempt=attempt_of(message),
@@ -199,15 +300,14 @@ class TaskConsumer(_Consumer[M]):
         with structlog.contextvars.bound_contextvars(job_id=decoded.job_id, tenant=decoded.tenant):
             error: BaseException | None = None
             try:
-                await self.broker.publish(await self.handler(decoded, delivery))
-                await settle(message)
-                outcome = "ack"
+                outgoing = await self.handler(decoded, delivery)
             except Exception as e:  # the error policy decides; nothing is dropped silently
                 error = e
                 outcome = await self.fail(message, decoded, e)
+            else:
+                outcome = await self.settle_with(message, outgoing, "ack")
             elapsed = time.perf_counter() - started
-            self.metrics.consumed.labels(queue=self.queue_name, outcome=outcome).inc()
-            self.metrics.handle_seconds.labels(queue=self.queue_name).observe(elapsed)
+            self.count(outcome, elapsed)
             log_outcome(self.queue_name, outcome, elapsed, delivery, error)
 
 
@@ -269,22 +369,23 @@ class BatchConsumer(_Consumer[M]):
         for message in batch:
             decoded = self.decode(message)
             if isinstance(decoded, str):
-                outcome = await self.fail(message, None, PermanentError(decoded))
+                outcome = await self.dead_letter(message, None, decoded)
                 log.error(
                     "message.rejected", queue=self.queue_name, reason=decoded, outcome=outcome
                 )
-                self.metrics.consumed.labels(queue=self.queue_name, outcome=outcome).inc()
+                self.count(outcome)
             else:
                 good.append((message, decoded))
         if not good:
             return
         try:
-            await self.broker.publish(await self.handler([m for _, m in good]))
+            outgoing = await self.handler([m for _, m in good])
+            await self.broker.publish(outgoing)
         except Exception as e:
             if len(good) == 1:
                 outcome = await self.fail(good[0][0], good[0][1], e)
-                self.metrics.consumed.labels(queue=self.queue_name, outcome=outcome).inc()
-                log_outcome(self.queue_name, outcome, 0.0, None, e)
+                self.count(outcome)
+                log_outcome(self.queue_name, outcome, time.perf_counter() - started, None, e)
                 return
             # Find the one that fails: handle each alone, so innocent neighbours pass.
             log.warning("consumer.batch_failed_splitting", queue=self.queue_name, error=describe(e))
@@ -293,10 +394,7 @@ class BatchConsumer(_Consumer[M]):
             return
         for message, _ in good:
             await settle(message)
-        self.metrics.consumed.labels(queue=self.queue_name, outcome="ack").inc(len(good))
-        self.metrics.handle_seconds.labels(queue=self.queue_name).observe(
-            time.perf_counter() - started
-        )
+        self.count("ack", time.perf_counter() - started, n=len(good))
 
 
 async def settle(message: AbstractIncomingMessage, *, requeue: bool | None = None) -> None:
@@ -316,26 +414,43 @@ def attempt_of(message: AbstractIncomingMessage) -> int:
     return value if isinstance(value, int) else 0
 
 
+def crashes_of(message: AbstractIncomingMessage) -> int:
+    value = (message.headers or {}).get(CRASHES_HEADER, 0)
+    return value if isinstance(value, int) else 0
+
+
+def history_of(message: AbstractIncomingMessage) -> list[str]:
+    value = (message.headers or {}).get(HISTORY_HEADER, [])
+    return [str(item) for item in value] if isinstance(value, list) else []
+
+
+def with_history(item: Outgoing, message: AbstractIncomingMessage) -> Outgoing:
+    """A retry or dead letter carries the attempts so far, each with its error."""
+    if item.retry_of is None and item.dead_letter_of is None:
+        return item
+    note = str(item.headers.get(ERROR_HEADER, "retry"))
+    entry = f"attempt {attempt_of(message) + 1}: {note}"
+    history = [*history_of(message), entry][-MAX_HISTORY:]
+    return replace(item, headers={**item.headers, HISTORY_HEADER: history})
+
+
 def priority_name(priority: int | None) -> str:
     return {3: "high", 1: "low"}.get(priority or 2, "normal")
 
 
 def describe(error: BaseException) -> str:
     text = str(error) or type(error).__name__
-    return (
-        text
-        if isinstance(error, PermanentError | BrokerUnavailable)
-        else f"{type(error).__name__}: {text}"
-    )
+    if isinstance(error, PermanentError | BrokerUnavailable):
+        return text
+    return f"{type(error).__name__}: {text}"
 
 
-def dead_letter_headers(
-    message: AbstractIncomingMessage, reason: str, attempt: int
-) -> dict[str, Any]:
+def dead_letter_headers(message: AbstractIncomingMessage, reason: str) -> dict[str, Any]:
+    entry = f"attempt {attempt_of(message) + 1}: {reason}"
     return {
         **(message.headers or {}),
-        "x-leadflow-error": reason[:1000],
-        "x-leadflow-attempts": attempt + 1,
+        ERROR_HEADER: reason[:1000],
+        HISTORY_HEADER: [*history_of(message), entry][-MAX_HISTORY:],
         "x-leadflow-dead-at": datetime.now(UTC).isoformat(),
         "x-leadflow-original-message-id": message.message_id or "",
     }

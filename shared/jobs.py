@@ -120,6 +120,8 @@ class JobStatus(msgspec.Struct, frozen=True, kw_only=True):
     destinations: list[DestinationStatus]
     depends_on: str | None
     timeout_s: int | None = None
+    stalled: bool = False
+    stall_reason: str | None = None
 
 
 def percent(done: int, total: int | None) -> float:

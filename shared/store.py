@@ -33,8 +33,9 @@ from shared.jobs import (
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
-SCHEMA = """
+# Each entry upgrades the schema by one version; never edit an entry once it has shipped.
+MIGRATIONS: tuple[str, ...] = (
+    """
 CREATE TABLE IF NOT EXISTS jobs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     job_id TEXT NOT NULL UNIQUE,
@@ -105,11 +106,36 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     created_at REAL NOT NULL,
     PRIMARY KEY (tenant, key)
 );
-"""
+""",
+    """
+ALTER TABLE jobs ADD COLUMN progress_at REAL;
+ALTER TABLE jobs ADD COLUMN stalled INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN stall_reason TEXT;
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
+
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT NOT NULL UNIQUE,
+    queue TEXT NOT NULL,
+    tenant TEXT,
+    job_id TEXT,
+    message_type TEXT,
+    lead_ids BLOB NOT NULL,
+    error TEXT,
+    attempts INTEGER NOT NULL,
+    history BLOB NOT NULL,
+    body BLOB NOT NULL,
+    dead_at TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'parked',
+    replayed_at TEXT
+);
+CREATE INDEX IF NOT EXISTS dead_letters_by_tenant ON dead_letters (tenant, id);
+""",
+)
 
 JOB_COLUMNS = (
     "job_id, kind, state, priority, total, done, enriched, failed, created_at, started_at, "
-    "finished_at, error, timeout_s, depends_on"
+    "finished_at, error, timeout_s, depends_on, stalled, stall_reason"
 )
 
 
@@ -124,8 +150,12 @@ def epoch_s() -> float:
 class Store:
     """An SQLite database used from one worker thread."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self, path: Path, migrations: tuple[str, ...] = MIGRATIONS, *, durable: bool = True
+    ) -> None:
         self.path = path
+        self._migrations = migrations
+        self._durable = durable
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._conn: sqlite3.Connection | None = None
 
@@ -161,7 +191,7 @@ class Store:
 
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
-            self._conn = connect(self.path)
+            self._conn = connect(self.path, self._migrations, durable=self._durable)
         return fn(self._conn)
 
     def _close(self) -> None:
@@ -170,20 +200,27 @@ class Store:
             self._conn = None
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(
+    path: Path, migrations: tuple[str, ...] = MIGRATIONS, *, durable: bool = True
+) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     # FULL: a committed lead survives power loss too, and commits are per batch anyway.
-    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
     conn.execute("PRAGMA busy_timeout=30000")
-    if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-        with write_transaction(conn):
-            for statement in filter(str.strip, SCHEMA.split(";")):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    migrate(conn, migrations)
     return conn
+
+
+def migrate(conn: sqlite3.Connection, migrations: tuple[str, ...]) -> None:
+    with write_transaction(conn):
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(migrations[version:], start=version + 1):
+            for statement in filter(str.strip, script.split(";")):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={number}")
 
 
 @contextmanager
@@ -241,6 +278,8 @@ def job_status(conn: sqlite3.Connection, row: sqlite3.Row) -> JobStatus:
         ],
         depends_on=row["depends_on"],
         timeout_s=row["timeout_s"],
+        stalled=bool(row["stalled"]),
+        stall_reason=row["stall_reason"],
     )
 
 

@@ -13,7 +13,12 @@ Queue types, and why:
   dead-letters an event that crashes the router again and again.
 - `<queue>.retry.<n>s`: classic, one per delay tier, with a queue TTL that dead-letters
   back into the work queue: delayed retry without holding a consumer slot.
-- `<queue>.dead`: classic, where messages that exhausted their attempts wait for a human.
+- `<queue>.suspect` (for task queues): classic. A task delivered again after its consumer
+  died or lost its connection is moved here and handled one at a time (prefetch 1), so a
+  message that kills its consumer is counted and dead-lettered alone, while the innocent
+  messages that were prefetched beside it carry on.
+- `<queue>.dead`: classic, where messages that exhausted their attempts land; the router
+  moves them into the store (`GET /v1/dead-letters`), from where they can be replayed.
 """
 
 from __future__ import annotations
@@ -57,6 +62,10 @@ class Topology:
         return f"{queue}.dead"
 
     @staticmethod
+    def suspect_queue(queue: str) -> str:
+        return f"{queue}.suspect"
+
+    @staticmethod
     def retry_queue(queue: str, delay_s: int) -> str:
         return f"{queue}.retry.{delay_s}s"
 
@@ -78,6 +87,13 @@ class Topology:
     def work_queues(self) -> list[str]:
         return [self.enrich_queue, self.events_queue]
 
+    def task_queues(self) -> list[str]:
+        """Work queues consumed concurrently, which get a suspect queue."""
+        return [self.enrich_queue]
+
+    def dead_queues(self) -> list[str]:
+        return [self.dead_queue(queue) for queue in self.work_queues()]
+
     def queues(self) -> list[QueueSpec]:
         specs = [
             QueueSpec(
@@ -98,6 +114,13 @@ class Topology:
                 ((self.events_exchange, "lead.*"), (self.events_exchange, "job.*")),
             ),
         ]
+        specs.extend(
+            QueueSpec(
+                self.suspect_queue(queue),
+                {"x-max-priority": MAX_PRIORITY, **self._dead_lettering(queue)},
+            )
+            for queue in self.task_queues()
+        )
         for queue in self.work_queues():
             specs.append(
                 QueueSpec(

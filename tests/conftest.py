@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from devtools.stack import SERVICES, Stack
-from tests.helpers import Api, WebhookReceiver, delete_topology, free_port
+from tests.helpers import AMQP_URL, Api, WebhookReceiver, delete_topology, free_port
 
 
 def make_stack(data_dir: Path, env: dict[str, str] | None = None) -> Stack:
@@ -30,7 +30,8 @@ def make_stack(data_dir: Path, env: dict[str, str] | None = None) -> Stack:
 def teardown_stack(stack: Stack) -> None:
     for service in stack.services.values():
         service.stop(timeout_s=10)
-    asyncio.run(delete_topology(stack.env["LEADFLOW_BROKER_PREFIX"]))
+    url = stack.env.get("LEADFLOW_AMQP_URL", AMQP_URL)
+    asyncio.run(delete_topology(stack.env["LEADFLOW_BROKER_PREFIX"], url))
 
 
 @pytest.fixture(scope="module")

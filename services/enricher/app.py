@@ -6,8 +6,9 @@ import asyncio
 
 import aiohttp
 
+from services.enricher.cache import ProviderCache
 from services.enricher.config import EnricherSettings
-from services.enricher.handlers import EnrichHandler, give_up
+from services.enricher.handlers import EnrichHandler, give_up, split_task
 from services.enricher.providers.http import PersonMatchProvider
 from services.enricher.waterfall import Waterfall
 from shared.broker import Broker
@@ -32,6 +33,9 @@ class EnricherService:
             backoff_base_s=settings.retry_base_s,
             backoff_max_s=settings.retry_max_s,
         )
+        self.cache = ProviderCache(
+            settings.common.data_dir / "provider-cache.db", settings.provider_cache_ttl_s
+        )
         self._session: aiohttp.ClientSession | None = None
         self._consumer: TaskConsumer[EnrichTask] | None = None
         self._starting: asyncio.Task[None] | None = None
@@ -41,9 +45,11 @@ class EnricherService:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
         )
+        await self.cache.open()
         providers = [PersonMatchProvider(p, self._session) for p in self.settings.providers]
         queue = self.broker.topology.enrich_queue
-        handler = EnrichHandler(Waterfall(providers), self.policy, queue)
+        waterfall = Waterfall(providers, self.cache)
+        handler = EnrichHandler(waterfall, self.policy, queue, self.settings.fault_crash_on)
         self._consumer = TaskConsumer(
             self.broker,
             queue,
@@ -54,6 +60,7 @@ class EnricherService:
             prefetch=self.settings.prefetch,
             policy=self.policy,
             give_up=give_up,
+            split=split_task,
         )
         self.broker.start()
         self._starting = asyncio.create_task(self._consume_when_connected(self._consumer))
@@ -71,4 +78,5 @@ class EnricherService:
         await self.broker.close()
         if self._session is not None:
             await self._session.close()
+        await self.cache.close()
         await self.ops.stop()

@@ -30,6 +30,9 @@ class EnricherSettings(msgspec.Struct, frozen=True, kw_only=True):
     retry_base_s: float
     retry_max_s: float
     providers: tuple[ProviderSettings, ...]
+    provider_cache_ttl_s: float
+    # Fault injection for the fault-test suite (dev only): crash on leads named so.
+    fault_crash_on: str | None
 
 
 def load_settings(env: EnvReader) -> EnricherSettings:
@@ -44,7 +47,18 @@ def load_settings(env: EnvReader) -> EnricherSettings:
         retry_base_s=env.get_float("LEADFLOW_RETRY_BASE_S", 1.0, minimum=0.0, maximum=3600),
         retry_max_s=env.get_float("LEADFLOW_RETRY_MAX_S", 600.0, minimum=0.0, maximum=86400),
         providers=tuple(load_provider(env, common, name) for name in names),
+        provider_cache_ttl_s=env.get_float(
+            "LEADFLOW_PROVIDER_CACHE_TTL_S", 7 * 86400.0, maximum=365 * 86400.0
+        ),
+        fault_crash_on=load_fault(env, common),
     )
+
+
+def load_fault(env: EnvReader, common: CommonSettings) -> str | None:
+    marker = env.raw("LEADFLOW_FAULT_CRASH_ON")
+    if marker is not None and common.is_production:
+        raise ConfigError("LEADFLOW_FAULT_CRASH_ON", "no fault injection in production", marker)
+    return marker
 
 
 def load_provider(env: EnvReader, common: CommonSettings, name: str) -> ProviderSettings:

@@ -1,80 +1,125 @@
 """What the enricher does with an enrich task: local steps, waterfall, outcomes.
 
-Leads that providers could not serve right now go back to the broker as a smaller task,
-delayed, with the answers obtained so far; after the last attempt they fail with the
-providers' errors as the reason. Everything else becomes `lead.enriched`.
+Each lead ends one of three ways: enriched; failed (a provider rejected it and nobody
+else completed it); or, when providers were unavailable, back to the broker in a smaller
+task, delayed, with the answers obtained so far. A lead still waiting on providers after
+the last attempt fails with the providers' errors as its reason and is parked in the
+dead-letter queue, from where it can be replayed once the providers are back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from services.enricher.draft import LeadDraft
+from services.enricher.faults import crash_if_poisoned
 from services.enricher.steps import run_final_steps, run_local_steps
-from services.enricher.waterfall import Waterfall
-from shared.broker import Outgoing
+from services.enricher.waterfall import Waterfall, WaterfallResult
+from shared.broker import ERROR_HEADER, Outgoing
 from shared.consumer import Delivery, RetryPolicy
 from shared.messages import EnrichTask, LeadsEnriched, LeadsFailed, ProviderAnswer, ResultLead
 
 
+@dataclass
+class Sorted:
+    enriched: list[ResultLead] = field(default_factory=list)
+    failed: list[ResultLead] = field(default_factory=list)
+    waiting: list[LeadDraft] = field(default_factory=list)
+    answers: dict[str, list[ProviderAnswer]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    retry_after_s: float = 0.0
+
+    def add(
+        self, draft: LeadDraft, result: WaterfallResult, last_attempt: bool, attempt: int
+    ) -> None:
+        if result.errors:
+            self.waiting.append(draft)
+            self.answers[draft.id] = result.answers
+            self.errors.extend(result.errors)
+            self.retry_after_s = max(self.retry_after_s, result.retry_after_s or 0.0)
+            if last_attempt:
+                reason = f"providers unavailable after {attempt} attempts: " + "; ".join(
+                    result.errors
+                )
+                self.failed.append(run_final_steps(draft).result("failed", reason))
+        elif result.rejections:
+            reason = "rejected by providers: " + "; ".join(result.rejections)
+            self.failed.append(run_final_steps(draft).result("failed", reason))
+        else:
+            self.enriched.append(run_final_steps(draft).result())
+
+
 class EnrichHandler:
-    def __init__(self, waterfall: Waterfall, policy: RetryPolicy, queue: str) -> None:
+    def __init__(
+        self, waterfall: Waterfall, policy: RetryPolicy, queue: str, crash_on: str | None = None
+    ) -> None:
         self.waterfall = waterfall
         self.policy = policy
         self.queue = queue
+        self.crash_on = crash_on
 
     async def __call__(self, task: EnrichTask, delivery: Delivery) -> Sequence[Outgoing]:
+        crash_if_poisoned(task.leads, self.crash_on)
         drafts = [run_local_steps(LeadDraft.of(lead)) for lead in task.leads]
-        results = await self.waterfall.run(drafts, task.answers, task.job_id)
-        last_attempt = delivery.attempt + 1 >= self.policy.max_attempts
-        enriched: list[ResultLead] = []
-        failed: list[ResultLead] = []
-        retry: list[LeadDraft] = []
-        answers: dict[str, list[ProviderAnswer]] = {}
-        retry_after_s = 0.0
+        results = await self.waterfall.run(drafts, task.answers, task.job_id, task.tenant)
+        attempt = delivery.attempt + 1
+        last_attempt = attempt >= self.policy.max_attempts
+        outcome = Sorted()
         for draft, result in zip(drafts, results, strict=True):
-            if not result.errors:
-                enriched.append(run_final_steps(draft).result())
-            elif last_attempt:
-                reason = f"providers unavailable after {delivery.attempt + 1} attempts: "
-                failed.append(
-                    run_final_steps(draft).result("failed", reason + "; ".join(result.errors))
+            outcome.add(draft, result, last_attempt, attempt)
+        return self.messages(task, delivery, outcome, last_attempt)
+
+    def messages(
+        self, task: EnrichTask, delivery: Delivery, outcome: Sorted, last_attempt: bool
+    ) -> list[Outgoing]:
+        job_id, tenant, priority = task.job_id, task.tenant, delivery.priority
+        out: list[Outgoing] = []
+        if outcome.enriched:
+            out.append(
+                Outgoing(
+                    LeadsEnriched(job_id=job_id, tenant=tenant, leads=outcome.enriched),
+                    priority=priority,
+                )
+            )
+        if outcome.failed:
+            out.append(
+                Outgoing(
+                    LeadsFailed(job_id=job_id, tenant=tenant, leads=outcome.failed),
+                    priority=priority,
+                )
+            )
+        if outcome.waiting:
+            waiting = EnrichTask(
+                job_id=job_id,
+                tenant=tenant,
+                leads=[draft.lead for draft in outcome.waiting],
+                answers=outcome.answers,
+            )
+            reason = "; ".join(dict.fromkeys(outcome.errors))
+            if last_attempt:
+                out.append(
+                    Outgoing(
+                        waiting,
+                        priority=priority,
+                        attempt=delivery.attempt,
+                        dead_letter_of=self.queue,
+                        headers={ERROR_HEADER: reason},
+                    )
                 )
             else:
-                retry.append(draft)
-                answers[draft.id] = result.answers
-                retry_after_s = max(retry_after_s, result.retry_after_s or 0.0)
-        out: list[Outgoing] = []
-        job_id, tenant = task.job_id, task.tenant
-        if enriched:
-            out.append(
-                Outgoing(
-                    LeadsEnriched(job_id=job_id, tenant=tenant, leads=enriched),
-                    priority=delivery.priority,
+                out.append(
+                    Outgoing(
+                        waiting,
+                        priority=priority,
+                        attempt=delivery.attempt + 1,
+                        retry_of=self.queue,
+                        delay_s=max(
+                            outcome.retry_after_s, self.policy.backoff_s(delivery.attempt + 1)
+                        ),
+                        headers={ERROR_HEADER: reason},
+                    )
                 )
-            )
-        if failed:
-            out.append(
-                Outgoing(
-                    LeadsFailed(job_id=job_id, tenant=tenant, leads=failed),
-                    priority=delivery.priority,
-                )
-            )
-        if retry:
-            out.append(
-                Outgoing(
-                    EnrichTask(
-                        job_id=job_id,
-                        tenant=tenant,
-                        leads=[d.lead for d in retry],
-                        answers=answers,
-                    ),
-                    priority=delivery.priority,
-                    attempt=delivery.attempt + 1,
-                    retry_of=self.queue,
-                    delay_s=max(retry_after_s, self.policy.backoff_s(delivery.attempt + 1)),
-                )
-            )
         return out
 
 
@@ -82,3 +127,16 @@ def give_up(task: EnrichTask, reason: str) -> Sequence[Outgoing]:
     """The task is being dead-lettered: its leads still get an outcome, so the job completes."""
     leads = [LeadDraft.of(lead).result("failed", f"dead-lettered: {reason}") for lead in task.leads]
     return [Outgoing(LeadsFailed(job_id=task.job_id, tenant=task.tenant, leads=leads))]
+
+
+def split_task(task: EnrichTask) -> list[EnrichTask]:
+    """One task per lead, each with its own earlier answers (to isolate a poison lead)."""
+    return [
+        EnrichTask(
+            job_id=task.job_id,
+            tenant=task.tenant,
+            leads=[lead],
+            answers={lead.id: task.answers[lead.id]} if lead.id in task.answers else {},
+        )
+        for lead in task.leads
+    ]

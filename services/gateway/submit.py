@@ -117,7 +117,7 @@ def insert_job(
     spec = JobSpec(destinations=request.destinations)
     conn.execute(
         "INSERT INTO jobs (job_id, tenant, kind, state, priority, total, created_at, timeout_s,"
-        " depends_on, spec) VALUES (?, ?, 'enrich', 'queued', ?, ?, ?, ?, ?, ?)",
+        " depends_on, spec, progress_at) VALUES (?, ?, 'enrich', 'queued', ?, ?, ?, ?, ?, ?, ?)",
         (
             job_id,
             tenant,
@@ -127,6 +127,7 @@ def insert_job(
             request.timeout_s,
             request.depends_on,
             _encode(spec),
+            epoch_s(),
         ),
     )
     conn.executemany(

@@ -11,9 +11,11 @@ import asyncio
 import aiohttp
 
 from services.router.config import RouterSettings
+from services.router.deadletters import DeadLetterKeeper
 from services.router.destinations.csv import CsvExporter
 from services.router.destinations.webhook import WebhookDispatcher
 from services.router.handlers import EventHandler
+from services.router.stalls import StallDetector
 from shared.broker import Broker
 from shared.consumer import BatchConsumer, RetryPolicy
 from shared.health import Metrics, OpsServer
@@ -66,15 +68,18 @@ class RouterService:
             policy=RetryPolicy(),
             give_up=lambda _event, _reason: (),
         )
+        stalls = StallDetector(self.store, self.broker, self.metrics, self.settings.stall_after_s)
         self.broker.start()
         self._tasks = [
             asyncio.create_task(webhooks.run(), name="webhooks"),
+            asyncio.create_task(stalls.run(), name="stalls"),
             asyncio.create_task(self._consume_when_connected(self._consumer), name="consume"),
         ]
 
     async def _consume_when_connected(self, consumer: BatchConsumer[LeadOutcomes]) -> None:
         await self.broker.wait_ready()
         await consumer.start()
+        await DeadLetterKeeper(self.broker, self.store, Codec()).start()
 
     async def stop(self) -> None:
         if self._consumer is not None:

@@ -19,6 +19,7 @@ class WebhookSettings(msgspec.Struct, frozen=True, kw_only=True):
 class RouterSettings(msgspec.Struct, frozen=True, kw_only=True):
     common: CommonSettings
     max_batch: int
+    stall_after_s: float
     webhook: WebhookSettings
 
 
@@ -27,6 +28,7 @@ def load_settings(env: EnvReader) -> RouterSettings:
     return RouterSettings(
         common=common,
         max_batch=env.get_int("LEADFLOW_ROUTER_BATCH", 200, minimum=1, maximum=5000),
+        stall_after_s=env.get_float("LEADFLOW_STALL_AFTER_S", 300.0, minimum=1.0),
         webhook=WebhookSettings(
             timeout_s=env.get_float("LEADFLOW_WEBHOOK_TIMEOUT_S", 10.0, minimum=0.1, maximum=300),
             retry_window_s=env.get_float(

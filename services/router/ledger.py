@@ -20,6 +20,8 @@ from shared.messages import LeadOutcomes
 from shared.store import decode_spec, epoch_s, utc_now
 
 log = get_logger(__name__)
+# Stopped jobs whose counts must not move any more; a completed job still takes replays.
+FROZEN_STATES = frozenset({"cancelled", "timed_out", "failed"})
 _encode = msgspec.json.Encoder().encode
 
 
@@ -32,41 +34,70 @@ def record_outcomes(conn: sqlite3.Connection, events: Sequence[LeadOutcomes]) ->
             log.warning("outcome.unknown_job", job_id=event.job_id, leads=len(event.leads))
             continue
         touched.add(event.job_id)
-        if row["state"] in TERMINAL_STATES:
-            continue  # a cancelled or finished job takes no more results
-        added = insert_leads(conn, event)
-        if added:
-            advance_progress(conn, event.job_id, added)
+        if row["state"] in FROZEN_STATES:
+            continue  # its counts stay as they were when it stopped
+        added, upgraded = insert_leads(conn, event, accept_new=row["state"] not in TERMINAL_STATES)
+        if added or upgraded:
+            advance_progress(conn, event.job_id, added, upgraded)
     for job_id in touched:
         cut_webhook_batches(conn, job_id)
     return touched
 
 
-def insert_leads(conn: sqlite3.Connection, event: LeadOutcomes) -> Counter[str]:
+def insert_leads(
+    conn: sqlite3.Connection, event: LeadOutcomes, *, accept_new: bool
+) -> tuple[Counter[str], int]:
+    """Insert new outcomes; replace a failed one by an enriched one (a replayed lead).
+
+    Returns the new outcomes by status and how many failed leads became enriched."""
     added: Counter[str] = Counter()
+    upgraded = 0
     for lead in event.leads:
-        cursor = conn.execute(
-            "INSERT INTO leads (job_id, lead_id, status, data) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (job_id, lead_id) DO NOTHING",
-            (event.job_id, lead.id, lead.status, _encode(lead)),
-        )
-        added[lead.status] += cursor.rowcount
-    return +added
+        row = (event.job_id, lead.id, lead.status, _encode(lead))
+        if accept_new and conn.execute(INSERT_LEAD + " ON CONFLICT DO NOTHING", row).rowcount:
+            added[lead.status] += 1
+        elif lead.status == "enriched" and replace_failed(conn, row):
+            upgraded += 1
+    return +added, upgraded
 
 
-def advance_progress(conn: sqlite3.Connection, job_id: str, added: Counter[str]) -> None:
+INSERT_LEAD = "INSERT INTO leads (job_id, lead_id, status, data) VALUES (?, ?, ?, ?)"
+
+
+def replace_failed(conn: sqlite3.Connection, row: tuple[str, str, str, bytes]) -> bool:
+    # Delete and insert rather than update: the lead gets a new seq, so the webhook
+    # batching sees it as a new result and sends it again.
+    deleted = conn.execute(
+        "DELETE FROM leads WHERE job_id = ? AND lead_id = ? AND status = 'failed'", row[:2]
+    ).rowcount
+    if deleted:
+        conn.execute(INSERT_LEAD, row)
+    return bool(deleted)
+
+
+def advance_progress(
+    conn: sqlite3.Connection, job_id: str, added: Counter[str], upgraded: int
+) -> None:
     now = utc_now()
     count = sum(added.values())
     conn.execute(
         "UPDATE jobs SET done = done + ?, enriched = enriched + ?, failed = failed + ?,"
         " state = CASE WHEN state IN ('queued', 'waiting') THEN 'running' ELSE state END,"
-        " started_at = COALESCE(started_at, ?) WHERE job_id = ?",
-        (count, added["enriched"], added["failed"], now, job_id),
+        " started_at = COALESCE(started_at, ?), progress_at = ?, stalled = 0, stall_reason = NULL"
+        " WHERE job_id = ?",
+        (count, added["enriched"] + upgraded, added["failed"] - upgraded, now, epoch_s(), job_id),
     )
     conn.execute(
         "UPDATE destinations SET delivered = delivered + ? WHERE job_id = ? AND type = 'dashboard'",
         (count, job_id),
     )
+    if upgraded:
+        # A CSV holds each lead once: rewrite it from the store with the new outcomes.
+        conn.execute(
+            "UPDATE destinations SET cursor_seq = 0, file_offset = 0, delivered = 0"
+            " WHERE job_id = ? AND type = 'csv'",
+            (job_id,),
+        )
     conn.execute(
         "UPDATE jobs SET state = 'completed', finished_at = ?"
         " WHERE job_id = ? AND total IS NOT NULL AND done >= total AND state = 'running'",

@@ -17,6 +17,8 @@ class Knobs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     malformed_rate: float = 0.0
     hang_rate: float = 0.0
     hang_s: float = 30.0
+    # People (by a piece of their name) every provider is unavailable for: a poison lead.
+    unavailable_for: list[str] = msgspec.field(default_factory=list)
     # Fraction of people a provider knows, by provider; a provider not listed knows half.
     coverage: dict[str, float] = msgspec.field(
         default_factory=lambda: {"alpha": 0.55, "beta": 0.65, "gamma": 0.5}

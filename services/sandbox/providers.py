@@ -33,11 +33,13 @@ class PersonQuery(msgspec.Struct, kw_only=True):
     company_domain: str | None = None
     linkedin_url: str | None = None
 
+    def name(self) -> str:
+        return (self.full_name or f"{self.first_name or ''} {self.last_name or ''}").strip()
+
     def key(self) -> str:
         if self.linkedin_url:
             return self.linkedin_url.lower()
-        name = self.full_name or f"{self.first_name or ''} {self.last_name or ''}"
-        return f"{name.strip().lower()}|{(self.company_domain or self.company or '').lower()}"
+        return f"{self.name().lower()}|{(self.company_domain or self.company or '').lower()}"
 
 
 class PersonMatch(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -62,6 +64,7 @@ class Stats:
     people: Counter[str] = field(default_factory=Counter)
     by_person: Counter[tuple[str, str]] = field(default_factory=Counter)
     by_job: dict[str, JobCalls] = field(default_factory=dict)
+    hangs: int = 0
 
     def record(self, provider: str, job_id: str | None, queries: list[PersonQuery]) -> None:
         self.requests[provider] += 1
@@ -80,6 +83,7 @@ class Stats:
             "people": dict(self.people),
             "repeated_people": repeats,
             "jobs": {j: {"calls": c.calls, "last_at": c.last_at} for j, c in self.by_job.items()},
+            "hangs": self.hangs,
         }
 
 
@@ -101,7 +105,7 @@ class FakeProviders:
         provider = request.match_info["provider"]
         query = await self._read(request, self._decode_one)
         self.stats.record(provider, request.headers.get("X-Leadflow-Job"), [query])
-        if (fault := await self._misbehave(request)) is not None:
+        if (fault := await self._misbehave(request, [query])) is not None:
             return fault
         match = self.match(provider, query)
         if match is None:
@@ -116,7 +120,7 @@ class FakeProviders:
                 max_size=BULK_LIMIT, actual_size=len(bulk.people), text="at most 100 people"
             )
         self.stats.record(provider, request.headers.get("X-Leadflow-Job"), bulk.people)
-        if (fault := await self._misbehave(request)) is not None:
+        if (fault := await self._misbehave(request, bulk.people)) is not None:
             return fault
         results = [self.match(provider, query) for query in bulk.people]
         return web.Response(
@@ -148,12 +152,18 @@ class FakeProviders:
         except msgspec.DecodeError as e:
             raise web.HTTPBadRequest(text=str(e)) from None
 
-    async def _misbehave(self, request: web.Request) -> web.StreamResponse | None:
+    async def _misbehave(
+        self, request: web.Request, queries: list[PersonQuery]
+    ) -> web.StreamResponse | None:
         knobs = self.knobs
         if knobs.latency_ms:
             await asyncio.sleep(knobs.latency_ms / 1000)
+        names = [query.name().lower() for query in queries]
+        if any(marker.lower() in name for name in names for marker in knobs.unavailable_for):
+            return web.json_response({"error": "unavailable for this person"}, status=503)
         roll = self._random.random()
         if roll < knobs.hang_rate:
+            self.stats.hangs += 1
             await asyncio.sleep(knobs.hang_s)
             return web.json_response({"error": "slow"}, status=504)
         roll -= knobs.hang_rate

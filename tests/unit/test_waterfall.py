@@ -3,10 +3,15 @@ that implement our own `Provider` interface (no HTTP)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import pytest
+
+from services.enricher.cache import ProviderCache
 from services.enricher.draft import LeadDraft
-from services.enricher.providers.base import ProviderUnavailable
+from services.enricher.providers.base import ProviderRejected, ProviderUnavailable
 from services.enricher.steps import run_local_steps
 from services.enricher.waterfall import Waterfall
 from shared.messages import Lead, ProviderAnswer
@@ -22,6 +27,9 @@ class FakeProvider:
     def can_help(self, draft: LeadDraft) -> bool:
         return True
 
+    def query(self, draft: LeadDraft) -> dict[str, str | None]:
+        return {"full_name": draft.get("full_name"), "company": draft.get("company")}
+
     async def lookup(self, draft: LeadDraft, job_id: str) -> dict[str, str]:
         self.calls += 1
         if self.down:
@@ -29,16 +37,24 @@ class FakeProvider:
         return dict(self.found)
 
 
+@pytest.fixture
+async def cache(tmp_path: Path) -> AsyncIterator[ProviderCache]:
+    cache = ProviderCache(tmp_path / "cache.db", ttl_s=3600)
+    await cache.open()
+    yield cache
+    await cache.close()
+
+
 def lead() -> LeadDraft:
     return run_local_steps(LeadDraft.of(Lead(id="l1", full_name="Ada Lovelace", company="Engines")))
 
 
-async def test_stops_at_the_first_provider_that_completes_the_lead() -> None:
+async def test_stops_at_the_first_provider_that_completes_the_lead(cache: ProviderCache) -> None:
     alpha = FakeProvider("alpha", {"company_domain": "engines.io"})
     beta = FakeProvider("beta", {"email": "ada@engines.io", "email_status": "valid"})
     gamma = FakeProvider("gamma", {"email": "other@engines.io"})
     draft = lead()
-    [result] = await Waterfall([alpha, beta, gamma]).run([draft], {}, "job")
+    [result] = await Waterfall([alpha, beta, gamma], cache).run([draft], {}, "job", "t")
     assert draft.get("email") == "ada@engines.io"
     assert draft.sources["email"] == "provider:beta"
     assert draft.sources["company_domain"] == "provider:alpha"
@@ -46,26 +62,56 @@ async def test_stops_at_the_first_provider_that_completes_the_lead() -> None:
     assert result.errors == []
 
 
-async def test_unavailable_provider_is_reported_unless_another_makes_up_for_it() -> None:
+async def test_unavailable_provider_is_reported_unless_another_makes_up_for_it(
+    cache: ProviderCache,
+) -> None:
     alpha = FakeProvider("alpha", down=True)
     beta = FakeProvider("beta", {"company_domain": "engines.io"})
-    [result] = await Waterfall([alpha, beta]).run([lead()], {}, "job")
+    [result] = await Waterfall([alpha, beta], cache).run([lead()], {}, "job", "t")
     assert result.errors == ["alpha: HTTP 503"]
     assert result.retry_after_s == 3
     assert [a.provider for a in result.answers] == ["beta"]
 
-    full = FakeProvider("beta", {"company_domain": "engines.io", "email": "ada@engines.io"})
-    [result] = await Waterfall([FakeProvider("alpha", down=True), full]).run([lead()], {}, "job")
+    full = FakeProvider("gamma", {"company_domain": "engines.io", "email": "ada@engines.io"})
+    [result] = await Waterfall([FakeProvider("alpha", down=True), full], cache).run(
+        [lead()], {}, "job", "t"
+    )
     assert result.errors == []
 
 
-async def test_answers_from_an_earlier_attempt_are_not_paid_again() -> None:
+async def test_answers_from_an_earlier_attempt_are_not_paid_again(cache: ProviderCache) -> None:
     alpha = FakeProvider("alpha", {"email": "never@called.io"})
     beta = FakeProvider("beta", {"email": "ada@engines.io"})
     prior = {"l1": [ProviderAnswer(provider="alpha", found={"company_domain": "engines.io"})]}
     draft = lead()
-    [result] = await Waterfall([alpha, beta]).run([draft], prior, "job")
+    [result] = await Waterfall([alpha, beta], cache).run([draft], prior, "job", "t")
     assert alpha.calls == 0
     assert beta.calls == 1
     assert draft.get("company_domain") == "engines.io"
     assert {a.provider for a in result.answers} == {"alpha", "beta"}
+
+
+async def test_cached_answers_survive_a_new_waterfall_and_are_per_tenant(
+    cache: ProviderCache,
+) -> None:
+    alpha = FakeProvider("alpha", {"email": "ada@engines.io", "company_domain": "engines.io"})
+    await Waterfall([alpha], cache).run([lead()], {}, "job-1", "t")
+    draft = lead()
+    await Waterfall([alpha], cache).run([draft], {}, "job-2", "t")
+    assert alpha.calls == 1
+    assert draft.get("email") == "ada@engines.io"
+    await Waterfall([alpha], cache).run([lead()], {}, "job-3", "other-tenant")
+    assert alpha.calls == 2
+
+
+async def test_rejection_fails_the_lead_only_if_nobody_completes_it(cache: ProviderCache) -> None:
+    class Rejecting(FakeProvider):
+        async def lookup(self, draft: LeadDraft, job_id: str) -> dict[str, str]:
+            self.calls += 1
+            raise ProviderRejected(f"{self.name}: HTTP 422 bad name")
+
+    [result] = await Waterfall([Rejecting("alpha")], cache).run([lead()], {}, "job", "t")
+    assert result.rejections == ["alpha: HTTP 422 bad name"]
+    beta = FakeProvider("beta", {"email": "ada@engines.io", "company_domain": "engines.io"})
+    [result] = await Waterfall([Rejecting("alpha"), beta], cache).run([lead()], {}, "job", "t")
+    assert result.rejections == []

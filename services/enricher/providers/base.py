@@ -22,5 +22,8 @@ class Provider(Protocol):
     def can_help(self, draft: LeadDraft) -> bool:
         """Whether this provider has enough to go on for this lead."""
 
+    def query(self, draft: LeadDraft) -> dict[str, str | None]:
+        """What would be sent for this lead (its fingerprint keys the answer cache)."""
+
     async def lookup(self, draft: LeadDraft, job_id: str) -> dict[str, str]:
         """The fields the provider found ({} when it knows nothing)."""

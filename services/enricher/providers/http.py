@@ -57,15 +57,18 @@ class PersonMatchProvider:
         has_company = bool(draft.get("company") or draft.get("company_domain"))
         return (has_name and has_company) or bool(draft.get("linkedin_url"))
 
+    def query(self, draft: LeadDraft) -> dict[str, str | None]:
+        return {
+            "first_name": draft.get("first_name"),
+            "last_name": draft.get("last_name"),
+            "full_name": draft.get("full_name"),
+            "company": draft.get("company_clean") or draft.get("company"),
+            "company_domain": draft.get("company_domain"),
+            "linkedin_url": draft.get("linkedin_url"),
+        }
+
     async def lookup(self, draft: LeadDraft, job_id: str) -> dict[str, str]:
-        query = PersonQuery(
-            first_name=draft.get("first_name"),
-            last_name=draft.get("last_name"),
-            full_name=draft.get("full_name"),
-            company=draft.get("company_clean") or draft.get("company"),
-            company_domain=draft.get("company_domain"),
-            linkedin_url=draft.get("linkedin_url"),
-        )
+        query = PersonQuery(**self.query(draft))
         async with self._slots:
             body = await self._post(_encode(query), job_id)
         if body is None:

@@ -1,0 +1,81 @@
+"""Provider answers kept by lead fingerprint, so a provider is paid once per lead.
+
+A crash between a provider's answer and the ack of the task would otherwise make the
+redelivered task call that provider again; the cache also saves credits when the same
+person comes back in another job of the same tenant. Entries expire after a TTL.
+It lives in its own SQLite file under the data dir (one per machine).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import msgspec
+
+from shared.store import Store, epoch_s
+
+CACHE_MIGRATIONS = (
+    """
+CREATE TABLE IF NOT EXISTS provider_answers (
+    tenant TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    found BLOB NOT NULL,
+    stored_at REAL NOT NULL,
+    PRIMARY KEY (tenant, provider, fingerprint)
+);
+""",
+)
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(dict[str, str]).decode
+
+
+def fingerprint(query: dict[str, str | None]) -> str:
+    """What identifies the question asked: the normalised fields sent to the provider."""
+    canonical = "\x1f".join(f"{k}={(v or '').strip().lower()}" for k, v in sorted(query.items()))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class ProviderCache:
+    def __init__(self, path: Path, ttl_s: float) -> None:
+        # Losing the last cache writes on power loss costs a repeated call, not a lead.
+        self.store = Store(path, CACHE_MIGRATIONS, durable=False)
+        self.ttl_s = ttl_s
+
+    @property
+    def enabled(self) -> bool:
+        return self.ttl_s > 0
+
+    async def open(self) -> None:
+        await self.store.open()
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    async def get(self, tenant: str, provider: str, key: str) -> dict[str, str] | None:
+        if not self.enabled:
+            return None
+        oldest = epoch_s() - self.ttl_s
+
+        def read(conn: sqlite3.Connection) -> bytes | None:
+            row = conn.execute(
+                "SELECT found FROM provider_answers WHERE tenant = ? AND provider = ?"
+                " AND fingerprint = ? AND stored_at >= ?",
+                (tenant, provider, key, oldest),
+            ).fetchone()
+            return None if row is None else bytes(row[0])
+
+        raw = await self.store.run(read)
+        return None if raw is None else _decode(raw)
+
+    async def put(self, tenant: str, provider: str, key: str, found: dict[str, str]) -> None:
+        if not self.enabled:
+            return
+        await self.store.run(
+            lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO provider_answers VALUES (?, ?, ?, ?, ?)",
+                (tenant, provider, key, _encode(found), epoch_s()),
+            )
+        )

@@ -1,0 +1,140 @@
+"""`GET /v1/dead-letters` and `POST /v1/dead-letters/replay`.
+
+The router parks every dead-lettered message in the store; here a tenant lists its own
+and sends them back to work (by job or by ids). A replay publishes the original message
+again, with its attempts reset; the router then upgrades any lead recorded as failed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Annotated, Any
+
+import msgspec
+from aiohttp import web
+
+from services.gateway.keys import BROKER, STORE, tenant_of
+from services.gateway.problems import FieldError, Problem, invalid
+from services.gateway.queries import decode_cursor, encode_cursor
+from services.gateway.routes import json_response, query_choice, query_int
+from shared.broker import Outgoing
+from shared.messages import Codec
+from shared.store import utc_now
+
+routes = web.RouteTableDef()
+_codec = Codec()
+_decode_list = msgspec.json.Decoder(list[str]).decode
+
+
+class ReplayRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    job_id: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    ids: Annotated[list[int], msgspec.Meta(min_length=1, max_length=1000)] | None = None
+
+
+_decode_replay = msgspec.json.Decoder(ReplayRequest).decode
+
+
+@routes.get("/v1/dead-letters")
+async def list_dead_letters(request: web.Request) -> web.Response:
+    tenant = tenant_of(request)
+    job_id = request.query.get("job_id") or None
+    state = query_choice(request, "state", ("parked", "replayed"))
+    limit = query_int(request, "limit", 50, 1, 500)
+    after = decode_cursor(request.query.get("cursor"))
+    rows = await request.app[STORE].run(
+        lambda conn: select_letters(
+            conn, tenant, job_id=job_id, state=state, after=after, limit=limit + 1
+        )
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return json_response(
+        {
+            "dead_letters": [letter_json(row) for row in rows],
+            "next_cursor": encode_cursor(rows[-1]["id"]) if more else None,
+        }
+    )
+
+
+@routes.post("/v1/dead-letters/replay")
+async def replay_dead_letters(request: web.Request) -> web.Response:
+    try:
+        body = _decode_replay(await request.read())
+    except msgspec.ValidationError as e:
+        raise invalid([FieldError("body", str(e))]) from None
+    except msgspec.DecodeError as e:
+        raise Problem(400, f"the request body is not valid JSON: {e}") from None
+    if (body.job_id is None) == (body.ids is None):
+        raise invalid([FieldError("body", "give either job_id or ids")])
+    tenant = tenant_of(request)
+    store = request.app[STORE]
+    rows = await store.run(
+        lambda conn: select_letters(conn, tenant, job_id=body.job_id, ids=body.ids, state="parked")
+    )
+    if not rows:
+        raise Problem(404, "no parked dead letters match")
+    outgoing, replayed, skipped = [], [], []
+    for row in rows:
+        try:
+            message = _codec.decode(row["body"])
+        except msgspec.DecodeError as e:
+            skipped.append({"id": row["id"], "reason": f"not a leadflow message: {e}"})
+            continue
+        outgoing.append(Outgoing(message, priority=row["priority"] or "normal"))
+        replayed.append(row["id"])
+    await request.app[BROKER].publish(outgoing)
+    await store.transaction(lambda conn: mark_replayed(conn, replayed))
+    return json_response({"replayed": replayed, "skipped": skipped}, status=202)
+
+
+def select_letters(
+    conn: sqlite3.Connection,
+    tenant: str,
+    *,
+    job_id: str | None = None,
+    ids: list[int] | None = None,
+    state: str | None = None,
+    after: int | None = None,
+    limit: int = 1000,
+) -> list[sqlite3.Row]:
+    sql = (
+        "SELECT d.*, j.priority FROM dead_letters d LEFT JOIN jobs j ON j.job_id = d.job_id"
+        " WHERE d.tenant = ? AND d.id > ?"
+    )
+    params: list[Any] = [tenant, after or 0]
+    if job_id is not None:
+        sql += " AND d.job_id = ?"
+        params.append(job_id)
+    if ids is not None:
+        sql += f" AND d.id IN ({', '.join('?' * len(ids))})"
+        params.extend(ids)
+    if state is not None:
+        sql += " AND d.state = ?"
+        params.append(state)
+    sql += " ORDER BY d.id LIMIT ?"
+    params.append(limit)
+    return conn.execute(sql, params).fetchall()
+
+
+def mark_replayed(conn: sqlite3.Connection, ids: list[int]) -> None:
+    now = utc_now()
+    conn.executemany(
+        "UPDATE dead_letters SET state = 'replayed', replayed_at = ? WHERE id = ?",
+        [(now, i) for i in ids],
+    )
+
+
+def letter_json(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "queue": row["queue"],
+        "job_id": row["job_id"],
+        "message_type": row["message_type"],
+        "lead_ids": _decode_list(row["lead_ids"]),
+        "error": row["error"],
+        "attempts": row["attempts"],
+        "history": _decode_list(row["history"]),
+        "dead_at": row["dead_at"],
+        "state": row["state"],
+        "replayed_at": row["replayed_at"],
+    }

@@ -1,0 +1,80 @@
+"""Stall detection: a job whose progress has not moved for `stall_after_s` while nothing
+consumes its work queue is flagged `stalled` (with the reason) in the store, the logs and
+the metrics. Progress clears the flag (see the ledger)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+from prometheus_client import Gauge
+
+from shared.broker import Broker
+from shared.errors import BrokerUnavailable
+from shared.health import Metrics
+from shared.logging import get_logger
+from shared.store import Store, epoch_s
+
+log = get_logger(__name__)
+
+
+class StallDetector:
+    def __init__(
+        self, store: Store, broker: Broker, metrics: Metrics, stall_after_s: float
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        self.stall_after_s = stall_after_s
+        self.interval_s = max(0.5, min(30.0, stall_after_s / 3))
+        self._stalled = Gauge(
+            "leadflow_jobs_stalled",
+            "Unfinished jobs flagged stalled (no progress and no consumer on their queue).",
+            registry=metrics.registry,
+        )
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.check()
+            except BrokerUnavailable as e:
+                log.warning("stall_check.skipped", error=str(e))
+
+    async def check(self) -> None:
+        quiet_since = epoch_s() - self.stall_after_s
+        candidates = await self.store.run(lambda conn: quiet_jobs(conn, quiet_since))
+        if candidates:
+            queue = self.broker.topology.enrich_queue
+            if await self.broker.consumer_count(queue) == 0:
+                reason = (
+                    f"no progress for {self.stall_after_s:g}s and no consumer on {queue}:"
+                    " start an enricher"
+                )
+                await self.store.transaction(lambda conn: flag(conn, candidates, reason))
+                for job_id in candidates:
+                    log.warning("job.stalled", job_id=job_id, reason=reason)
+        self._stalled.set(await self.store.run(count_stalled))
+
+
+def quiet_jobs(conn: sqlite3.Connection, quiet_since: float) -> list[str]:
+    rows = conn.execute(
+        "SELECT job_id FROM jobs WHERE state IN ('queued', 'running') AND stalled = 0"
+        " AND progress_at IS NOT NULL AND progress_at < ?",
+        (quiet_since,),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def flag(conn: sqlite3.Connection, job_ids: list[str], reason: str) -> None:
+    conn.executemany(
+        "UPDATE jobs SET stalled = 1, stall_reason = ? WHERE job_id = ? AND stalled = 0"
+        " AND state IN ('queued', 'running')",
+        [(reason, job_id) for job_id in job_ids],
+    )
+
+
+def count_stalled(conn: sqlite3.Connection) -> int:
+    row = conn.execute(
+        "SELECT COUNT(*) FROM jobs WHERE stalled = 1 AND state IN ('queued', 'running')"
+    ).fetchone()
+    return int(row[0])

@@ -31,8 +31,8 @@ from shared.errors import BrokerUnavailable
 from shared.health import Metrics
 from shared.jobs import PRIORITY_LEVELS
 from shared.logging import get_logger
-from shared.messages import Codec, Message, routing_key
-from shared.topology import Topology
+from shared.messages import Codec, Message, routing_key, tag_of
+from shared.topology import QueueSpec, Topology
 
 log = get_logger(__name__)
 
@@ -53,15 +53,15 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A message to publish, to its exchange by routing key; or, with `retry_of`, to that
-    work queue's delayed retry tier (`delay_s`); or, with `dead_letter_of`, to that work
-    queue's dead-letter queue (the reason in `headers[ERROR_HEADER]`); or, with
-    `to_queue`, straight into that queue."""
+    """A message to publish, to its exchange by routing key; with `retry`, through that
+    exchange's delay tier (`delay_s`) first; with `dead_letter_of`, to that work queue's
+    dead-letter queue instead (the reason in `headers[ERROR_HEADER]`); with `to_queue`,
+    straight into that queue."""
 
     message: Message
     priority: str = "normal"
     attempt: int = 0
-    retry_of: str | None = None
+    retry: bool = False
     delay_s: float = 0.0
     dead_letter_of: str | None = None
     to_queue: str | None = None
@@ -80,6 +80,7 @@ class Broker:
         self._consume_channels: list[AbstractRobustChannel] = []
         # Strong references: a robust consumer on a queue nobody references may not be restored.
         self._queues: list[AbstractRobustQueue] = []
+        self._lanes: set[tuple[str, str]] = set()
         self._ready = asyncio.Event()
         self._connect_task: asyncio.Task[None] | None = None
 
@@ -154,11 +155,16 @@ class Broker:
             )
         self._exchanges[""] = channel.default_exchange
         for queue_spec in self.topology.queues():
-            queue = await channel.declare_queue(
-                queue_spec.name, durable=True, arguments=queue_spec.arguments
-            )
-            for exchange, key in queue_spec.bindings:
-                await queue.bind(self._exchanges[exchange], routing_key=key)
+            await self._declare_queue(channel, queue_spec)
+
+    async def _declare_queue(
+        self, channel: AbstractRobustChannel, spec: QueueSpec
+    ) -> AbstractRobustQueue:
+        queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
+        assert isinstance(queue, AbstractRobustQueue)
+        for exchange, key in spec.bindings:
+            await queue.bind(self._exchanges[exchange], routing_key=key)
+        return queue
 
     # -- publishing ---------------------------------------------------------------------
 
@@ -187,22 +193,32 @@ class Broker:
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             priority=PRIORITY_LEVELS.get(item.priority, PRIORITY_LEVELS["normal"]),
             message_id=uuid.uuid4().hex,
-            type=key,
+            type=tag_of(item.message),
             headers={ATTEMPT_HEADER: item.attempt, **item.headers},
             # Jitter inside a retry tier: the message expires before the tier's own TTL.
-            expiration=item.delay_s if item.retry_of is not None else None,
+            expiration=max(item.delay_s, 0.001) if item.retry else None,
         )
+        exchange = self.topology.exchange_for(key)
         if item.to_queue is not None:
-            exchange, key = self._exchanges[""], item.to_queue
+            exchange, key = "", item.to_queue
         elif item.dead_letter_of is not None:
-            exchange, key = self._exchanges[self.topology.dead_exchange], item.dead_letter_of
-        elif item.retry_of is not None:
-            tier = self.topology.retry_tier(item.delay_s)
-            exchange, key = self._exchanges[""], self.topology.retry_queue(item.retry_of, tier)
-        else:
-            exchange = self._exchanges[self.topology.exchange_for(key)]
-        await exchange.publish(amqp_message, routing_key=key, mandatory=True)
-        self._metrics.published.labels(routing_key=key).inc()
+            exchange, key = self.topology.dead_exchange, item.dead_letter_of
+        elif item.retry:
+            exchange = self.topology.retry_name(exchange, self.topology.retry_tier(item.delay_s))
+        await self._exchanges[exchange].publish(amqp_message, routing_key=key, mandatory=True)
+        self._metrics.published.labels(routing_key=tag_of(item.message)).inc()
+
+    async def ensure_lane(self, kind: str, tenant: str) -> None:
+        """Declare a tenant's lane for a kind of work (once per process)."""
+        if (kind, tenant) in self._lanes:
+            return
+        if self._publish_channel is None or not self.is_connected:
+            raise BrokerUnavailable("broker not connected")
+        try:
+            await self._declare_queue(self._publish_channel, self.topology.lane_spec(kind, tenant))
+        except BROKER_ERRORS as e:
+            raise BrokerUnavailable(f"cannot declare the {kind} lane of {tenant}: {e}") from e
+        self._lanes.add((kind, tenant))
 
     async def publish_dead(self, queue: str, body: bytes, headers: dict[str, Any]) -> None:
         """Put a raw message in `queue`'s dead-letter queue, with the reason in its headers."""
@@ -253,9 +269,19 @@ class Broker:
         """A channel of its own with `prefetch`, and the queue object to consume from."""
         channel = await self._open_channel()
         await channel.set_qos(prefetch_count=prefetch)
-        spec = next(q for q in self.topology.queues() if q.name == queue_name)
-        queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
-        assert isinstance(queue, AbstractRobustQueue)
+        queue = await self._declare_queue(channel, self.topology.spec_of(queue_name))
         self._consume_channels.append(channel)
         self._queues.append(queue)
         return queue
+
+
+async def settle(message: AbstractIncomingMessage, *, requeue: bool | None = None) -> None:
+    """Ack (or nack with requeue). After a reconnect the delivery tag is stale: the broker
+    has already put the message back and will redeliver it, so that is logged, not raised."""
+    try:
+        if requeue is None:
+            await message.ack()
+        else:
+            await message.nack(requeue=requeue)
+    except BROKER_ERRORS as e:
+        log.warning("message.settle_failed_will_redeliver", error=f"{type(e).__name__}: {e}")

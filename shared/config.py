@@ -64,6 +64,16 @@ class EnvReader:
                 return choice
         raise ConfigError(name, f"one of {', '.join(map(repr, choices))}", value)
 
+    def get_bool(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(name, "true or false", value)
+
     def get_int(
         self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None
     ) -> int:

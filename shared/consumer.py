@@ -25,9 +25,10 @@ router's single writer; its quorum queue's delivery limit bounds poison events.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -45,11 +46,13 @@ from shared.broker import (
     HISTORY_HEADER,
     Broker,
     Outgoing,
+    settle,
 )
+from shared.control import ControlListener
 from shared.errors import BrokerUnavailable, PermanentError
 from shared.health import Metrics
 from shared.logging import get_logger
-from shared.messages import Codec, Message
+from shared.messages import Codec, JobStopped, LaneOpened, Message
 
 M = TypeVar("M", bound=Message)
 log = get_logger(__name__)
@@ -101,6 +104,8 @@ class _Consumer(Generic[M]):
         self.prefetch = prefetch
         self.policy = policy
         self.give_up = give_up
+        # Where this consumer's dead letters go (the base name of its kind of work).
+        self.dead_letter_key = queue_name
         # Strong references to the queues: robust consumers must stay restorable.
         self._subscriptions: list[tuple[AbstractRobustQueue, str]] = []
 
@@ -160,7 +165,7 @@ class _Consumer(Generic[M]):
                 decoded,
                 priority=priority_name(message.priority),
                 attempt=attempt + 1,
-                retry_of=self.queue_name,
+                retry=True,
                 delay_s=self.policy.backoff_s(attempt + 1),
                 headers={ERROR_HEADER: reason},
             )
@@ -175,7 +180,7 @@ class _Consumer(Generic[M]):
             if decoded is not None:
                 await self.publish_results(message, self.give_up(decoded, reason))
             await self.broker.publish_dead(
-                self.queue_name, message.body, dead_letter_headers(message, reason)
+                self.dead_letter_key, message.body, dead_letter_headers(message, reason)
             )
         except BrokerUnavailable:
             await settle(message, requeue=True)
@@ -201,28 +206,95 @@ class _Consumer(Generic[M]):
             self.metrics.handle_seconds.labels(queue=self.queue_name).observe(elapsed_s)
 
 
+class PrioritySlots:
+    """A semaphore whose waiters are served by priority (high first), then in arrival order.
+
+    Prefetched deliveries wait here for a worker slot: a high-priority task that arrives
+    behind prefetched low-priority ones still starts first."""
+
+    def __init__(self, capacity: int) -> None:
+        self._free = capacity
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._arrivals = 0
+
+    async def acquire(self, priority: str) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        self._arrivals += 1
+        rank = -PRIORITY_RANK.get(priority, 2)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (rank, self._arrivals, waiter))
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # granted and cancelled at once: hand the slot on
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            _, _, waiter = heapq.heappop(self._waiters)
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
+
+
+PRIORITY_RANK = {"high": 3, "normal": 2, "low": 1}
+
+
 class TaskConsumer(_Consumer[M]):
-    """Concurrent handling, one task per delivery, bounded by the prefetch."""
+    """Concurrent handling of a kind of work, from every tenant's lane and the suspect queue.
+
+    Each lane is consumed with its own prefetch (the per-tenant limit); `concurrency`
+    slots, served by priority, bound the work in flight. Tasks of a stopped (cancelled,
+    timed out) job are dropped unprocessed, and in-flight ones are abandoned."""
 
     def __init__(
         self,
         broker: Broker,
-        queue_name: str,
+        kind: str,
         message_type: type[M],
-        handler: Callable[[M, Delivery], Awaitable[Sequence[Outgoing]]],
+        handler: Callable[[M, Delivery], Coroutine[Any, Any, Sequence[Outgoing]]],
         *,
+        control: ControlListener,
+        concurrency: int,
         split: Callable[[M], list[M]] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(broker, queue_name, message_type, **kwargs)
+        super().__init__(broker, broker.topology.work_queue(kind), message_type, **kwargs)
+        self.kind = kind
         self.handler = handler
+        self.control = control
         self.split = split
-        self.suspect_queue = broker.topology.suspect_queue(queue_name)
+        self.slots = PrioritySlots(concurrency)
+        self.suspect_queue = broker.topology.suspect_queue(kind)
+        self._lanes: set[str] = set()
         self._inflight: set[asyncio.Task[Any]] = set()
+        self._by_job: dict[str, set[asyncio.Task[Any]]] = {}
 
     async def start(self) -> None:
-        await self.subscribe(self.queue_name, self.prefetch, partial(self._track, suspect=False))
+        self.control.on_stop(self._abandon)
+        self.control.on_lane(self._lane_opened)
         await self.subscribe(self.suspect_queue, 1, partial(self._track, suspect=True))
+        for kind, tenant in sorted(self.control.lanes):
+            if kind == self.kind:
+                await self._subscribe_lane(tenant)
+
+    async def _lane_opened(self, lane: LaneOpened) -> None:
+        if lane.kind == self.kind:
+            await self._subscribe_lane(lane.tenant)
+
+    async def _subscribe_lane(self, tenant: str) -> None:
+        queue = self.broker.topology.lane_queue(self.kind, tenant)
+        if queue not in self._lanes:
+            self._lanes.add(queue)
+            await self.subscribe(queue, self.prefetch, partial(self._track, suspect=False))
+
+    def _abandon(self, stopped: JobStopped) -> None:
+        for task in self._by_job.pop(stopped.job_id, set()):
+            task.cancel()
 
     async def stop(self, grace_s: float) -> None:
         """Stop taking messages, let in-flight ones finish for `grace_s`, cancel the rest."""
@@ -252,25 +324,23 @@ class TaskConsumer(_Consumer[M]):
         crashes = crashes_of(message) + (1 if suspect else 0)
         decoded = self.decode(message)
         item = None if isinstance(decoded, str) else decoded
+        parts = self.split(item) if suspect and item is not None and self.split else []
         if crashes >= self.policy.max_attempts:
             reason = f"its consumer died or lost its connection {crashes} times handling it"
             outcome = await self.dead_letter(message, item, reason)
-        elif (
-            suspect
-            and item is not None
-            and self.split is not None
-            and len(parts := self.split(item)) > 1
-        ):
+        elif len(parts) > 1:
             headers = {CRASHES_HEADER: crashes}
+            priority = priority_name(message.priority)
+            attempt = attempt_of(message)
             outgoing = [
                 Outgoing(
-                    part,
-                    priority=priority_name(message.priority),
-                    attempt=attempt_of(message),
+                    p,
+                    priority=priority,
+                    attempt=attempt,
                     to_queue=self.suspect_queue,
                     headers=headers,
                 )
-                for part in parts
+                for p in parts
             ]
             outcome = await self.settle_with(message, outgoing, "split")
         else:
@@ -299,16 +369,50 @@ class TaskConsumer(_Consumer[M]):
         )
         with structlog.contextvars.bound_contextvars(job_id=decoded.job_id, tenant=decoded.tenant):
             error: BaseException | None = None
+            await self.slots.acquire(delivery.priority)
             try:
-                outgoing = await self.handler(decoded, delivery)
+                outgoing = await self._handle(decoded, delivery)
+            except JobWasStopped:
+                outcome = await self.settle_with(message, (), "dropped")
             except Exception as e:  # the error policy decides; nothing is dropped silently
                 error = e
                 outcome = await self.fail(message, decoded, e)
             else:
                 outcome = await self.settle_with(message, outgoing, "ack")
+            finally:
+                self.slots.release()
             elapsed = time.perf_counter() - started
             self.count(outcome, elapsed)
             log_outcome(self.queue_name, outcome, elapsed, delivery, error)
+
+    async def _handle(self, decoded: M, delivery: Delivery) -> Sequence[Outgoing]:
+        """Run the handler as a task of its own, so a job stop can abandon it mid-way."""
+        job_id = decoded.job_id
+        if self.control.is_stopped(job_id):
+            raise JobWasStopped(job_id)
+        work = asyncio.create_task(self.handler(decoded, delivery))
+        self._by_job.setdefault(job_id, set()).add(work)
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if self.control.is_stopped(job_id) and not _cancelling(asyncio.current_task()):
+                raise JobWasStopped(job_id) from None
+            raise
+        finally:
+            job_tasks = self._by_job.get(job_id)
+            if job_tasks is not None:
+                job_tasks.discard(work)
+                if not job_tasks:
+                    del self._by_job[job_id]
+
+
+class JobWasStopped(Exception):
+    """The job was cancelled or timed out: its task is dropped, not retried."""
+
+
+def _cancelling(task: asyncio.Task[Any] | None) -> bool:
+    """Whether `task` itself is being cancelled (shutdown), not just a child of it."""
+    return task is not None and task.cancelling() > 0
 
 
 class BatchConsumer(_Consumer[M]):
@@ -397,18 +501,6 @@ class BatchConsumer(_Consumer[M]):
         self.count("ack", time.perf_counter() - started, n=len(good))
 
 
-async def settle(message: AbstractIncomingMessage, *, requeue: bool | None = None) -> None:
-    """Ack (or nack with requeue). After a reconnect the delivery tag is stale: the broker
-    has already put the message back and will redeliver it, so that is logged, not raised."""
-    try:
-        if requeue is None:
-            await message.ack()
-        else:
-            await message.nack(requeue=requeue)
-    except BROKER_ERRORS as e:
-        log.warning("message.settle_failed_will_redeliver", error=f"{type(e).__name__}: {e}")
-
-
 def attempt_of(message: AbstractIncomingMessage) -> int:
     value = (message.headers or {}).get(ATTEMPT_HEADER, 0)
     return value if isinstance(value, int) else 0
@@ -426,7 +518,7 @@ def history_of(message: AbstractIncomingMessage) -> list[str]:
 
 def with_history(item: Outgoing, message: AbstractIncomingMessage) -> Outgoing:
     """A retry or dead letter carries the attempts so far, each with its error."""
-    if item.retry_of is None and item.dead_letter_of is None:
+    if not item.retry and item.dead_letter_of is None:
         return item
     note = str(item.headers.get(ERROR_HEADER, "retry"))
     entry = f"attempt {attempt_of(message) + 1}: {note}"

@@ -94,13 +94,44 @@ class LeadsFailed(LeadOutcomes, frozen=True, tag="lead.failed"):
     pass
 
 
-AnyMessage = EnrichTask | LeadsEnriched | LeadsFailed
+class JobStopped(Message, frozen=True, tag="control.job_stopped"):
+    """Broadcast: drop the job's remaining work and abandon what is in flight."""
+
+    state: str
+    reason: str
 
 
-def routing_key(message: Message) -> str:
+class LaneOpened(Message, frozen=True, tag="control.lane_opened"):
+    """Broadcast: a tenant's lane for a kind of work exists; workers should consume it."""
+
+    kind: str
+
+
+class ControlMarker(Message, frozen=True, tag="control.marker"):
+    """Published by a worker to itself: once it reads its own marker, it has read all the
+    control history that came before."""
+
+    marker: str
+
+
+AnyMessage = EnrichTask | LeadsEnriched | LeadsFailed | JobStopped | LaneOpened | ControlMarker
+
+
+def tag_of(message: Message) -> str:
     tag = type(message).__struct_config__.tag
     assert isinstance(tag, str)
     return tag
+
+
+def routing_key(message: Message) -> str:
+    """The tag, and for tasks the tenant too: each tenant's tasks go to its own lane."""
+    tag = tag_of(message)
+    return f"{tag}.{message.tenant}" if tag.startswith("task.") else tag
+
+
+def task_kind(message: Message) -> str | None:
+    tag = tag_of(message)
+    return tag.removeprefix("task.") if tag.startswith("task.") else None
 
 
 class Codec:

@@ -6,8 +6,10 @@ destination's `fields` mapping (output name -> result field) selects and renames
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -43,3 +45,13 @@ def csv_cell(value: Any) -> str:
     if isinstance(value, list | dict):
         return _encode(value).decode() if value else ""
     return str(value)
+
+
+async def remove_exports(exports_dir: Path, exports: list[tuple[str, str]]) -> None:
+    """Delete CSV exports given as (tenant, file name)."""
+
+    def unlink() -> None:
+        for tenant, name in exports:
+            (exports_dir / tenant / name).unlink(missing_ok=True)
+
+    await asyncio.to_thread(unlink)

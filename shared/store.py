@@ -131,6 +131,15 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 CREATE INDEX IF NOT EXISTS dead_letters_by_tenant ON dead_letters (tenant, id);
 """,
+    """
+ALTER TABLE jobs ADD COLUMN deadline_at REAL;
+CREATE TABLE IF NOT EXISTS alerts (
+    job_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    sent_at TEXT NOT NULL,
+    PRIMARY KEY (job_id, kind)
+);
+""",
 )
 
 JOB_COLUMNS = (
@@ -236,6 +245,50 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
+ACTIVE_STATES = ("queued", "waiting", "running")
+# Stopped before the end: the counts stay where they were and destinations get no more.
+STOPPED_STATES = frozenset({"cancelled", "timed_out", "failed"})
+
+
+def stop_job(conn: sqlite3.Connection, job_id: str, state: str, reason: str) -> bool:
+    """Move an unfinished job to a terminal `state`; False if it had already finished."""
+    stopped = conn.execute(
+        "UPDATE jobs SET state = ?, error = ?, finished_at = ?, stalled = 0, stall_reason = NULL"
+        " WHERE job_id = ? AND state IN ('queued', 'waiting', 'running')",
+        (state, reason, utc_now(), job_id),
+    ).rowcount
+    if stopped:
+        conn.execute(
+            "UPDATE webhook_batches SET state = 'cancelled' WHERE job_id = ? AND state = 'pending'",
+            (job_id,),
+        )
+    return bool(stopped)
+
+
+def delete_job(conn: sqlite3.Connection, job_id: str) -> list[tuple[str, str]]:
+    """Remove a job and everything about it; returns its CSV exports as (tenant, file name)."""
+    job = conn.execute("SELECT tenant FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+    if job is None:
+        return []
+    exports = [
+        (job["tenant"], row["name"])
+        for row in conn.execute(
+            "SELECT name FROM destinations WHERE job_id = ? AND type = 'csv'", (job_id,)
+        )
+    ]
+    for table in (
+        "leads",
+        "destinations",
+        "webhook_batches",
+        "dead_letters",
+        "alerts",
+        "idempotency_keys",
+        "jobs",
+    ):
+        conn.execute(f"DELETE FROM {table} WHERE job_id = ?", (job_id,))
+    return exports
+
+
 _spec_decoder = msgspec.json.Decoder(JobSpec)
 
 
@@ -271,7 +324,9 @@ def job_status(conn: sqlite3.Connection, row: sqlite3.Row) -> JobStatus:
                 name=d["name"],
                 delivered=d["delivered"],
                 failed=d["failed"],
-                pending=max(0, row["done"] - d["delivered"] - d["failed"]),
+                pending=0
+                if row["state"] in STOPPED_STATES
+                else max(0, row["done"] - d["delivered"] - d["failed"]),
                 last_error=d["last_error"],
             )
             for d in dests

@@ -31,7 +31,9 @@ def teardown_stack(stack: Stack) -> None:
     for service in stack.services.values():
         service.stop(timeout_s=10)
     url = stack.env.get("LEADFLOW_AMQP_URL", AMQP_URL)
-    asyncio.run(delete_topology(stack.env["LEADFLOW_BROKER_PREFIX"], url))
+    keys = stack.env.get("LEADFLOW_API_KEYS", "")
+    tenants = tuple(pair.split(":", 1)[0] for pair in keys.split(",") if ":" in pair)
+    asyncio.run(delete_topology(stack.env["LEADFLOW_BROKER_PREFIX"], url, tenants))
 
 
 @pytest.fixture(scope="module")

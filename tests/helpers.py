@@ -8,6 +8,8 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import io
+import json as json_module
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -18,7 +20,7 @@ import aio_pika
 import aiohttp
 from aiohttp import web
 
-from shared.topology import Topology
+from shared.topology import WORK_KINDS, Topology
 
 T = TypeVar("T")
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -71,12 +73,14 @@ class Api:
         data: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
+        extra = dict(headers or {})
+        body: Any = data
+        if json is not None:
+            # A stream, not bytes: aiohttp warns that a large bytes body blocks the loop.
+            body = io.BytesIO(json_module.dumps(json).encode())
+            extra.setdefault("Content-Type", "application/json")
         async with self.session.request(
-            method,
-            self.base_url + path,
-            json=json,
-            data=data,
-            headers={**self.headers, **(headers or {})},
+            method, self.base_url + path, data=body, headers={**self.headers, **extra}
         ) as response:
             if response.content_type in ("application/json", "application/problem+json"):
                 return response.status, await response.json(content_type=None)
@@ -153,8 +157,8 @@ class WebhookReceiver:
         body = await request.read()
         self.batches.append(
             {
-                "id": request.headers["webhook-id"],
-                "timestamp": request.headers["webhook-timestamp"],
+                "id": request.headers.get("webhook-id", ""),
+                "timestamp": request.headers.get("webhook-timestamp", ""),
                 "signature": request.headers.get("webhook-signature", ""),
                 "raw": body,
                 "body": await request.json(),
@@ -169,15 +173,17 @@ class WebhookReceiver:
         return f"v1,{expected}" in batch["signature"].split()
 
 
-async def delete_topology(prefix: str, url: str = AMQP_URL) -> None:
-    """Remove every queue and exchange a test run declared under its prefix."""
+async def delete_topology(prefix: str, url: str = AMQP_URL, tenants: tuple[str, ...] = ()) -> None:
+    """Remove every queue and exchange a test run declared under its prefix (and the
+    lanes of the tenants it used)."""
     topology = Topology(prefix)
+    lanes = [topology.lane_spec(kind, t) for kind in WORK_KINDS for t in ("default", *tenants)]
     try:
         connection = await aio_pika.connect(url)
     except (aio_pika.exceptions.AMQPError, OSError):
         return  # no broker there (a test of an unreachable one): nothing was declared
     try:
-        for spec in topology.queues():
+        for spec in [*topology.queues(), *lanes]:
             channel = await connection.channel()
             with contextlib.suppress(aio_pika.exceptions.AMQPError):
                 await channel.queue_delete(spec.name)

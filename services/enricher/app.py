@@ -13,8 +13,11 @@ from services.enricher.providers.http import PersonMatchProvider
 from services.enricher.waterfall import Waterfall
 from shared.broker import Broker
 from shared.consumer import RetryPolicy, TaskConsumer
+from shared.control import ControlListener
 from shared.health import Metrics, OpsServer
 from shared.messages import Codec, EnrichTask
+
+KIND = "enrich"
 
 
 class EnricherService:
@@ -22,10 +25,12 @@ class EnricherService:
         self.settings = settings
         self.metrics = Metrics()
         self.broker = Broker(settings.common, Codec(), self.metrics)
+        self.control = ControlListener(self.broker, Codec())
+        self._consuming = asyncio.Event()
         self.ops = OpsServer(
             settings.common.http_host,
             settings.common.http_port,
-            [self.broker.readiness],
+            [self.broker.readiness, self._consuming_ready],
             self.metrics,
         )
         self.policy = RetryPolicy(
@@ -47,17 +52,21 @@ class EnricherService:
         )
         await self.cache.open()
         providers = [PersonMatchProvider(p, self._session) for p in self.settings.providers]
-        queue = self.broker.topology.enrich_queue
         waterfall = Waterfall(providers, self.cache)
-        handler = EnrichHandler(waterfall, self.policy, queue, self.settings.fault_crash_on)
+        dead_letter_key = self.broker.topology.work_queue(KIND)
+        handler = EnrichHandler(
+            waterfall, self.policy, dead_letter_key, self.settings.fault_crash_on
+        )
         self._consumer = TaskConsumer(
             self.broker,
-            queue,
+            KIND,
             EnrichTask,
             handler,
+            control=self.control,
+            concurrency=self.settings.concurrency,
             codec=Codec(),
             metrics=self.metrics,
-            prefetch=self.settings.prefetch,
+            prefetch=self.settings.tenant_concurrency,
             policy=self.policy,
             give_up=give_up,
             split=split_task,
@@ -66,8 +75,18 @@ class EnricherService:
         self._starting = asyncio.create_task(self._consume_when_connected(self._consumer))
 
     async def _consume_when_connected(self, consumer: TaskConsumer[EnrichTask]) -> None:
+        # Read the control history first: a job cancelled before this worker started must
+        # not have its tasks processed here.
         await self.broker.wait_ready()
+        await self.control.start()
+        await self.control.catch_up()
         await consumer.start()
+        self._consuming.set()
+
+    async def _consuming_ready(self) -> str | None:
+        return (
+            None if self._consuming.is_set() else "not consuming yet (reading the control stream)"
+        )
 
     async def stop(self) -> None:
         if self._starting is not None and not self._starting.done():

@@ -25,7 +25,9 @@ class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 class EnricherSettings(msgspec.Struct, frozen=True, kw_only=True):
     common: CommonSettings
-    prefetch: int
+    # Tasks handled at once by one enricher, and at most that many of one tenant.
+    concurrency: int
+    tenant_concurrency: int
     max_attempts: int
     retry_base_s: float
     retry_max_s: float
@@ -42,7 +44,12 @@ def load_settings(env: EnvReader) -> EnricherSettings:
     names = env.names("LEADFLOW_PROVIDERS", DEV_PROVIDERS)
     return EnricherSettings(
         common=common,
-        prefetch=env.get_int("LEADFLOW_ENRICH_PREFETCH", 8, minimum=1, maximum=1000),
+        concurrency=(
+            concurrency := env.get_int("LEADFLOW_ENRICH_PREFETCH", 8, minimum=1, maximum=1000)
+        ),
+        tenant_concurrency=env.get_int(
+            "LEADFLOW_TENANT_CONCURRENCY", concurrency, minimum=1, maximum=1000
+        ),
         max_attempts=env.get_int("LEADFLOW_MAX_ATTEMPTS", 5, minimum=1, maximum=100),
         retry_base_s=env.get_float("LEADFLOW_RETRY_BASE_S", 1.0, minimum=0.0, maximum=3600),
         retry_max_s=env.get_float("LEADFLOW_RETRY_MAX_S", 600.0, minimum=0.0, maximum=86400),

@@ -52,11 +52,15 @@ class Sorted:
 
 class EnrichHandler:
     def __init__(
-        self, waterfall: Waterfall, policy: RetryPolicy, queue: str, crash_on: str | None = None
+        self,
+        waterfall: Waterfall,
+        policy: RetryPolicy,
+        dead_letter_key: str,
+        crash_on: str | None = None,
     ) -> None:
         self.waterfall = waterfall
         self.policy = policy
-        self.queue = queue
+        self.dead_letter_key = dead_letter_key
         self.crash_on = crash_on
 
     async def __call__(self, task: EnrichTask, delivery: Delivery) -> Sequence[Outgoing]:
@@ -103,7 +107,7 @@ class EnrichHandler:
                         waiting,
                         priority=priority,
                         attempt=delivery.attempt,
-                        dead_letter_of=self.queue,
+                        dead_letter_of=self.dead_letter_key,
                         headers={ERROR_HEADER: reason},
                     )
                 )
@@ -113,7 +117,7 @@ class EnrichHandler:
                         waiting,
                         priority=priority,
                         attempt=delivery.attempt + 1,
-                        retry_of=self.queue,
+                        retry=True,
                         delay_s=max(
                             outcome.retry_after_s, self.policy.backoff_s(delivery.attempt + 1)
                         ),

@@ -7,9 +7,11 @@ from aiohttp import web
 from services.gateway.auth import auth_middleware
 from services.gateway.config import GatewaySettings
 from services.gateway.deadletters import routes as dead_letter_routes
-from services.gateway.keys import BROKER, GUARD, METRICS, SETTINGS, STORE
+from services.gateway.jobcontrol import routes as job_control_routes
+from services.gateway.keys import BROKER, GUARD, METRICS, SETTINGS, STORE, SUBMITTER
 from services.gateway.problems import problem_middleware
 from services.gateway.routes import routes
+from services.gateway.submit import JobSubmitter
 from shared.broker import Broker
 from shared.health import Metrics, add_ops_routes
 from shared.logging import get_logger
@@ -33,6 +35,9 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app[BROKER] = broker
     app[GUARD] = NetGuard(settings.webhook_allow_nets)
     app[METRICS] = metrics
+    app[SUBMITTER] = JobSubmitter(
+        store, broker, settings.task_batch_size, settings.publish_timeout_s
+    )
 
     async def store_ready() -> str | None:
         await store.check_writable()
@@ -41,6 +46,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     add_ops_routes(app, [broker.readiness, store_ready], metrics)
     app.add_routes(routes)
     app.add_routes(dead_letter_routes)
+    app.add_routes(job_control_routes)
     app.cleanup_ctx.append(_resources)
     return app
 

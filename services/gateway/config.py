@@ -23,6 +23,8 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     task_batch_size: int
     publish_timeout_s: float
     webhook_allow_nets: tuple[str, ...]
+    default_timeout_s: int
+    delete_exports: bool
 
     @property
     def auth_enabled(self) -> bool:
@@ -42,6 +44,10 @@ def load_settings(env: EnvReader) -> GatewaySettings:
         task_batch_size=env.get_int("LEADFLOW_TASK_BATCH_SIZE", 25, minimum=1, maximum=1000),
         publish_timeout_s=env.get_float("LEADFLOW_PUBLISH_TIMEOUT_S", 10.0, minimum=0.1),
         webhook_allow_nets=webhook_allow_nets(env, common),
+        default_timeout_s=env.get_int(
+            "LEADFLOW_DEFAULT_TIMEOUT_S", 3600, minimum=1, maximum=7 * 86400
+        ),
+        delete_exports=env.get_bool("LEADFLOW_DELETE_EXPORTS", False),
     )
 
 

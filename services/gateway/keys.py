@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from services.gateway.config import GatewaySettings
+from services.gateway.submit import JobSubmitter
 from shared.broker import Broker
 from shared.health import Metrics
 from shared.netguard import NetGuard
@@ -15,6 +16,7 @@ STORE = web.AppKey("store", Store)
 BROKER = web.AppKey("broker", Broker)
 GUARD = web.AppKey("guard", NetGuard)
 METRICS = web.AppKey("metrics", Metrics)
+SUBMITTER = web.AppKey("submitter", JobSubmitter)
 
 TENANT = "leadflow.tenant"
 

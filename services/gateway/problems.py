@@ -8,7 +8,6 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from services.gateway.keys import SETTINGS
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -90,8 +89,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if e.status < 400:
             raise
         if e.status == 413:
-            limit = request.app[SETTINGS].max_body_bytes
-            return Problem(413, f"request body is larger than {limit} bytes").response()
+            return Problem(413, f"the request body is too large: {e.text}").response()
         return Problem(e.status, e.reason or "error").response()
     except Exception:
         log.exception("request.failed", path=request.path, method=request.method)

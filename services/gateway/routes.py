@@ -7,11 +7,10 @@ from functools import partial
 import msgspec
 from aiohttp import web
 
-from services.gateway.keys import BROKER, GUARD, SETTINGS, STORE, tenant_of
+from services.gateway.keys import GUARD, SETTINGS, STORE, SUBMITTER, tenant_of
 from services.gateway.problems import FieldError, Problem, invalid
 from services.gateway.queries import decode_cursor, get_job, list_jobs, list_leads
 from services.gateway.schemas import JobAccepted
-from services.gateway.submit import JobSubmitter
 from services.gateway.validation import decode_request, validate_enrich
 from shared.jobs import JOB_STATES, JobStatus
 from shared.results import decode_result, encode_csv, field_map
@@ -32,19 +31,18 @@ def json_response(payload: object, status: int = 200) -> web.Response:
 async def submit_enrich(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     raw = await request.read()
-    job = await validate_enrich(decode_request(raw), settings.max_leads_per_job, request.app[GUARD])
+    job = await validate_enrich(
+        decode_request(raw),
+        settings.max_leads_per_job,
+        request.app[GUARD],
+        settings.default_timeout_s,
+    )
     if job.request.depends_on is not None:
         raise invalid([FieldError("depends_on", "job dependencies are not available yet")])
-    submitter = JobSubmitter(
-        request.app[STORE],
-        request.app[BROKER],
-        settings.task_batch_size,
-        settings.publish_timeout_s,
-    )
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= 200:
         raise invalid([FieldError("Idempotency-Key", "must be 1 to 200 characters")], 400)
-    submission = await submitter.submit_enrich(tenant_of(request), job, key, raw)
+    submission = await request.app[SUBMITTER].submit_enrich(tenant_of(request), job, key, raw)
     accepted = JobAccepted(
         job_id=submission.job_id,
         state=submission.state,

@@ -36,7 +36,8 @@ class EnrichJobRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
         default_factory=list
     )
     priority: Priority = "normal"
-    timeout_s: Annotated[int, msgspec.Meta(ge=1, le=7 * DAY_S)] = 3600
+    # Absent: LEADFLOW_DEFAULT_TIMEOUT_S.
+    timeout_s: Annotated[int, msgspec.Meta(ge=1, le=7 * DAY_S)] | None = None
     depends_on: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
 
 

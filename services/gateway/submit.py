@@ -20,11 +20,13 @@ from shared.broker import Broker, Outgoing
 from shared.errors import BrokerUnavailable
 from shared.jobs import CsvDestination, Destination, JobSpec
 from shared.logging import get_logger
-from shared.messages import EnrichTask
+from shared.messages import EnrichTask, LaneOpened
 from shared.store import Store, epoch_s, utc_now
 
 log = get_logger(__name__)
 IDEMPOTENCY_TTL_S = 24 * 3600
+ANNOUNCE_EVERY_S = 3600.0
+KIND = "enrich"
 _encode = msgspec.json.Encoder().encode
 
 
@@ -52,6 +54,7 @@ class JobSubmitter:
         self.broker = broker
         self.task_batch_size = task_batch_size
         self.publish_timeout_s = publish_timeout_s
+        self._announced: dict[str, float] = {}
 
     async def submit_enrich(
         self, tenant: str, job: EnrichJob, idempotency_key: str | None, raw_body: bytes
@@ -70,9 +73,9 @@ class JobSubmitter:
         if existing is not None:
             return existing
         try:
-            await self.broker.publish(
-                self.tasks(tenant, job_id, job), timeout_s=self.publish_timeout_s
-            )
+            await self.broker.ensure_lane(KIND, tenant)
+            outgoing = [*self.lane_announcement(tenant, job_id), *self.tasks(tenant, job_id, job)]
+            await self.broker.publish(outgoing, timeout_s=self.publish_timeout_s)
         except BrokerUnavailable as e:
             reason = f"could not queue the job's tasks: {e}"
             await self.store.transaction(lambda conn: fail_job(conn, job_id, reason))
@@ -82,6 +85,15 @@ class JobSubmitter:
             ) from e
         log.info("job.accepted", job_id=job_id, tenant=tenant, leads=len(job.leads))
         return Submission(job_id=job_id, state="queued")
+
+    def lane_announcement(self, tenant: str, job_id: str) -> list[Outgoing]:
+        """Tell the workers about the tenant's lane; again now and then, so a worker that
+        starts after the control stream forgot the first announcement still learns it."""
+        now = time.monotonic()
+        if now - self._announced.get(tenant, -ANNOUNCE_EVERY_S) < ANNOUNCE_EVERY_S:
+            return []
+        self._announced[tenant] = now
+        return [Outgoing(LaneOpened(job_id=job_id, tenant=tenant, kind=KIND))]
 
     def tasks(self, tenant: str, job_id: str, job: EnrichJob) -> list[Outgoing]:
         size = self.task_batch_size
@@ -117,17 +129,19 @@ def insert_job(
     spec = JobSpec(destinations=request.destinations)
     conn.execute(
         "INSERT INTO jobs (job_id, tenant, kind, state, priority, total, created_at, timeout_s,"
-        " depends_on, spec, progress_at) VALUES (?, ?, 'enrich', 'queued', ?, ?, ?, ?, ?, ?, ?)",
+        " depends_on, spec, progress_at, deadline_at)"
+        " VALUES (?, ?, 'enrich', 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             job_id,
             tenant,
             request.priority,
             len(job.leads),
             utc_now(),
-            request.timeout_s,
+            job.timeout_s,
             request.depends_on,
             _encode(spec),
             epoch_s(),
+            epoch_s() + job.timeout_s,
         ),
     )
     conn.executemany(

@@ -39,6 +39,7 @@ _decoder = msgspec.json.Decoder(EnrichJobRequest)
 class EnrichJob:
     leads: list[Lead]
     request: EnrichJobRequest
+    timeout_s: int
 
 
 def decode_request(body: bytes) -> EnrichJobRequest:
@@ -62,7 +63,9 @@ def field_error_from(message: str) -> FieldError:
     return FieldError(field=path or "body", message=text)
 
 
-async def validate_enrich(request: EnrichJobRequest, max_leads: int, guard: NetGuard) -> EnrichJob:
+async def validate_enrich(
+    request: EnrichJobRequest, max_leads: int, guard: NetGuard, default_timeout_s: int
+) -> EnrichJob:
     leads_in = request.leads
     if leads_in is None or not leads_in:
         raise invalid([FieldError("leads", "at least one lead is required")])
@@ -74,7 +77,11 @@ async def validate_enrich(request: EnrichJobRequest, max_leads: int, guard: NetG
     errors = [*lead_errors(leads_in), *await destination_errors(request.destinations, guard)]
     if errors:
         raise invalid(errors)
-    return EnrichJob(leads=assign_ids(leads_in), request=request)
+    return EnrichJob(
+        leads=assign_ids(leads_in),
+        request=request,
+        timeout_s=request.timeout_s or default_timeout_s,
+    )
 
 
 def lead_errors(leads: list[LeadIn]) -> Iterable[FieldError]:

@@ -10,12 +10,16 @@ import asyncio
 
 import aiohttp
 
+from services.router.alerts import Alerter
 from services.router.config import RouterSettings
 from services.router.deadletters import DeadLetterKeeper
 from services.router.destinations.csv import CsvExporter
 from services.router.destinations.webhook import WebhookDispatcher
 from services.router.handlers import EventHandler
+from services.router.retention import RetentionKeeper
 from services.router.stalls import StallDetector
+from services.router.timeouts import DeadlineKeeper
+from services.router.upkeep import run_upkeep
 from shared.broker import Broker
 from shared.consumer import BatchConsumer, RetryPolicy
 from shared.health import Metrics, OpsServer
@@ -68,11 +72,28 @@ class RouterService:
             policy=RetryPolicy(),
             give_up=lambda _event, _reason: (),
         )
-        stalls = StallDetector(self.store, self.broker, self.metrics, self.settings.stall_after_s)
+        settings = self.settings
+        duties = [
+            ("deadlines", DeadlineKeeper(self.store, self.broker).check),
+            (
+                "stalls",
+                StallDetector(self.store, self.broker, self.metrics, settings.stall_after_s).check,
+            ),
+            ("alerts", Alerter(self.store, self._session, settings.alert_webhook_url).check),
+            (
+                "retention",
+                RetentionKeeper(
+                    self.store,
+                    settings.common.data_dir / "exports",
+                    settings.retention_days,
+                    settings.delete_exports,
+                ).check,
+            ),
+        ]
         self.broker.start()
         self._tasks = [
             asyncio.create_task(webhooks.run(), name="webhooks"),
-            asyncio.create_task(stalls.run(), name="stalls"),
+            asyncio.create_task(run_upkeep(settings.upkeep_interval_s, duties), name="upkeep"),
             asyncio.create_task(self._consume_when_connected(self._consumer), name="consume"),
         ]
 

@@ -20,6 +20,10 @@ class RouterSettings(msgspec.Struct, frozen=True, kw_only=True):
     common: CommonSettings
     max_batch: int
     stall_after_s: float
+    alert_webhook_url: str | None
+    retention_days: float
+    delete_exports: bool
+    upkeep_interval_s: float
     webhook: WebhookSettings
 
 
@@ -29,6 +33,16 @@ def load_settings(env: EnvReader) -> RouterSettings:
         common=common,
         max_batch=env.get_int("LEADFLOW_ROUTER_BATCH", 200, minimum=1, maximum=5000),
         stall_after_s=env.get_float("LEADFLOW_STALL_AFTER_S", 300.0, minimum=1.0),
+        alert_webhook_url=(
+            env.url("LEADFLOW_ALERT_WEBHOOK_URL", "http://unset", schemes=("http", "https"))
+            if env.is_set("LEADFLOW_ALERT_WEBHOOK_URL")
+            else None
+        ),
+        retention_days=env.get_float("LEADFLOW_RETENTION_DAYS", 30.0, minimum=0.0),
+        delete_exports=env.get_bool("LEADFLOW_DELETE_EXPORTS", False),
+        upkeep_interval_s=env.get_float(
+            "LEADFLOW_UPKEEP_INTERVAL_S", 1.0, minimum=0.1, maximum=3600
+        ),
         webhook=WebhookSettings(
             timeout_s=env.get_float("LEADFLOW_WEBHOOK_TIMEOUT_S", 10.0, minimum=0.1, maximum=300),
             retry_window_s=env.get_float(

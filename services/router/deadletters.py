@@ -17,8 +17,7 @@ from typing import Any
 import msgspec
 from aio_pika.abc import AbstractIncomingMessage
 
-from shared.broker import ERROR_HEADER, HISTORY_HEADER, Broker
-from shared.consumer import settle
+from shared.broker import ERROR_HEADER, HISTORY_HEADER, Broker, settle
 from shared.logging import get_logger
 from shared.messages import Codec, EnrichTask, LeadOutcomes, routing_key
 from shared.store import Store, utc_now
@@ -48,7 +47,7 @@ class DeadLetterKeeper:
         self.codec = codec
 
     async def start(self) -> None:
-        for work_queue in self.broker.topology.work_queues():
+        for work_queue in self.broker.topology.dead_letter_sources():
             dead_queue = self.broker.topology.dead_queue(work_queue)
             queue = await self.broker.consume_channel(dead_queue, PREFETCH)
             await queue.consume(partial(self._keep, work_queue))

@@ -17,11 +17,9 @@ import msgspec
 from shared.jobs import TERMINAL_STATES, WebhookDestination
 from shared.logging import get_logger
 from shared.messages import LeadOutcomes
-from shared.store import decode_spec, epoch_s, utc_now
+from shared.store import STOPPED_STATES, decode_spec, epoch_s, utc_now
 
 log = get_logger(__name__)
-# Stopped jobs whose counts must not move any more; a completed job still takes replays.
-FROZEN_STATES = frozenset({"cancelled", "timed_out", "failed"})
 _encode = msgspec.json.Encoder().encode
 
 
@@ -34,7 +32,7 @@ def record_outcomes(conn: sqlite3.Connection, events: Sequence[LeadOutcomes]) ->
             log.warning("outcome.unknown_job", job_id=event.job_id, leads=len(event.leads))
             continue
         touched.add(event.job_id)
-        if row["state"] in FROZEN_STATES:
+        if row["state"] in STOPPED_STATES:
             continue  # its counts stay as they were when it stopped
         added, upgraded = insert_leads(conn, event, accept_new=row["state"] not in TERMINAL_STATES)
         if added or upgraded:
@@ -107,6 +105,8 @@ def advance_progress(
 
 def cut_webhook_batches(conn: sqlite3.Connection, job_id: str) -> None:
     job = conn.execute("SELECT state, spec FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+    if job["state"] in STOPPED_STATES:
+        return  # a stopped job's destinations get nothing more
     finished = job["state"] in TERMINAL_STATES
     spec = decode_spec(job["spec"])
     for idx, dest in enumerate(spec.destinations):

@@ -4,13 +4,13 @@ the metrics. Progress clears the flag (see the ledger)."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
+import time
+from functools import partial
 
 from prometheus_client import Gauge
 
 from shared.broker import Broker
-from shared.errors import BrokerUnavailable
 from shared.health import Metrics
 from shared.logging import get_logger
 from shared.store import Store, epoch_s
@@ -26,50 +26,45 @@ class StallDetector:
         self.broker = broker
         self.stall_after_s = stall_after_s
         self.interval_s = max(0.5, min(30.0, stall_after_s / 3))
+        self._last = 0.0
         self._stalled = Gauge(
             "leadflow_jobs_stalled",
             "Unfinished jobs flagged stalled (no progress and no consumer on their queue).",
             registry=metrics.registry,
         )
 
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                await self.check()
-            except BrokerUnavailable as e:
-                log.warning("stall_check.skipped", error=str(e))
-
     async def check(self) -> None:
+        if time.monotonic() - self._last < self.interval_s:
+            return
+        self._last = time.monotonic()
         quiet_since = epoch_s() - self.stall_after_s
         candidates = await self.store.run(lambda conn: quiet_jobs(conn, quiet_since))
-        if candidates:
-            queue = self.broker.topology.enrich_queue
+        for job_id, kind, tenant in candidates:
+            queue = self.broker.topology.lane_queue(kind, tenant)
             if await self.broker.consumer_count(queue) == 0:
                 reason = (
                     f"no progress for {self.stall_after_s:g}s and no consumer on {queue}:"
-                    " start an enricher"
+                    f" start a worker for {kind} jobs"
                 )
-                await self.store.transaction(lambda conn: flag(conn, candidates, reason))
-                for job_id in candidates:
-                    log.warning("job.stalled", job_id=job_id, reason=reason)
+                await self.store.transaction(partial(flag, job_id=job_id, reason=reason))
+                log.warning("job.stalled", job_id=job_id, reason=reason)
         self._stalled.set(await self.store.run(count_stalled))
 
 
-def quiet_jobs(conn: sqlite3.Connection, quiet_since: float) -> list[str]:
+def quiet_jobs(conn: sqlite3.Connection, quiet_since: float) -> list[tuple[str, str, str]]:
     rows = conn.execute(
-        "SELECT job_id FROM jobs WHERE state IN ('queued', 'running') AND stalled = 0"
-        " AND progress_at IS NOT NULL AND progress_at < ?",
+        "SELECT job_id, kind, tenant FROM jobs WHERE state IN ('queued', 'running')"
+        " AND stalled = 0 AND progress_at IS NOT NULL AND progress_at < ?",
         (quiet_since,),
     ).fetchall()
-    return [row[0] for row in rows]
+    return [(row[0], row[1], row[2]) for row in rows]
 
 
-def flag(conn: sqlite3.Connection, job_ids: list[str], reason: str) -> None:
-    conn.executemany(
+def flag(conn: sqlite3.Connection, job_id: str, reason: str) -> None:
+    conn.execute(
         "UPDATE jobs SET stalled = 1, stall_reason = ? WHERE job_id = ? AND stalled = 0"
         " AND state IN ('queued', 'running')",
-        [(reason, job_id) for job_id in job_ids],
+        (reason, job_id),
     )
 
 

@@ -200,11 +200,12 @@ async def test_job_is_failed_when_the_broker_refuses_its_tasks(
     stack = stack_factory()
     stack.start("gateway")
     api = Api(stack.url("gateway"), http)
-    # Without the work queue the tasks are unroutable: mandatory publishing must notice.
+    await api.submit({"leads": [ONE_LEAD]})  # the tenant's lane now exists, known to the gateway
+    # Without the lane the tasks are unroutable: mandatory publishing must notice.
     connection = await aio_pika.connect(AMQP_URL)
     async with connection:
         channel = await connection.channel()
-        await channel.queue_delete(f"{stack.env['LEADFLOW_BROKER_PREFIX']}.enrich")
+        await channel.queue_delete(f"{stack.env['LEADFLOW_BROKER_PREFIX']}.enrich.tenant.default")
 
     status, problem = await api.request("POST", "/v1/jobs/enrich", json={"leads": [ONE_LEAD]})
     assert status == 503

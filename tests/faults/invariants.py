@@ -60,7 +60,11 @@ async def assert_invariants(
         assert all(len(contents) == 1 for contents in by_id.values()), "stable webhook-id per batch"
 
     prefix = stack.env["LEADFLOW_BROKER_PREFIX"]
-    work = [f"{prefix}.enrich", f"{prefix}.enrich.suspect", f"{prefix}.router.events"]
+    work = [
+        f"{prefix}.enrich.tenant.default",
+        f"{prefix}.enrich.suspect",
+        f"{prefix}.router.events",
+    ]
 
     async def queues_drained() -> dict[str, dict[str, int]] | None:
         counts = await asyncio.to_thread(node.queues, prefix)

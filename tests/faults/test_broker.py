@@ -56,7 +56,8 @@ async def test_broker_restart_mid_job(
     back_at = time.monotonic()
     prefix = stack.env["LEADFLOW_BROKER_PREFIX"]
     consumed = [
-        f"{prefix}.enrich",
+        f"{prefix}.control",
+        f"{prefix}.enrich.tenant.default",
         f"{prefix}.enrich.suspect",
         f"{prefix}.router.events",
         f"{prefix}.enrich.dead",

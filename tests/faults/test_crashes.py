@@ -93,7 +93,7 @@ async def test_sigterm_mid_batch_finishes_in_flight_work_and_exits_0(
     # Nothing the stopped enricher held is left unacked: it finished or handed it back.
     prefix = stack.env["LEADFLOW_BROKER_PREFIX"]
     counts = await asyncio.to_thread(broker_node.queues, prefix)
-    assert counts[f"{prefix}.enrich"]["messages_unacknowledged"] == 0
+    assert counts[f"{prefix}.enrich.tenant.default"]["messages_unacknowledged"] == 0
 
     await asyncio.to_thread(stack.start, "enricher")
     await assert_invariants(

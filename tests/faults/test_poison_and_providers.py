@@ -54,7 +54,7 @@ async def test_poison_lead_is_dead_lettered_then_replayed(
 
     [letter] = await wait_until(parked, what="the poison lead parked")
     assert letter["lead_ids"] == [poison["id"]]
-    assert letter["queue"].endswith(".enrich")
+    assert letter["queue"].endswith(".enrich")  # the kind of work it failed in
     assert len(letter["history"]) == 3
     assert all("HTTP 503" in entry for entry in letter["history"])
 

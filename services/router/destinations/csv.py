@@ -19,7 +19,7 @@ import aiofiles.os
 from shared.jobs import CsvDestination
 from shared.logging import get_logger
 from shared.results import decode_result, encode_csv, field_map
-from shared.store import Store, decode_spec
+from shared.store import STOPPED_STATES, Store, decode_spec
 
 log = get_logger(__name__)
 ROWS_PER_SYNC = 5000
@@ -62,8 +62,10 @@ class CsvExporter:
 
 
 def csv_targets(conn: sqlite3.Connection, job_id: str) -> list[tuple[str, int, CsvDestination]]:
-    job = conn.execute("SELECT tenant, spec FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-    if job is None:
+    job = conn.execute(
+        "SELECT tenant, state, spec FROM jobs WHERE job_id = ?", (job_id,)
+    ).fetchone()
+    if job is None or job["state"] in STOPPED_STATES:
         return []
     spec = decode_spec(job["spec"])
     return [

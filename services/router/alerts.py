@@ -1,0 +1,104 @@
+"""Alerts: a job that failed, timed out or stalled, and a destination given up, are
+logged and posted to `LEADFLOW_ALERT_WEBHOOK_URL` (a Slack-compatible `{"text": ...}`
+body) once each: the alert is remembered per (job, kind) when sent."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from functools import partial
+
+import aiohttp
+
+from shared.logging import get_logger
+from shared.store import Store, utc_now
+
+log = get_logger(__name__)
+ALERT_TIMEOUT_S = 10.0
+CHECK_EVERY_S = 2.0
+# Only what happened recently: a first start on an old store must not page for history.
+RECENT = "-1 day"
+
+
+@dataclass(frozen=True)
+class Alert:
+    job_id: str
+    tenant: str
+    kind: str
+    text: str
+
+
+class Alerter:
+    def __init__(self, store: Store, session: aiohttp.ClientSession, url: str | None) -> None:
+        self.store = store
+        self.session = session
+        self.url = url
+        self._last = 0.0
+
+    async def check(self) -> None:
+        if time.monotonic() - self._last < CHECK_EVERY_S:
+            return
+        self._last = time.monotonic()
+        for alert in await self.store.run(due_alerts):
+            if await self.send(alert):
+                await self.store.transaction(partial(remember, alert=alert))
+
+    async def send(self, alert: Alert) -> bool:
+        log.warning(
+            "alert", job_id=alert.job_id, tenant=alert.tenant, kind=alert.kind, text=alert.text
+        )
+        if self.url is None:
+            return True
+        try:
+            async with self.session.post(
+                self.url,
+                json={"text": alert.text},
+                timeout=aiohttp.ClientTimeout(total=ALERT_TIMEOUT_S),
+            ) as response:
+                if response.status < 300:
+                    return True
+                log.error("alert.post_failed", job_id=alert.job_id, status=response.status)
+        except (aiohttp.ClientError, TimeoutError) as e:
+            log.error("alert.post_failed", job_id=alert.job_id, error=f"{type(e).__name__}: {e}")
+        return False  # tried again on the next round
+
+
+def remember(conn: sqlite3.Connection, alert: Alert) -> None:
+    conn.execute(
+        "INSERT OR IGNORE INTO alerts (job_id, kind, sent_at) VALUES (?, ?, ?)",
+        (alert.job_id, alert.kind, utc_now()),
+    )
+
+
+def due_alerts(conn: sqlite3.Connection) -> list[Alert]:
+    alerts: list[Alert] = []
+    for row in conn.execute(
+        "SELECT j.job_id, j.tenant, j.state, j.error, j.stalled, j.stall_reason FROM jobs j"
+        " WHERE (j.state IN ('failed', 'timed_out') OR j.stalled = 1)"
+        " AND COALESCE(j.finished_at, j.created_at) >= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)",
+        (RECENT,),
+    ):
+        kind = "stalled" if row["stalled"] else row["state"]
+        reason = row["stall_reason"] if row["stalled"] else row["error"]
+        alerts.append(
+            Alert(
+                row["job_id"],
+                row["tenant"],
+                kind,
+                f"leadflow: job {row['job_id']} ({row['tenant']}) {kind}: {reason}",
+            )
+        )
+    for row in conn.execute(
+        "SELECT d.job_id, j.tenant, d.idx, d.type, d.failed, d.last_error FROM destinations d"
+        " JOIN jobs j ON j.job_id = d.job_id WHERE d.failed > 0"
+        " AND j.created_at >= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)",
+        (RECENT,),
+    ):
+        text = (
+            f"leadflow: job {row['job_id']} ({row['tenant']}): {row['type']} destination "
+            f"#{row['idx']} given up for {row['failed']} leads: {row['last_error']}"
+        )
+        alerts.append(Alert(row["job_id"], row["tenant"], f"destination:{row['idx']}", text))
+    sent = {(r[0], r[1]) for r in conn.execute("SELECT job_id, kind FROM alerts")}
+    return [a for a in alerts if (a.job_id, a.kind) not in sent]

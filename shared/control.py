@@ -1,0 +1,97 @@
+"""The control stream: cancellations, timeouts and new lanes, broadcast to every worker.
+
+A worker reads the stream from its start (a stream keeps its messages for a retention
+period), so one that starts after a job was cancelled still knows it before it takes any
+task. `catch_up()` publishes a marker and waits to read it back: everything published
+before the marker has then been seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import msgspec
+from aio_pika.abc import AbstractIncomingMessage
+
+from shared.broker import Broker, Outgoing, settle
+from shared.logging import get_logger
+from shared.messages import Codec, ControlMarker, JobStopped, LaneOpened
+
+log = get_logger(__name__)
+PREFETCH = 500
+STOPPED_KEPT_S = 8 * 86400  # a little longer than the stream keeps them
+
+StopCallback = Callable[[JobStopped], None]
+LaneCallback = Callable[[LaneOpened], Awaitable[None]]
+
+
+class ControlListener:
+    def __init__(self, broker: Broker, codec: Codec) -> None:
+        self.broker = broker
+        self.codec = codec
+        self.stopped: dict[str, tuple[JobStopped, float]] = {}
+        self.lanes: set[tuple[str, str]] = set()
+        self._stop_callbacks: list[StopCallback] = []
+        self._lane_callbacks: list[LaneCallback] = []
+        self._markers: dict[str, asyncio.Event] = {}
+
+    def is_stopped(self, job_id: str) -> bool:
+        return job_id in self.stopped
+
+    def on_stop(self, callback: StopCallback) -> None:
+        self._stop_callbacks.append(callback)
+
+    def on_lane(self, callback: LaneCallback) -> None:
+        self._lane_callbacks.append(callback)
+
+    async def start(self) -> None:
+        queue = await self.broker.consume_channel(self.broker.topology.control_stream, PREFETCH)
+        await queue.consume(self._on_message, arguments={"x-stream-offset": "first"})
+
+    async def catch_up(self, timeout_s: float = 60.0) -> None:
+        """Return once every control message published before now has been handled."""
+        marker = uuid.uuid4().hex
+        seen = self._markers[marker] = asyncio.Event()
+        try:
+            await self.broker.publish(
+                [Outgoing(ControlMarker(job_id="", tenant="", marker=marker))]
+            )
+            await asyncio.wait_for(seen.wait(), timeout_s)
+        finally:
+            self._markers.pop(marker, None)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        try:
+            control = self.codec.decode(message.body)
+        except msgspec.DecodeError as e:
+            log.error("control.undecodable", error=str(e))
+        else:
+            await self._dispatch(control)
+        await settle(message)
+
+    async def _dispatch(self, control: object) -> None:
+        if isinstance(control, JobStopped):
+            if control.job_id not in self.stopped:
+                self._remember(control)
+                log.info("control.job_stopped", job_id=control.job_id, state=control.state)
+                for stop_callback in self._stop_callbacks:
+                    stop_callback(control)
+        elif isinstance(control, LaneOpened):
+            lane = (control.kind, control.tenant)
+            if lane not in self.lanes:
+                self.lanes.add(lane)
+                for lane_callback in self._lane_callbacks:
+                    await lane_callback(control)
+        elif isinstance(control, ControlMarker) and control.marker in self._markers:
+            self._markers[control.marker].set()
+
+    def _remember(self, stopped: JobStopped) -> None:
+        now = time.monotonic()
+        self.stopped[stopped.job_id] = (stopped, now)
+        if len(self.stopped) % 1000 == 0:
+            for job_id, (_, at) in list(self.stopped.items()):
+                if now - at > STOPPED_KEPT_S:
+                    del self.stopped[job_id]

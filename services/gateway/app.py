@@ -7,6 +7,7 @@ from aiohttp import web
 from services.gateway.auth import auth_middleware
 from services.gateway.config import GatewaySettings
 from services.gateway.keys import BROKER, GUARD, METRICS, SETTINGS, STORE
+from services.gateway.openapi import add_openapi_route
 from services.gateway.problems import problem_middleware
 from services.gateway.routes import routes
 from shared.broker import Broker
@@ -39,6 +40,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
 
     add_ops_routes(app, [broker.readiness, store_ready], metrics)
     app.add_routes(routes)
+    add_openapi_route(app)
     app.cleanup_ctx.append(_resources)
     return app
 

@@ -33,6 +33,21 @@ class FieldError(msgspec.Struct, frozen=True):
     message: str
 
 
+class ProblemDetails(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The body of every error answer (RFC 9457); /openapi.json describes it from this type.
+
+    Extension members are allowed (unknown fields are not forbidden): a problem about a
+    job names it in `job_id`.
+    """
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+    job_id: str | None = None
+
+
 class Problem(Exception):
     """An error answer; raise it anywhere in a handler."""
 
@@ -54,15 +69,14 @@ class Problem(Exception):
 
     def response(self) -> web.Response:
         slug, title = STATUS_TYPES.get(self.status, ("error", "Error"))
-        body: dict[str, Any] = {
-            "type": PROBLEM_BASE + slug,
-            "title": title,
-            "status": self.status,
-            "detail": self.detail,
-            **self.extra,
-        }
-        if self.errors is not None:
-            body["errors"] = self.errors
+        details = ProblemDetails(
+            type=PROBLEM_BASE + slug,
+            title=title,
+            status=self.status,
+            detail=self.detail,
+            errors=self.errors,
+        )
+        body: dict[str, Any] = {**msgspec.to_builtins(details), **self.extra}
         return web.Response(
             status=self.status,
             body=msgspec.json.encode(body),

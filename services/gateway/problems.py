@@ -14,6 +14,7 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 PROBLEM_BASE = "https://leadflow.dev/problems/"
 CONTENT_TYPE = "application/problem+json"
+ENTITY_HEADERS = ("content-type", "content-length")
 
 STATUS_TYPES = {
     400: ("malformed-request", "Malformed request"),
@@ -106,7 +107,10 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if e.status == 413:
             limit = request.app[SETTINGS].max_body_bytes
             return Problem(413, f"request body is larger than {limit} bytes").response()
-        return Problem(e.status, e.reason or "error").response()
+        # Keep what the error says in headers (405's Allow, which RFC 9110 requires);
+        # the body and its type are replaced by the problem.
+        kept = {k: v for k, v in e.headers.items() if k.lower() not in ENTITY_HEADERS}
+        return Problem(e.status, e.reason or "error", headers=kept).response()
     except Exception:
         log.exception("request.failed", path=request.path, method=request.method)
         return Problem(500, "an unexpected error occurred; it has been logged").response()

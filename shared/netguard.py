@@ -74,6 +74,9 @@ class NetGuard:
             )
         except OSError as e:
             raise TargetRefused(f"host {host!r} does not resolve: {e.strerror or e}") from None
+        except UnicodeError:
+            # IDNA encoding of the name failed (an empty label, one over 63 characters).
+            raise TargetRefused(f"host {host!r} is not a valid host name") from None
         for info in infos:
             self.check_address(str(info[4][0]))
 

@@ -9,6 +9,7 @@ from services.gateway.config import GatewaySettings
 from services.gateway.deadletters import routes as dead_letter_routes
 from services.gateway.jobcontrol import routes as job_control_routes
 from services.gateway.keys import BROKER, GUARD, METRICS, SETTINGS, STORE, SUBMITTER
+from services.gateway.openapi import add_openapi_route
 from services.gateway.problems import problem_middleware
 from services.gateway.routes import routes
 from services.gateway.submit import JobSubmitter
@@ -47,6 +48,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app.add_routes(routes)
     app.add_routes(dead_letter_routes)
     app.add_routes(job_control_routes)
+    add_openapi_route(app)
     app.cleanup_ctx.append(_resources)
     return app
 

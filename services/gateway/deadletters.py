@@ -8,7 +8,7 @@ again, with its attempts reset; the router then upgrades any lead recorded as fa
 from __future__ import annotations
 
 import sqlite3
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from aiohttp import web
@@ -26,9 +26,42 @@ _codec = Codec()
 _decode_list = msgspec.json.Decoder(list[str]).decode
 
 
+# SQLite integers are 64-bit: a larger id is refused as invalid, not a 500.
+DeadLetterId = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+
+
 class ReplayRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     job_id: Annotated[str, msgspec.Meta(min_length=1)] | None = None
-    ids: Annotated[list[int], msgspec.Meta(min_length=1, max_length=1000)] | None = None
+    ids: Annotated[list[DeadLetterId], msgspec.Meta(min_length=1, max_length=1000)] | None = None
+
+
+class DeadLetterView(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    queue: str
+    job_id: str | None
+    message_type: str | None
+    lead_ids: list[str]
+    error: str | None
+    attempts: int
+    history: list[str]
+    dead_at: str
+    state: Literal["parked", "replayed"]
+    replayed_at: str | None
+
+
+class DeadLetterPage(msgspec.Struct, frozen=True, kw_only=True):
+    dead_letters: list[DeadLetterView]
+    next_cursor: str | None
+
+
+class Skipped(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    reason: str
+
+
+class ReplayResult(msgspec.Struct, frozen=True, kw_only=True):
+    replayed: list[int]
+    skipped: list[Skipped]
 
 
 _decode_replay = msgspec.json.Decoder(ReplayRequest).decode
@@ -49,10 +82,10 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     more = len(rows) > limit
     rows = rows[:limit]
     return json_response(
-        {
-            "dead_letters": [letter_json(row) for row in rows],
-            "next_cursor": encode_cursor(rows[-1]["id"]) if more else None,
-        }
+        DeadLetterPage(
+            dead_letters=[letter_view(row) for row in rows],
+            next_cursor=encode_cursor(rows[-1]["id"]) if more else None,
+        )
     )
 
 
@@ -73,18 +106,20 @@ async def replay_dead_letters(request: web.Request) -> web.Response:
     )
     if not rows:
         raise Problem(404, "no parked dead letters match")
-    outgoing, replayed, skipped = [], [], []
+    outgoing: list[Outgoing] = []
+    replayed: list[int] = []
+    skipped: list[Skipped] = []
     for row in rows:
         try:
             message = _codec.decode(row["body"])
         except msgspec.DecodeError as e:
-            skipped.append({"id": row["id"], "reason": f"not a leadflow message: {e}"})
+            skipped.append(Skipped(id=row["id"], reason=f"not a leadflow message: {e}"))
             continue
         outgoing.append(Outgoing(message, priority=row["priority"] or "normal"))
         replayed.append(row["id"])
     await request.app[BROKER].publish(outgoing)
     await store.transaction(lambda conn: mark_replayed(conn, replayed))
-    return json_response({"replayed": replayed, "skipped": skipped}, status=202)
+    return json_response(ReplayResult(replayed=replayed, skipped=skipped), status=202)
 
 
 def select_letters(
@@ -124,17 +159,17 @@ def mark_replayed(conn: sqlite3.Connection, ids: list[int]) -> None:
     )
 
 
-def letter_json(row: sqlite3.Row) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "queue": row["queue"],
-        "job_id": row["job_id"],
-        "message_type": row["message_type"],
-        "lead_ids": _decode_list(row["lead_ids"]),
-        "error": row["error"],
-        "attempts": row["attempts"],
-        "history": _decode_list(row["history"]),
-        "dead_at": row["dead_at"],
-        "state": row["state"],
-        "replayed_at": row["replayed_at"],
-    }
+def letter_view(row: sqlite3.Row) -> DeadLetterView:
+    return DeadLetterView(
+        id=row["id"],
+        queue=row["queue"],
+        job_id=row["job_id"],
+        message_type=row["message_type"],
+        lead_ids=_decode_list(row["lead_ids"]),
+        error=row["error"],
+        attempts=row["attempts"],
+        history=_decode_list(row["history"]),
+        dead_at=row["dead_at"],
+        state=row["state"],
+        replayed_at=row["replayed_at"],
+    )

@@ -13,6 +13,7 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 PROBLEM_BASE = "https://leadflow.dev/problems/"
 CONTENT_TYPE = "application/problem+json"
+ENTITY_HEADERS = ("content-type", "content-length")
 
 STATUS_TYPES = {
     400: ("malformed-request", "Malformed request"),
@@ -30,6 +31,21 @@ STATUS_TYPES = {
 class FieldError(msgspec.Struct, frozen=True):
     field: str
     message: str
+
+
+class ProblemDetails(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The body of every error answer (RFC 9457); /openapi.json describes it from this type.
+
+    Extension members are allowed (unknown fields are not forbidden): a problem about a
+    job names it in `job_id`.
+    """
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+    job_id: str | None = None
 
 
 class Problem(Exception):
@@ -53,15 +69,14 @@ class Problem(Exception):
 
     def response(self) -> web.Response:
         slug, title = STATUS_TYPES.get(self.status, ("error", "Error"))
-        body: dict[str, Any] = {
-            "type": PROBLEM_BASE + slug,
-            "title": title,
-            "status": self.status,
-            "detail": self.detail,
-            **self.extra,
-        }
-        if self.errors is not None:
-            body["errors"] = self.errors
+        details = ProblemDetails(
+            type=PROBLEM_BASE + slug,
+            title=title,
+            status=self.status,
+            detail=self.detail,
+            errors=self.errors,
+        )
+        body: dict[str, Any] = {**msgspec.to_builtins(details), **self.extra}
         return web.Response(
             status=self.status,
             body=msgspec.json.encode(body),
@@ -90,7 +105,10 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             raise
         if e.status == 413:
             return Problem(413, f"the request body is too large: {e.text}").response()
-        return Problem(e.status, e.reason or "error").response()
+        # Keep what the error says in headers (405's Allow, which RFC 9110 requires);
+        # the body and its type are replaced by the problem.
+        kept = {k: v for k, v in e.headers.items() if k.lower() not in ENTITY_HEADERS}
+        return Problem(e.status, e.reason or "error", headers=kept).response()
     except Exception:
         log.exception("request.failed", path=request.path, method=request.method)
         return Problem(500, "an unexpected error occurred; it has been logged").response()

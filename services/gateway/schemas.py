@@ -1,7 +1,8 @@
-"""Request bodies of the public API, as msgspec types.
+"""Request and response bodies of the public API, as msgspec types.
 
 Unknown fields are refused on request bodies (a typo'd field must not be silently
 ignored); string sizes are bounded so one request cannot carry megabytes in one field.
+/openapi.json is generated from these types (services/gateway/openapi.py).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from typing import Annotated
 
 import msgspec
 
-from shared.jobs import Destination, Priority
+from shared.jobs import Destination, JobStatus, Priority
+from shared.messages import ResultLead
 
 Text = Annotated[str, msgspec.Meta(max_length=500)]
 DAY_S = 86_400
@@ -45,3 +47,21 @@ class JobAccepted(msgspec.Struct, frozen=True, kw_only=True):
     job_id: str
     state: str
     status_url: str
+
+
+class JobPage(msgspec.Struct, frozen=True, kw_only=True):
+    """`GET /v1/jobs`: the tenant's jobs, newest first; `next_cursor` asks for the next page."""
+
+    jobs: list[JobStatus]
+    next_cursor: str | None
+
+
+class LeadPage(msgspec.Struct, frozen=True, kw_only=True):
+    """`GET /v1/jobs/{id}/leads?format=json`: results in the order they finished.
+
+    The route splices the stored result JSON into this shape instead of re-encoding each
+    lead; the type states the shape for clients and /openapi.json.
+    """
+
+    leads: list[ResultLead]
+    next_cursor: str | None

@@ -28,3 +28,10 @@ async def test_urls_are_checked_by_scheme_credentials_and_resolution() -> None:
             await guard.check_url(url)
     with pytest.raises(TargetRefused):
         await NetGuard(()).check_url("http://localhost/hook")
+
+
+@pytest.mark.parametrize("host", ["a" * 64 + ".example.com", "a..example.com"])
+async def test_host_names_that_cannot_be_encoded_are_refused(host: str) -> None:
+    # The resolver's IDNA encoding raises UnicodeError (not OSError) for these.
+    with pytest.raises(TargetRefused, match="not a valid host name"):
+        await NetGuard(()).check_url(f"http://{host}/hook")

@@ -1,0 +1,1 @@
+"""`leadflow`: the command-line client of the leadflow gateway (HTTP only)."""

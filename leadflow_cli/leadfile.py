@@ -1,0 +1,278 @@
+"""Reading lead files (CSV, JSON, NDJSON) into the lead objects the API takes.
+
+Files come from spreadsheets and CRM exports, so column names vary ("Full Name",
+"LinkedIn Profile URL", "E-mail"...): a header is matched by its letters and digits
+only, lower-cased, against the aliases of each API field. Unknown columns are reported,
+not sent (the API refuses unknown fields). Each lead remembers where it came from
+(`line 7`, `item 3`), so an error the API reports for `leads[5]` can name the line.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from leadflow_cli.errors import UsageError
+
+FIELD_ALIASES: dict[str, tuple[str, ...]] = {
+    "id": ("id", "lead id", "external id", "client id", "record id"),
+    "full_name": ("full name", "name", "contact name", "contact", "person", "lead name"),
+    "first_name": ("first name", "first", "given name", "forename", "fname"),
+    "last_name": ("last name", "last", "surname", "family name", "lname"),
+    "title": ("title", "job title", "position", "role", "job role", "headline", "designation"),
+    "company": (
+        "company",
+        "company name",
+        "organization",
+        "organisation",
+        "organization name",
+        "employer",
+        "account name",
+    ),
+    "company_domain": (
+        "company domain",
+        "domain",
+        "website",
+        "company website",
+        "company url",
+        "web site",
+        "homepage",
+    ),
+    "linkedin_url": (
+        "linkedin url",
+        "linkedin",
+        "linkedin profile",
+        "linkedin profile url",
+        "linkedin link",
+        "person linkedin url",
+        "profile url",
+        "li url",
+    ),
+    "email": ("email", "email address", "mail", "work email", "business email"),
+    "phone": ("phone", "phone number", "telephone", "tel", "mobile", "mobile phone", "cell"),
+    "location": ("location", "city", "geo", "region", "address", "locality"),
+}
+LEAD_FIELDS: tuple[str, ...] = tuple(FIELD_ALIASES)
+# Spelling-insensitive: "Full Name", "full_name" and "FULLNAME" all become "fullname".
+ALIASES: dict[str, str] = {
+    re.sub(r"[^a-z0-9]", "", alias): name
+    for name, aliases in FIELD_ALIASES.items()
+    for alias in (name, *aliases)
+}
+CSV_DELIMITERS = ",;\t|"
+
+
+@dataclass
+class LeadFile:
+    leads: list[dict[str, str]] = field(default_factory=list)
+    # Where each lead is in the file ("line 7", "item 3"), index for index.
+    origins: list[str] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
+    skipped_empty: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def warnings(self) -> list[str]:
+        messages = list(self.notes)
+        if self.ignored_columns:
+            names = ", ".join(repr(c) for c in self.ignored_columns)
+            messages.append(f"ignoring columns that are not lead fields: {names}")
+        if self.skipped_empty:
+            messages.append(f"skipping {self.skipped_empty} row(s) with no lead field filled in")
+        return messages
+
+
+def field_for(column: str) -> str | None:
+    return ALIASES.get(re.sub(r"[^a-z0-9]", "", column.lower()))
+
+
+def read_lead_file(path: Path) -> LeadFile:
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
+    text, note = decode(raw)
+    kind = file_kind(path, text)
+    try:
+        result = {"csv": read_csv, "json": read_json, "ndjson": read_ndjson}[kind](text)
+    except UsageError as e:
+        raise UsageError(f"{path}: {e}") from None
+    if note:
+        result.notes.insert(0, note)
+    if not result.leads:
+        raise UsageError(f"{path}: no leads in the file")
+    return result
+
+
+def decode(raw: bytes) -> tuple[str, str | None]:
+    """Text of the file and a note when it was not UTF-8; a BOM is dropped."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return raw.decode("utf-16"), None
+    try:
+        return raw.decode("utf-8-sig"), None
+    except UnicodeDecodeError:
+        # Spreadsheet exports on Windows are often Windows-1252; latin-1 decodes anything.
+        for encoding in ("cp1252", "latin-1"):
+            try:
+                return raw.decode(encoding), f"the file is not UTF-8; read it as {encoding}"
+            except UnicodeDecodeError:
+                continue
+    raise AssertionError("latin-1 decodes every byte")
+
+
+def file_kind(path: Path, text: str) -> str:
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv", ".txt"):
+        return "csv"
+    if suffix == ".json":
+        return "json"
+    if suffix in (".ndjson", ".jsonl"):
+        return "ndjson"
+    start = text.lstrip()[:1]
+    if start == "[":
+        return "json"
+    if start == "{":
+        first_line = text.lstrip().split("\n", 1)[0]
+        return "ndjson" if is_json(first_line) and text.strip() != first_line else "json"
+    return "csv"
+
+
+def is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_csv(text: str) -> LeadFile:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter_of(text))
+    try:
+        header = next(reader, None)
+    except csv.Error as e:
+        raise UsageError(f"not a readable CSV file: {e}") from None
+    if header is None or not any(cell.strip() for cell in header):
+        raise UsageError("no header row (the first line must name the columns)")
+    columns = map_columns(header)
+    result = LeadFile(ignored_columns=columns.ignored, notes=columns.notes)
+    try:
+        for row in reader:
+            if not row:  # a blank line
+                continue
+            values = {columns.fields[i]: cell for i, cell in enumerate(row) if i in columns.fields}
+            add_lead(result, values, f"line {reader.line_num}")
+    except csv.Error as e:
+        raise UsageError(f"line {reader.line_num}: not readable as CSV: {e}") from None
+    return result
+
+
+def delimiter_of(text: str) -> str:
+    """The candidate the header line holds most of (`;` from European spreadsheets, tabs...).
+
+    Decided on the header alone: csv.Sniffer also weighs the data rows and can be misled by
+    a `;` that a column's values happen to hold.
+    """
+    header = text.split("\n", 1)[0]
+    counts = {d: header.count(d) for d in CSV_DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])  # ties: the first, so ',' wins
+    return best if counts[best] else ","
+
+
+@dataclass
+class ColumnMap:
+    fields: dict[int, str]  # column index -> lead field
+    ignored: list[str]
+    notes: list[str]
+
+
+def map_columns(header: list[str]) -> ColumnMap:
+    mapped = ColumnMap(fields={}, ignored=[], notes=[])
+    taken: dict[str, str] = {}
+    for index, column in enumerate(header):
+        name = field_for(column)
+        if name is None:
+            if column.strip():
+                mapped.ignored.append(column.strip())
+        elif name in taken:
+            mapped.notes.append(
+                f"columns {taken[name]!r} and {column!r} both mean {name}; using {taken[name]!r}"
+            )
+        else:
+            taken[name] = column
+            mapped.fields[index] = name
+    if not mapped.fields:
+        raise UsageError(
+            "none of the columns is a lead field; name them e.g. "
+            "full_name, linkedin_url, email, company, title"
+        )
+    return mapped
+
+
+def read_json(text: str) -> LeadFile:
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise UsageError(f"not valid JSON: {e}") from None
+    if isinstance(data, dict) and isinstance(data.get("leads"), list):
+        data = data["leads"]
+    if not isinstance(data, list):
+        raise UsageError('expected a JSON array of leads or {"leads": [...]}')
+    return read_objects((f"item {n}", item) for n, item in enumerate(data, start=1))
+
+
+def read_ndjson(text: str) -> LeadFile:
+    def objects() -> Iterator[tuple[str, Any]]:
+        for n, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                yield f"line {n}", json.loads(line)
+            except ValueError as e:
+                raise UsageError(f"line {n}: not valid JSON: {e}") from None
+
+    return read_objects(objects())
+
+
+def read_objects(items: Iterable[tuple[str, Any]]) -> LeadFile:
+    result = LeadFile()
+    ignored: dict[str, None] = {}  # ordered set
+    for origin, item in items:
+        if not isinstance(item, dict):
+            raise UsageError(f"{origin}: expected a JSON object, got {type(item).__name__}")
+        values: dict[str, Any] = {}
+        for key, value in item.items():
+            name = field_for(str(key))
+            if name is None:
+                ignored.setdefault(str(key))
+            elif name not in values:
+                values[name] = value
+        add_lead(result, values, origin)
+    result.ignored_columns = list(ignored)
+    return result
+
+
+def add_lead(result: LeadFile, values: Mapping[str, Any], origin: str) -> None:
+    lead: dict[str, str] = {}
+    for name, value in values.items():
+        text = cell_text(value, f"{origin}: {name}")
+        if text:
+            lead[name] = text
+    if not lead:
+        result.skipped_empty += 1
+        return
+    result.leads.append(lead)
+    result.origins.append(origin)
+
+
+def cell_text(value: Any, where: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return str(value).strip()
+    raise UsageError(f"{where} must be text, not {type(value).__name__}")

@@ -1,0 +1,332 @@
+"""`GET /openapi.json`: the OpenAPI 3.1 description of the gateway's HTTP API.
+
+Every body schema is generated from the msgspec types the gateway decodes requests with
+and encodes answers from (`msgspec.json.schema_components`), so the document cannot drift
+from the code; only the paths (which operation takes and answers which type) are written
+here. The document is built once per app and served as bytes; the route is public.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from services.gateway.deadletters import DeadLetterPage, ReplayRequest, ReplayResult
+from services.gateway.problems import STATUS_TYPES, ProblemDetails
+from services.gateway.routes import LEAD_PAGE_DEFAULT, LEAD_PAGE_MAX
+from services.gateway.schemas import EnrichJobRequest, JobAccepted, JobPage, LeadPage
+from shared.jobs import JOB_STATES, JobStatus
+from shared.messages import ResultLead
+
+OPENAPI_PATH = "/openapi.json"
+REF = "#/components/schemas/{name}"
+JSON = "application/json"
+PROBLEM_JSON = "application/problem+json"
+NDJSON = "application/x-ndjson"
+AUTH_SCHEME = "bearerAuth"
+PUBLIC: list[dict[str, list[str]]] = []  # an empty `security` overrides the global one
+JOB_LIST_DEFAULT, JOB_LIST_MAX = 50, 200  # GET /v1/jobs `limit`, as routes.jobs_index reads it
+
+
+class HealthStatus(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """`/healthz` and `/readyz` (shared/health.py); `reason` says why a service is not ready."""
+
+    status: str
+    reason: str | None = None
+
+
+def build_openapi() -> dict[str, Any]:
+    types = (
+        EnrichJobRequest,
+        JobAccepted,
+        JobStatus,
+        JobPage,
+        LeadPage,
+        ResultLead,
+        ProblemDetails,
+        HealthStatus,
+        DeadLetterPage,
+        ReplayRequest,
+        ReplayResult,
+    )
+    refs, schemas = msgspec.json.schema_components(types, ref_template=REF)
+    ref = {t.__name__: r for t, r in zip(types, refs, strict=True)}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "leadflow API",
+            "version": "1",
+            "description": "Enrich jobs for B2B leads. Errors are RFC 9457 problem details.",
+        },
+        "security": [{AUTH_SCHEME: []}],
+        "paths": {**job_paths(ref), **dead_letter_paths(ref), **ops_paths(ref)},
+        "components": {
+            "schemas": schemas,
+            "responses": problem_responses(),
+            "securitySchemes": {
+                AUTH_SCHEME: {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A key from LEADFLOW_API_KEYS (dev without keys: no auth).",
+                }
+            },
+        },
+    }
+
+
+def job_paths(ref: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    job_id = path_param("job_id", "A job id, as `POST /v1/jobs/enrich` answered it.")
+    return {
+        "/v1/jobs/enrich": {
+            "post": {
+                "operationId": "submitEnrichJob",
+                "summary": "Submit leads to enrich",
+                "tags": ["jobs"],
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "description": "A repeated key returns the first job (409: other body).",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": ref["EnrichJobRequest"]}},
+                },
+                "responses": {
+                    "202": json_answer("Accepted: every task is queued", ref["JobAccepted"]),
+                    **problems(400, 401, 409, 413, 422, 503),
+                },
+            }
+        },
+        "/v1/jobs": {
+            "get": {
+                "operationId": "listJobs",
+                "summary": "The tenant's jobs, newest first",
+                "tags": ["jobs"],
+                "parameters": [
+                    query_param("state", {"type": "string", "enum": list(JOB_STATES)}),
+                    query_param("kind", {"type": "string", "enum": ["enrich", "scrape"]}),
+                    limit_param(JOB_LIST_DEFAULT, JOB_LIST_MAX),
+                    cursor_param(),
+                ],
+                "responses": {
+                    "200": json_answer("A page of jobs", ref["JobPage"]),
+                    **problems(401, 422),
+                },
+            }
+        },
+        "/v1/jobs/{job_id}": {
+            "get": {
+                "operationId": "getJob",
+                "summary": "A job's state, progress and deliveries",
+                "tags": ["jobs"],
+                "parameters": [job_id],
+                "responses": {
+                    "200": json_answer("The job", ref["JobStatus"]),
+                    **problems(401, 404),
+                },
+            },
+            "delete": {
+                "operationId": "deleteJob",
+                "summary": "Remove a finished job and its results",
+                "tags": ["jobs"],
+                "parameters": [job_id],
+                "responses": {
+                    "204": {"description": "Deleted"},
+                    **problems(401, 404, 409),
+                },
+            },
+        },
+        "/v1/jobs/{job_id}/leads": {"get": leads_operation(job_id, ref)},
+        "/v1/jobs/{job_id}/cancel": {
+            "post": {
+                "operationId": "cancelJob",
+                "summary": "Cancel a job; its remaining leads are dropped",
+                "tags": ["jobs"],
+                "parameters": [job_id],
+                "responses": {
+                    "202": json_answer("Cancellation requested", ref["JobStatus"]),
+                    **problems(401, 404, 409),
+                },
+            }
+        },
+    }
+
+
+def dead_letter_paths(ref: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "/v1/dead-letters": {
+            "get": {
+                "operationId": "listDeadLetters",
+                "summary": "The tenant's dead letters (messages that exhausted their attempts)",
+                "tags": ["dead letters"],
+                "parameters": [
+                    query_param("job_id", {"type": "string"}),
+                    query_param("state", {"type": "string", "enum": ["parked", "replayed"]}),
+                    limit_param(50, 500),
+                    cursor_param(),
+                ],
+                "responses": {
+                    "200": json_answer("A page of dead letters", ref["DeadLetterPage"]),
+                    **problems(401, 422),
+                },
+            }
+        },
+        "/v1/dead-letters/replay": {
+            "post": {
+                "operationId": "replayDeadLetters",
+                "summary": "Send parked dead letters back to work, by job or by ids",
+                "tags": ["dead letters"],
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": ref["ReplayRequest"]}},
+                },
+                "responses": {
+                    "202": json_answer("Sent back to work", ref["ReplayResult"]),
+                    **problems(400, 401, 404, 422, 503),
+                },
+            }
+        },
+    }
+
+
+def leads_operation(job_id: dict[str, Any], ref: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    cursor_header = {
+        "X-Next-Cursor": {
+            "description": "csv/ndjson with `limit`: the cursor of the next page, if any.",
+            "schema": {"type": "string"},
+        }
+    }
+    return {
+        "operationId": "listJobLeads",
+        "summary": "The job's result leads so far",
+        "description": "json answers pages of `limit`; ndjson and csv stream every result, "
+        "or one page of `limit` with the next cursor in `X-Next-Cursor`.",
+        "tags": ["jobs"],
+        "parameters": [
+            job_id,
+            query_param("format", {"type": "string", "enum": ["json", "ndjson", "csv"]}),
+            query_param("status", {"type": "string", "enum": ["enriched", "failed"]}),
+            limit_param(LEAD_PAGE_DEFAULT, LEAD_PAGE_MAX),
+            cursor_param(),
+        ],
+        "responses": {
+            "200": {
+                "description": "Result leads (`ResultLead`; CSV columns are its fields)",
+                "headers": cursor_header,
+                "content": {
+                    JSON: {"schema": ref["LeadPage"]},
+                    NDJSON: {"schema": {"type": "string", "description": "One ResultLead a line"}},
+                    "text/csv": {"schema": {"type": "string"}},
+                },
+            },
+            **problems(401, 404, 422),
+        },
+    }
+
+
+def ops_paths(ref: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    health = ref["HealthStatus"]
+    return {
+        "/healthz": ops_get(
+            "healthz", "The process is alive", {"200": json_answer("Alive", health)}
+        ),
+        "/readyz": ops_get(
+            "readyz",
+            "Broker connected, topology declared, store writable",
+            {"200": json_answer("Ready", health), "503": json_answer("Not ready", health)},
+        ),
+        "/metrics": ops_get(
+            "metrics",
+            "Prometheus metrics",
+            {
+                "200": {
+                    "description": "Prometheus text",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        ),
+        OPENAPI_PATH: ops_get(
+            "openapi", "This document", {"200": json_answer("OpenAPI 3.1", {"type": "object"})}
+        ),
+    }
+
+
+def ops_get(name: str, summary: str, responses: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": name,
+            "summary": summary,
+            "tags": ["operations"],
+            "security": PUBLIC,
+            "responses": responses,
+        }
+    }
+
+
+def path_param(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+def query_param(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    # The routes read an empty value (`?state=`) as an absent parameter.
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "allowEmptyValue": True,
+        "schema": schema,
+    }
+
+
+def limit_param(default: int, maximum: int) -> dict[str, Any]:
+    schema = {"type": "integer", "minimum": 1, "maximum": maximum, "default": default}
+    return query_param("limit", schema)
+
+
+def cursor_param() -> dict[str, Any]:
+    param = query_param("cursor", {"type": "string"})
+    param["description"] = "`next_cursor` of the previous page."
+    return param
+
+
+def json_answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def problem_responses() -> dict[str, Any]:
+    """One reusable response per problem status, titled as problems.STATUS_TYPES titles it."""
+    return {
+        slug: {
+            "description": title,
+            "content": {PROBLEM_JSON: {"schema": {"$ref": REF.format(name="ProblemDetails")}}},
+        }
+        for slug, title in STATUS_TYPES.values()
+    }
+
+
+def problems(*statuses: int) -> dict[str, Any]:
+    return {
+        str(status): {"$ref": f"#/components/responses/{STATUS_TYPES[status][0]}"}
+        for status in statuses
+    }
+
+
+def add_openapi_route(app: web.Application) -> None:
+    body = msgspec.json.encode(build_openapi())
+
+    async def openapi(_: web.Request) -> web.Response:
+        return web.Response(body=body, content_type=JSON)
+
+    app.router.add_get(OPENAPI_PATH, openapi)

@@ -11,7 +11,8 @@ next page of leads with `seq` greater than the last one it sent, and writes:
 
 Every event's id is the `seq` of the last lead sent on the stream (0 before any), so a
 reconnect with `Last-Event-ID` gets the current progress and state, then only the leads
-it has not seen. A terminal state is sent once every lead is out, and the stream ends.
+it has not seen; `?leads=false` leaves the leads out (a progress bar needs no results).
+A terminal state is sent once every lead is out, and the stream ends.
 Idle streams get a `: ping` comment so proxies keep them open; at shutdown every stream
 ends without a terminal state and clients reconnect (to this gateway or another).
 """
@@ -111,7 +112,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         read_snapshot,
         tenant=tenant_of(request),
         job_id=job_id,
-        limit=streams.settings.page_size,
+        limit=streams.settings.page_size if wants_leads(request) else 0,
     )
     store = request.app[STORE]
     snapshot = await store.run(partial(read, after=after))
@@ -238,6 +239,13 @@ def last_event_id(request: web.Request) -> int:
     return int(raw)
 
 
+def wants_leads(request: web.Request) -> bool:
+    value = request.query.get("leads", "true")
+    if value not in ("true", "false"):
+        raise invalid([FieldError("leads", "must be true or false")])
+    return value == "true"
+
+
 def read_snapshot(
     conn: sqlite3.Connection, *, tenant: str, job_id: str, after: int, limit: int
 ) -> Snapshot | None:
@@ -245,6 +253,8 @@ def read_snapshot(
         job = get_job(conn, tenant, job_id)
         if job is None:
             return None
+        if limit == 0:
+            return Snapshot(job, [], more=False)
         rows = conn.execute(
             "SELECT seq, data FROM leads WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             (job_id, after, limit + 1),

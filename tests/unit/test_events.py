@@ -261,3 +261,21 @@ async def test_shutdown_ends_open_streams(
     # No terminal state: the client is expected to reconnect.
     assert rest == []
     assert metrics.registry.get_sample_value("leadflow_gateway_event_streams") == 0
+
+
+async def test_leads_false_sends_only_progress_and_state(
+    store: Store, client: TestClient[web.Request, web.Application]
+) -> None:
+    await store.transaction(lambda c: add_job(c, "j1", 4))
+    await finish(store, "j1", "a", "b", "c", "d")
+
+    async with client.get("/v1/jobs/j1/events?leads=false", headers=ACME) as response:
+        async with asyncio.timeout(10):
+            events = [e async for e in read_sse(response) if e.event != "message"]
+    async with client.get("/v1/jobs/j1/events?leads=some", headers=ACME) as response:
+        assert response.status == 422
+
+    assert [e.event for e in events] == ["progress", "state"]
+    assert events[0].json()["progress"]["percent"] == 100.0
+    assert events[1].json()["state"] == "completed"
+    assert {e.id for e in events} == {"0"}

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from services.gateway.auth import auth_middleware
 from services.gateway.config import GatewaySettings
+from services.gateway.dashboard import setup_dashboard
 from services.gateway.events import setup_events
 from services.gateway.keys import BROKER, GUARD, METRICS, SETTINGS, STORE
 from services.gateway.problems import problem_middleware
@@ -41,6 +42,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     add_ops_routes(app, [broker.readiness, store_ready], metrics)
     app.add_routes(routes)
     setup_events(app)
+    setup_dashboard(app)
     app.cleanup_ctx.append(_resources)
     return app
 

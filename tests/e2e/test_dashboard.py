@@ -210,6 +210,42 @@ async def test_a_wrong_key_shows_the_problem_detail(
     assert page_errors == []
 
 
+async def test_job_page_resumes_its_stream_across_a_gateway_restart(
+    stack_factory: Callable[..., Stack],
+    http: aiohttp.ClientSession,
+    page: playwright.Page,
+    page_errors: list[object],
+) -> None:
+    stack = start_stack(
+        stack_factory, LEADFLOW_SANDBOX_LATENCY_MS="300", LEADFLOW_ENRICH_PREFETCH="2"
+    )
+    api = Api(stack.url("gateway"), http, KEY)
+    leads = make_leads(300, seed=33)
+    job_id = (await api.submit({"leads": leads}))["job_id"]
+    streams: list[playwright.Request] = []
+    page.on(
+        "request",
+        lambda request: streams.append(request) if "/events" in request.url else None,
+    )
+    await use_key(page, stack.url("gateway"), KEY)
+    await page.locator(f'#jobs tr[data-job-id="{job_id}"]').get_by_role("link").click()
+    await expect(page.locator("#results tbody tr").first).to_be_visible()
+
+    stack.stop("gateway")
+    stack.start("gateway")
+
+    await expect(page.locator("#job-state")).to_have_text("completed", timeout=TIMEOUT_MS)
+    await expect(page.locator("#results-count")).to_have_text("300 results")
+    rows = page.locator("#results tbody tr")
+    ids = await rows.evaluate_all("rows => rows.map(row => row.dataset.leadId)")
+    assert sorted(ids) == sorted(lead["id"] for lead in leads), "every lead exactly once"
+    job_streams = [r for r in streams if r.url.endswith(f"/v1/jobs/{job_id}/events")]
+    resumed = [(await r.all_headers()).get("last-event-id") for r in job_streams[1:]]
+    assert resumed, "the page should have reconnected"
+    assert all(value not in (None, "0") for value in resumed), resumed
+    assert page_errors == []
+
+
 @pytest.mark.xfail(strict=False, reason="needs POST /v1/jobs/{id}/cancel")
 async def test_cancel_from_the_job_page(
     stack_factory: Callable[..., Stack],

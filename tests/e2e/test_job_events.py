@@ -4,6 +4,7 @@ runs for a while; every lead once, monotonic progress, the terminal state last, 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -139,3 +140,27 @@ async def test_events_are_the_tenants_own(acme: Api) -> None:
     assert status == 400, problem
     stream = await read_to_end(acme, job["job_id"])
     assert stream[-1].json()["state"] in TERMINAL
+
+
+async def test_stopping_the_gateway_ends_open_streams_without_a_terminal_state(
+    stack_factory: Callable[..., Stack], http: aiohttp.ClientSession
+) -> None:
+    stack = stack_factory({"LEADFLOW_API_KEYS": f"acme:{ACME_KEY}"})
+    stack.start("gateway")  # no enricher: the job stays queued and its stream stays open
+    api = Api(stack.url("gateway"), http, ACME_KEY)
+    job = await api.submit({"leads": make_leads(3, seed=24)})
+
+    seen: list[Sse] = []
+    async with asyncio.timeout(30), events(api, job["job_id"]) as stream:
+        async for event in stream:
+            seen.append(event)
+            if event.event == "state":
+                break
+        started = time.monotonic()
+        exit_code = await asyncio.to_thread(stack.services["gateway"].stop)
+        rest = [event async for event in stream]
+
+    assert seen[-1].json()["state"] == "queued"
+    assert exit_code == 0
+    assert time.monotonic() - started < 5, "an open stream held up the stop"
+    assert all(event.event == "comment" for event in rest), rest

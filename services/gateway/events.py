@@ -129,6 +129,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     writer = EventWriter(response, job_id, after)
     streams.open.inc()
+    opened = time.monotonic()
     outcome = "shutdown"
     try:
         await writer.write(f"retry: {streams.settings.retry_ms}\n\n".encode())
@@ -156,6 +157,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
             outcome=outcome,
             resumed_after=after,
             leads_sent=writer.leads_sent,
+            duration_s=round(time.monotonic() - opened, 3),
         )
     return response
 

@@ -277,12 +277,17 @@ function jobRow(job) {
   const tr = el("tr", { dataset: { jobId: job.job_id } },
     el("td", {}, link), cell(job.kind), el("td", {}, state), el("td", {}, bar.node),
     el("td", {}, timeEl(job.created_at)));
-  return {
+  const row = {
     tr,
-    setState: (value) => stateBadge(state, value),
+    state: job.state,
+    setState(value) {
+      row.state = value;
+      stateBadge(state, value);
+    },
     setProgress: (progress) => bar.set(progress),
     setLive: (live) => tr.classList.toggle("live", live),
   };
+  return row;
 }
 
 async function showJobs() {
@@ -346,17 +351,15 @@ function startLiveRows() {
   for (const job of jobsView.jobs) {
     if (jobsView.streams.size >= MAX_LIVE_ROWS) return;
     const row = jobsView.rows.get(job.job_id);
-    if (!row || TERMINAL.has(job.state) || jobsView.streams.has(job.job_id)) continue;
+    // The row's state, not the list's: a stream may have seen the job end since the list.
+    if (!row || TERMINAL.has(row.state) || jobsView.streams.has(job.job_id)) continue;
     const done = () => {
       jobsView.streams.delete(job.job_id);
       row.setLive(false);
     };
     const stream = new JobStream(job.job_id, {
       onProgress: (event) => row.setProgress(event.progress),
-      onState: (event) => {
-        row.setState(event.state);
-        job.state = event.state;
-      },
+      onState: (event) => row.setState(event.state),
       onEnd: () => {
         done();
         startLiveRows();

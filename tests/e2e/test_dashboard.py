@@ -210,6 +210,34 @@ async def test_a_wrong_key_shows_the_problem_detail(
     assert page_errors == []
 
 
+async def test_an_empty_key_works_when_auth_is_off(
+    stack_factory: Callable[..., Stack],
+    http: aiohttp.ClientSession,
+    page: playwright.Page,
+    page_errors: list[object],
+) -> None:
+    stack = stack_factory()
+    stack.start("gateway")
+    job_id = (await Api(stack.url("gateway"), http).submit({"leads": make_leads(2, seed=34)}))[
+        "job_id"
+    ]
+    api_requests: list[playwright.Request] = []
+    page.on(
+        "request",
+        lambda request: api_requests.append(request) if "/v1/" in request.url else None,
+    )
+
+    await use_key(page, stack.url("gateway"), "")
+
+    await expect(page.locator(f'#jobs tr[data-job-id="{job_id}"]')).to_be_visible()
+    await expect(page.get_by_role("alert")).to_be_hidden()
+    await expect(page.locator("#key-state")).to_have_text("Using no key (auth off).")
+    assert api_requests
+    headers = [await request.all_headers() for request in api_requests]
+    assert not [h for h in headers if "authorization" in h], "no key, no Authorization header"
+    assert page_errors == []
+
+
 async def test_job_page_resumes_its_stream_across_a_gateway_restart(
     stack_factory: Callable[..., Stack],
     http: aiohttp.ClientSession,

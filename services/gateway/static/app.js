@@ -268,7 +268,7 @@ function clearMessages() {
 
 // ---- jobs list ---------------------------------------------------------------------------
 
-const jobsView = { rows: new Map(), streams: new Map(), jobs: [], timer: null };
+const jobsView = { rows: new Map(), streams: new Map(), jobs: [], timer: null, failing: false };
 
 function jobRow(job) {
   const state = el("span");
@@ -303,6 +303,7 @@ async function showJobs() {
 function leaveJobs() {
   clearInterval(jobsView.timer);
   jobsView.timer = null;
+  jobsView.failing = false;
   for (const stream of jobsView.streams.values()) stream.stop();
   jobsView.streams.clear();
   jobsView.rows.clear();
@@ -316,9 +317,12 @@ async function refreshJobs() {
     jobs = (await (await api("/v1/jobs?limit=50")).json()).jobs;
   } catch (error) {
     if (current === view) showError(error);
+    jobsView.failing = true;
     return;
   }
   if (current !== view) return;
+  if (jobsView.failing) clearMessages(); // the list loads again: the old error is stale
+  jobsView.failing = false;
   jobsView.jobs = jobs;
   const body = $("#jobs tbody");
   const listed = new Set();

@@ -6,7 +6,9 @@ from aiohttp import web
 
 from services.gateway.auth import auth_middleware
 from services.gateway.config import GatewaySettings
+from services.gateway.dashboard import setup_dashboard
 from services.gateway.deadletters import routes as dead_letter_routes
+from services.gateway.events import setup_events
 from services.gateway.jobcontrol import routes as job_control_routes
 from services.gateway.keys import BROKER, GUARD, METRICS, SETTINGS, STORE, SUBMITTER
 from services.gateway.openapi import add_openapi_route
@@ -49,6 +51,8 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app.add_routes(dead_letter_routes)
     app.add_routes(job_control_routes)
     add_openapi_route(app)
+    setup_events(app)
+    setup_dashboard(app)
     app.cleanup_ctx.append(_resources)
     return app
 

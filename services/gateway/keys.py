@@ -18,9 +18,8 @@ GUARD = web.AppKey("guard", NetGuard)
 METRICS = web.AppKey("metrics", Metrics)
 SUBMITTER = web.AppKey("submitter", JobSubmitter)
 
-TENANT = "leadflow.tenant"
+TENANT = web.RequestKey("tenant", str)
 
 
 def tenant_of(request: web.Request) -> str:
-    tenant: str = request[TENANT]
-    return tenant
+    return request[TENANT]

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from services.gateway.dashboard import ASSETS
 from services.gateway.deadletters import DeadLetterPage, ReplayRequest, ReplayResult
 from services.gateway.problems import STATUS_TYPES, ProblemDetails
 from services.gateway.routes import LEAD_PAGE_DEFAULT, LEAD_PAGE_MAX
@@ -143,6 +144,7 @@ def job_paths(ref: dict[str, dict[str, Any]]) -> dict[str, Any]:
             },
         },
         "/v1/jobs/{job_id}/leads": {"get": leads_operation(job_id, ref)},
+        "/v1/jobs/{job_id}/events": {"get": events_operation(job_id)},
         "/v1/jobs/{job_id}/cancel": {
             "post": {
                 "operationId": "cancelJob",
@@ -191,6 +193,34 @@ def dead_letter_paths(ref: dict[str, dict[str, Any]]) -> dict[str, Any]:
                     **problems(400, 401, 404, 422, 503),
                 },
             }
+        },
+    }
+
+
+def events_operation(job_id: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "operationId": "streamJobEvents",
+        "summary": "Server-Sent Events of a job until it is terminal",
+        "description": "`lead` (a ResultLead, id = its seq), `progress` and `state` events; "
+        "resumes after `Last-Event-ID`; `: ping` comments keep idle streams open.",
+        "tags": ["jobs"],
+        "parameters": [
+            job_id,
+            query_param("leads", {"type": "string", "enum": ["true", "false"]}),
+            {
+                "name": "Last-Event-ID",
+                "in": "header",
+                "required": False,
+                "description": "The id of the last event received: resume after it.",
+                "schema": {"type": "string"},
+            },
+        ],
+        "responses": {
+            "200": {
+                "description": "An event stream",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+            **problems(400, 401, 404, 422),
         },
     }
 
@@ -251,6 +281,24 @@ def ops_paths(ref: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 }
             },
         ),
+        "/": ops_get(
+            "dashboard", "The dashboard page", {"200": text_answer("The page", "text/html")}
+        ),
+        "/static/{name}": {
+            "get": {
+                **ops_get(
+                    "dashboardAsset",
+                    "A file of the dashboard page",
+                    {"200": text_answer("The file", "*/*"), **problems(404)},
+                )["get"],
+                "parameters": [
+                    {
+                        **path_param("name", "A file the page refers to."),
+                        "schema": {"type": "string", "enum": sorted(ASSETS)},
+                    }
+                ],
+            }
+        },
         OPENAPI_PATH: ops_get(
             "openapi", "This document", {"200": json_answer("OpenAPI 3.1", {"type": "object"})}
         ),
@@ -299,6 +347,10 @@ def cursor_param() -> dict[str, Any]:
     param = query_param("cursor", {"type": "string"})
     param["description"] = "`next_cursor` of the previous page."
     return param
+
+
+def text_answer(description: str, media_type: str) -> dict[str, Any]:
+    return {"description": description, "content": {media_type: {"schema": {"type": "string"}}}}
 
 
 def json_answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:

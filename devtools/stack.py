@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("sandbox", "enricher", "router", "gateway")
+SERVICES = ("sandbox", "enricher", "scraper", "router", "gateway")
 DEFAULT_PORTS = {
     "gateway": 8080,
     "enricher": 8081,
@@ -56,7 +56,7 @@ class ServiceProcess:
                 start_new_session=True,
             )
 
-    def wait_ready(self, timeout_s: float = 30.0) -> None:
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:

@@ -1,4 +1,5 @@
-"""The control stream: cancellations, timeouts and new lanes, broadcast to every worker.
+"""The control stream: cancellations, timeouts, new lanes and cooldowns, broadcast to
+every worker.
 
 A worker reads the stream from its start (a stream keeps its messages for a retention
 period), so one that starts after a job was cancelled still knows it before it takes any
@@ -18,11 +19,12 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from shared.broker import Broker, Outgoing, settle
 from shared.logging import get_logger
-from shared.messages import Codec, ControlMarker, JobStopped, LaneOpened
+from shared.messages import Codec, ControlMarker, CooldownStarted, JobStopped, LaneOpened
 
 log = get_logger(__name__)
 PREFETCH = 500
 STOPPED_KEPT_S = 8 * 86400  # a little longer than the stream keeps them
+COOLDOWN_SLACK_S = 0.5
 
 StopCallback = Callable[[JobStopped], None]
 LaneCallback = Callable[[LaneOpened], Awaitable[None]]
@@ -34,12 +36,27 @@ class ControlListener:
         self.codec = codec
         self.stopped: dict[str, tuple[JobStopped, float]] = {}
         self.lanes: set[tuple[str, str]] = set()
+        # Targets (`source:<name>:<account>`, `provider:<name>`) cooling down, until when.
+        self.cooldowns: dict[str, float] = {}
         self._stop_callbacks: list[StopCallback] = []
         self._lane_callbacks: list[LaneCallback] = []
         self._markers: dict[str, asyncio.Event] = {}
 
     def is_stopped(self, job_id: str) -> bool:
         return job_id in self.stopped
+
+    def cooldown_left(self, target: str) -> float:
+        """Seconds until `target` may be called again (0 when it may be now)."""
+        return max(0.0, self.cooldowns.get(target, 0.0) - time.time())
+
+    async def start_cooldown(self, target: str, until: float) -> None:
+        """Cool `target` down here at once, and tell every other worker."""
+        if until <= self.cooldowns.get(target, 0.0) + COOLDOWN_SLACK_S:
+            return  # already cooling down that long: many 429s at once make one notice
+        self.cooldowns[target] = until
+        log.warning("cooldown.started", target=target, seconds=round(until - time.time(), 2))
+        notice = CooldownStarted(job_id="", tenant="", target=target, until=until)
+        await self.broker.publish([Outgoing(notice)])
 
     def on_stop(self, callback: StopCallback) -> None:
         self._stop_callbacks.append(callback)
@@ -85,6 +102,10 @@ class ControlListener:
                 self.lanes.add(lane)
                 for lane_callback in self._lane_callbacks:
                     await lane_callback(control)
+        elif isinstance(control, CooldownStarted):
+            self.cooldowns[control.target] = max(
+                control.until, self.cooldowns.get(control.target, 0.0)
+            )
         elif isinstance(control, ControlMarker) and control.marker in self._markers:
             self._markers[control.marker].set()
 

@@ -82,18 +82,30 @@ class DashboardDestination(
 Destination = WebhookDestination | CsvDestination | DashboardDestination
 
 
+class ScrapeSpec(msgspec.Struct, frozen=True, kw_only=True):
+    source: str
+    query: dict[str, str]
+    max_pages: int
+    max_leads: int
+    enrich: bool
+
+
 class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     """The parts of a job request the router needs after the gateway accepted it."""
 
     destinations: list[Destination] = msgspec.field(default_factory=list)
+    scrape: ScrapeSpec | None = None
 
 
-class Progress(msgspec.Struct, frozen=True, kw_only=True):
+class Progress(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     total: int | None
     done: int
     enriched: int
     failed: int
     percent: float
+    # Scrape jobs only: leads found and pages fetched so far.
+    scraped: int | None = None
+    pages: int | None = None
 
 
 class DestinationStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -122,6 +134,7 @@ class JobStatus(msgspec.Struct, frozen=True, kw_only=True):
     timeout_s: int | None = None
     stalled: bool = False
     stall_reason: str | None = None
+    cooling_down_until: str | None = None
 
 
 def percent(done: int, total: int | None) -> float:

@@ -14,7 +14,8 @@ from typing import Literal
 
 import msgspec
 
-LeadStatus = Literal["enriched", "failed"]
+# `scraped`: a lead a scrape job found and was not asked to enrich.
+LeadStatus = Literal["enriched", "failed", "scraped"]
 
 
 class Lead(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -82,8 +83,27 @@ class EnrichTask(Message, frozen=True, tag="task.enrich"):
     answers: dict[str, list[ProviderAnswer]] = msgspec.field(default_factory=dict)
 
 
+class ScrapeTask(Message, frozen=True, tag="task.scrape"):
+    """One page of a scrape job; the cursor travels in the message, so a crash resumes
+    at the first unfinished page."""
+
+    source: str
+    query: dict[str, str]
+    max_pages: int
+    max_leads: int
+    enrich: bool = False
+    page: int = 1
+    cursor: str | None = None
+    scraped: int = 0  # leads taken from the pages before this one
+    account: str = ""  # chosen on the first page, kept for the whole job
+
+
 class LeadOutcomes(Message, frozen=True):
     leads: list[ResultLead]
+    # Paid provider calls made to produce these outcomes (cache hits excluded), counted
+    # once per event id for usage metering.
+    provider_calls: dict[str, int] = msgspec.field(default_factory=dict)
+    event_id: str = ""
 
 
 class LeadsEnriched(LeadOutcomes, frozen=True, tag="lead.enriched"):
@@ -92,6 +112,35 @@ class LeadsEnriched(LeadOutcomes, frozen=True, tag="lead.enriched"):
 
 class LeadsFailed(LeadOutcomes, frozen=True, tag="lead.failed"):
     pass
+
+
+class LeadsScraped(Message, frozen=True, tag="job.scraped"):
+    """A page of a scrape job is in; `final` says it was the last one (`total` leads)."""
+
+    page: int
+    leads: list[Lead]
+    enrich: bool
+    final: bool = False
+    total: int | None = None
+
+
+class JobCoolingDown(Message, frozen=True, tag="job.cooling_down"):
+    """The job's next page waits for its source account's cooldown to end."""
+
+    until: float
+
+
+class UsageRecorded(Message, frozen=True, tag="job.usage"):
+    """Paid provider calls made by a task that produced no outcome event."""
+
+    provider_calls: dict[str, int]
+    event_id: str
+
+
+class JobFailed(Message, frozen=True, tag="job.failed"):
+    """Work the job cannot do without (a scrape page) failed for good."""
+
+    reason: str
 
 
 class JobStopped(Message, frozen=True, tag="control.job_stopped"):
@@ -107,6 +156,14 @@ class LaneOpened(Message, frozen=True, tag="control.lane_opened"):
     kind: str
 
 
+class CooldownStarted(Message, frozen=True, tag="control.cooldown"):
+    """Broadcast: `target` (`source:<name>:<account>` or `provider:<name>`) answered 429 or
+    blocked us; no request goes to it before `until` (epoch seconds)."""
+
+    target: str
+    until: float
+
+
 class ControlMarker(Message, frozen=True, tag="control.marker"):
     """Published by a worker to itself: once it reads its own marker, it has read all the
     control history that came before."""
@@ -114,7 +171,20 @@ class ControlMarker(Message, frozen=True, tag="control.marker"):
     marker: str
 
 
-AnyMessage = EnrichTask | LeadsEnriched | LeadsFailed | JobStopped | LaneOpened | ControlMarker
+AnyMessage = (
+    EnrichTask
+    | ScrapeTask
+    | LeadsEnriched
+    | LeadsFailed
+    | LeadsScraped
+    | JobCoolingDown
+    | UsageRecorded
+    | JobFailed
+    | JobStopped
+    | LaneOpened
+    | CooldownStarted
+    | ControlMarker
+)
 
 
 def tag_of(message: Message) -> str:

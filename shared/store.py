@@ -30,6 +30,7 @@ from shared.jobs import (
     Progress,
     percent,
 )
+from shared.messages import Lead
 
 T = TypeVar("T")
 
@@ -140,11 +141,40 @@ CREATE TABLE IF NOT EXISTS alerts (
     PRIMARY KEY (job_id, kind)
 );
 """,
+    """
+ALTER TABLE jobs ADD COLUMN scraped INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN pages INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN cooling_down_until REAL;
+ALTER TABLE jobs ADD COLUMN charged INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS jobs_by_dependency ON jobs (depends_on);
+CREATE TABLE IF NOT EXISTS scrape_pages (
+    job_id TEXT NOT NULL,
+    page INTEGER NOT NULL,
+    leads INTEGER NOT NULL,
+    PRIMARY KEY (job_id, page)
+);
+CREATE TABLE IF NOT EXISTS deferred_leads (
+    job_id TEXT PRIMARY KEY,
+    leads BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS usage (
+    tenant TEXT NOT NULL,
+    day TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (tenant, day, metric)
+);
+CREATE TABLE IF NOT EXISTS usage_events (
+    event_id TEXT PRIMARY KEY,
+    day TEXT NOT NULL
+);
+""",
 )
 
 JOB_COLUMNS = (
     "job_id, kind, state, priority, total, done, enriched, failed, created_at, started_at, "
-    "finished_at, error, timeout_s, depends_on, stalled, stall_reason"
+    "finished_at, error, timeout_s, depends_on, stalled, stall_reason, scraped, pages,"
+    " cooling_down_until"
 )
 
 
@@ -265,6 +295,19 @@ def stop_job(conn: sqlite3.Connection, job_id: str, state: str, reason: str) -> 
     return bool(stopped)
 
 
+def job_result_leads(conn: sqlite3.Connection, job_id: str) -> list[Lead]:
+    """A job's successful results as input leads (what a dependent job takes)."""
+    rows = conn.execute(
+        "SELECT data FROM leads WHERE job_id = ? AND status IN ('scraped', 'enriched')"
+        " ORDER BY seq",
+        (job_id,),
+    ).fetchall()
+    return [_lead_from_result(row[0]) for row in rows]
+
+
+_lead_from_result = msgspec.json.Decoder(Lead).decode  # Lead ignores the result-only fields
+
+
 def delete_job(conn: sqlite3.Connection, job_id: str) -> list[tuple[str, str]]:
     """Remove a job and everything about it; returns its CSV exports as (tenant, file name)."""
     job = conn.execute("SELECT tenant FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
@@ -283,6 +326,8 @@ def delete_job(conn: sqlite3.Connection, job_id: str) -> list[tuple[str, str]]:
         "dead_letters",
         "alerts",
         "idempotency_keys",
+        "scrape_pages",
+        "deferred_leads",
         "jobs",
     ):
         conn.execute(f"DELETE FROM {table} WHERE job_id = ?", (job_id,))
@@ -313,6 +358,8 @@ def job_status(conn: sqlite3.Connection, row: sqlite3.Row) -> JobStatus:
             enriched=row["enriched"],
             failed=row["failed"],
             percent=percent(row["done"], row["total"]),
+            scraped=row["scraped"] if row["kind"] == "scrape" else None,
+            pages=row["pages"] if row["kind"] == "scrape" else None,
         ),
         created_at=row["created_at"],
         started_at=row["started_at"],
@@ -335,6 +382,15 @@ def job_status(conn: sqlite3.Connection, row: sqlite3.Row) -> JobStatus:
         timeout_s=row["timeout_s"],
         stalled=bool(row["stalled"]),
         stall_reason=row["stall_reason"],
+        cooling_down_until=iso(row["cooling_down_until"]),
+    )
+
+
+def iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return (
+        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     )
 
 

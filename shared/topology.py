@@ -38,7 +38,7 @@ RETRY_TIERS_S: tuple[int, ...] = (1, 5, 30, 120, 600)
 MAX_PRIORITY = 3
 EVENTS_DELIVERY_LIMIT = 20
 CONTROL_RETENTION = "7D"
-WORK_KINDS: tuple[str, ...] = ("enrich",)
+WORK_KINDS: tuple[str, ...] = ("enrich", "scrape")
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,11 @@ class Api:
         assert status == 202, (status, payload)
         return dict(payload)
 
+    async def submit_scrape(self, body: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        status, payload = await self.request("POST", "/v1/jobs/scrape", json=body, **kwargs)
+        assert status == 202, (status, payload)
+        return dict(payload)
+
     async def job(self, job_id: str) -> dict[str, Any]:
         status, payload = await self.request("GET", f"/v1/jobs/{job_id}")
         assert status == 200, (status, payload)

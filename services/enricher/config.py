@@ -21,6 +21,8 @@ class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True):
     key: str
     timeout_s: float
     concurrency: int
+    rate_per_s: float  # 0: no limit
+    cooldown_s: float  # after a 429 without Retry-After
 
 
 class EnricherSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -85,4 +87,6 @@ def load_provider(env: EnvReader, common: CommonSettings, name: str) -> Provider
         key=env.get_str(f"{var}_KEY", "sandbox-key"),
         timeout_s=env.get_float(f"{var}_TIMEOUT_S", 10.0, minimum=0.1, maximum=300),
         concurrency=env.get_int(f"{var}_CONCURRENCY", 64, minimum=1, maximum=10_000),
+        rate_per_s=env.get_float(f"{var}_RATE_PER_S", 0.0, maximum=100_000),
+        cooldown_s=env.get_float(f"{var}_COOLDOWN_S", 30.0, minimum=0.1, maximum=86_400),
     )

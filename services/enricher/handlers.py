@@ -9,8 +9,12 @@ dead-letter queue, from where it can be replayed once the providers are back.
 
 from __future__ import annotations
 
+import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+import msgspec
 
 from services.enricher.draft import LeadDraft
 from services.enricher.faults import crash_if_poisoned
@@ -18,7 +22,16 @@ from services.enricher.steps import run_final_steps, run_local_steps
 from services.enricher.waterfall import Waterfall, WaterfallResult
 from shared.broker import ERROR_HEADER, Outgoing
 from shared.consumer import Delivery, RetryPolicy
-from shared.messages import EnrichTask, LeadsEnriched, LeadsFailed, ProviderAnswer, ResultLead
+from shared.messages import (
+    EnrichTask,
+    LeadOutcomes,
+    LeadsEnriched,
+    LeadsFailed,
+    Message,
+    ProviderAnswer,
+    ResultLead,
+    UsageRecorded,
+)
 
 
 @dataclass
@@ -29,10 +42,12 @@ class Sorted:
     answers: dict[str, list[ProviderAnswer]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     retry_after_s: float = 0.0
+    calls: Counter[str] = field(default_factory=Counter)
 
     def add(
         self, draft: LeadDraft, result: WaterfallResult, last_attempt: bool, attempt: int
     ) -> None:
+        self.calls.update(result.calls)
         if result.errors:
             self.waiting.append(draft)
             self.answers[draft.id] = result.answers
@@ -78,53 +93,58 @@ class EnrichHandler:
         self, task: EnrichTask, delivery: Delivery, outcome: Sorted, last_attempt: bool
     ) -> list[Outgoing]:
         job_id, tenant, priority = task.job_id, task.tenant, delivery.priority
-        out: list[Outgoing] = []
+        # The paid calls ride on the first event; a task with no outcome yet reports them
+        # on their own. Each is counted once by its event id.
+        calls = dict(outcome.calls)
+        events: list[Message] = []
         if outcome.enriched:
-            out.append(
-                Outgoing(
-                    LeadsEnriched(job_id=job_id, tenant=tenant, leads=outcome.enriched),
-                    priority=priority,
-                )
-            )
+            events.append(LeadsEnriched(job_id=job_id, tenant=tenant, leads=outcome.enriched))
         if outcome.failed:
-            out.append(
-                Outgoing(
-                    LeadsFailed(job_id=job_id, tenant=tenant, leads=outcome.failed),
-                    priority=priority,
-                )
+            events.append(LeadsFailed(job_id=job_id, tenant=tenant, leads=outcome.failed))
+        if events and calls:
+            first = events[0]
+            assert isinstance(first, LeadOutcomes)
+            events[0] = msgspec.structs.replace(first, provider_calls=calls, event_id=new_id())
+        elif calls:
+            events.append(
+                UsageRecorded(job_id=job_id, tenant=tenant, provider_calls=calls, event_id=new_id())
             )
+        out = [Outgoing(event, priority=priority) for event in events]
         if outcome.waiting:
-            waiting = EnrichTask(
-                job_id=job_id,
-                tenant=tenant,
-                leads=[draft.lead for draft in outcome.waiting],
-                answers=outcome.answers,
-            )
-            reason = "; ".join(dict.fromkeys(outcome.errors))
-            if last_attempt:
-                out.append(
-                    Outgoing(
-                        waiting,
-                        priority=priority,
-                        attempt=delivery.attempt,
-                        dead_letter_of=self.dead_letter_key,
-                        headers={ERROR_HEADER: reason},
-                    )
-                )
-            else:
-                out.append(
-                    Outgoing(
-                        waiting,
-                        priority=priority,
-                        attempt=delivery.attempt + 1,
-                        retry=True,
-                        delay_s=max(
-                            outcome.retry_after_s, self.policy.backoff_s(delivery.attempt + 1)
-                        ),
-                        headers={ERROR_HEADER: reason},
-                    )
-                )
+            out.append(self.waiting_task(task, delivery, outcome, last_attempt))
         return out
+
+    def waiting_task(
+        self, task: EnrichTask, delivery: Delivery, outcome: Sorted, last_attempt: bool
+    ) -> Outgoing:
+        """The leads still waiting on providers: retried later, or parked after the last try."""
+        waiting = EnrichTask(
+            job_id=task.job_id,
+            tenant=task.tenant,
+            leads=[draft.lead for draft in outcome.waiting],
+            answers=outcome.answers,
+        )
+        headers = {ERROR_HEADER: "; ".join(dict.fromkeys(outcome.errors))}
+        if last_attempt:
+            return Outgoing(
+                waiting,
+                priority=delivery.priority,
+                attempt=delivery.attempt,
+                dead_letter_of=self.dead_letter_key,
+                headers=headers,
+            )
+        return Outgoing(
+            waiting,
+            priority=delivery.priority,
+            attempt=delivery.attempt + 1,
+            retry=True,
+            delay_s=max(outcome.retry_after_s, self.policy.backoff_s(delivery.attempt + 1)),
+            headers=headers,
+        )
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
 
 
 def give_up(task: EnrichTask, reason: str) -> Sequence[Outgoing]:

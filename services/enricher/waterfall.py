@@ -11,6 +11,7 @@ with the rejection as its reason.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -34,6 +35,8 @@ class WaterfallResult:
     errors: list[str] = field(default_factory=list)
     rejections: list[str] = field(default_factory=list)
     retry_after_s: float | None = None
+    # Paid calls made for this lead now, by provider (answers from the cache cost nothing).
+    calls: Counter[str] = field(default_factory=Counter)
 
 
 class Waterfall:
@@ -68,7 +71,7 @@ class Waterfall:
                     if not provider.can_help(draft):
                         continue
                     try:
-                        answer = await self._ask(provider, draft, job_id, tenant)
+                        answer = await self._ask(provider, draft, job_id, tenant, result.calls)
                     except ProviderUnavailable as e:
                         result.errors.append(str(e))
                         result.retry_after_s = max(
@@ -88,12 +91,17 @@ class Waterfall:
             return result
 
     async def _ask(
-        self, provider: Provider, draft: LeadDraft, job_id: str, tenant: str
+        self, provider: Provider, draft: LeadDraft, job_id: str, tenant: str, calls: Counter[str]
     ) -> ProviderAnswer:
         key = fingerprint(provider.query(draft))
         found = await self.cache.get(tenant, provider.name, key)
         if found is None:
-            found = await provider.lookup(draft, job_id)
+            try:
+                found = await provider.lookup(draft, job_id)
+            except ProviderRejected:
+                calls[provider.name] += 1
+                raise
+            calls[provider.name] += 1
             await self.cache.put(tenant, provider.name, key, found)
         return ProviderAnswer(provider=provider.name, found=found)
 

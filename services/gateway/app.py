@@ -15,6 +15,7 @@ from services.gateway.openapi import add_openapi_route
 from services.gateway.problems import problem_middleware
 from services.gateway.routes import routes
 from services.gateway.submit import JobSubmitter
+from services.gateway.usage import routes as usage_routes
 from shared.broker import Broker
 from shared.health import Metrics, add_ops_routes
 from shared.logging import get_logger
@@ -39,7 +40,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app[GUARD] = NetGuard(settings.webhook_allow_nets)
     app[METRICS] = metrics
     app[SUBMITTER] = JobSubmitter(
-        store, broker, settings.task_batch_size, settings.publish_timeout_s
+        store, broker, settings.publish_timeout_s, settings.daily_quota_leads
     )
 
     async def store_ready() -> str | None:
@@ -50,6 +51,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app.add_routes(routes)
     app.add_routes(dead_letter_routes)
     app.add_routes(job_control_routes)
+    app.add_routes(usage_routes)
     add_openapi_route(app)
     setup_events(app)
     setup_dashboard(app)

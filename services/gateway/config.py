@@ -25,6 +25,8 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_allow_nets: tuple[str, ...]
     default_timeout_s: int
     delete_exports: bool
+    sources: tuple[str, ...]  # lead sources a scrape job may name
+    daily_quota_leads: int  # per tenant; 0: no quota
 
     @property
     def auth_enabled(self) -> bool:
@@ -48,6 +50,8 @@ def load_settings(env: EnvReader) -> GatewaySettings:
             "LEADFLOW_DEFAULT_TIMEOUT_S", 3600, minimum=1, maximum=7 * 86400
         ),
         delete_exports=env.get_bool("LEADFLOW_DELETE_EXPORTS", False),
+        sources=env.names("LEADFLOW_SOURCES", "sandbox"),
+        daily_quota_leads=env.get_int("LEADFLOW_DAILY_QUOTA_LEADS", 0),
     )
 
 

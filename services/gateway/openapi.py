@@ -17,7 +17,14 @@ from services.gateway.dashboard import ASSETS
 from services.gateway.deadletters import DeadLetterPage, ReplayRequest, ReplayResult
 from services.gateway.problems import STATUS_TYPES, ProblemDetails
 from services.gateway.routes import LEAD_PAGE_DEFAULT, LEAD_PAGE_MAX
-from services.gateway.schemas import EnrichJobRequest, JobAccepted, JobPage, LeadPage
+from services.gateway.schemas import (
+    EnrichJobRequest,
+    JobAccepted,
+    JobPage,
+    LeadPage,
+    ScrapeJobRequest,
+)
+from services.gateway.usage import UsageReport
 from shared.jobs import JOB_STATES, JobStatus
 from shared.messages import ResultLead
 
@@ -51,6 +58,8 @@ def build_openapi() -> dict[str, Any]:
         DeadLetterPage,
         ReplayRequest,
         ReplayResult,
+        ScrapeJobRequest,
+        UsageReport,
     )
     refs, schemas = msgspec.json.schema_components(types, ref_template=REF)
     ref = {t.__name__: r for t, r in zip(types, refs, strict=True)}
@@ -85,22 +94,45 @@ def job_paths(ref: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 "operationId": "submitEnrichJob",
                 "summary": "Submit leads to enrich",
                 "tags": ["jobs"],
-                "parameters": [
-                    {
-                        "name": "Idempotency-Key",
-                        "in": "header",
-                        "required": False,
-                        "description": "A repeated key returns the first job (409: other body).",
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
-                    }
-                ],
+                "parameters": [idempotency_key()],
                 "requestBody": {
                     "required": True,
                     "content": {JSON: {"schema": ref["EnrichJobRequest"]}},
                 },
                 "responses": {
                     "202": json_answer("Accepted: every task is queued", ref["JobAccepted"]),
-                    **problems(400, 401, 409, 413, 422, 503),
+                    **problems(400, 401, 409, 413, 422, 429, 503),
+                },
+            }
+        },
+        "/v1/jobs/scrape": {
+            "post": {
+                "operationId": "submitScrapeJob",
+                "summary": "Scrape a lead source (and enrich what it finds with `enrich`)",
+                "tags": ["jobs"],
+                "parameters": [idempotency_key()],
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": ref["ScrapeJobRequest"]}},
+                },
+                "responses": {
+                    "202": json_answer("Accepted: the first page is queued", ref["JobAccepted"]),
+                    **problems(400, 401, 409, 413, 422, 429, 503),
+                },
+            }
+        },
+        "/v1/usage": {
+            "get": {
+                "operationId": "getUsage",
+                "summary": "Metered usage per UTC day (default: today)",
+                "tags": ["usage"],
+                "parameters": [
+                    query_param("from", {"type": "string", "format": "date"}),
+                    query_param("to", {"type": "string", "format": "date"}),
+                ],
+                "responses": {
+                    "200": json_answer("Usage", ref["UsageReport"]),
+                    **problems(401, 422),
                 },
             }
         },
@@ -222,6 +254,16 @@ def events_operation(job_id: dict[str, Any]) -> dict[str, Any]:
             },
             **problems(400, 401, 404, 422),
         },
+    }
+
+
+def idempotency_key() -> dict[str, Any]:
+    return {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "description": "A repeated key returns the first job (409: other body).",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
     }
 
 

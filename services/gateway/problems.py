@@ -21,6 +21,7 @@ STATUS_TYPES = {
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
     409: ("conflict", "Conflict"),
+    429: ("quota-exceeded", "Quota exceeded"),
     413: ("payload-too-large", "Payload too large"),
     422: ("validation-error", "Validation failed"),
     500: ("internal-error", "Internal error"),

@@ -8,10 +8,12 @@ import msgspec
 from aiohttp import web
 
 from services.gateway.keys import GUARD, SETTINGS, STORE, SUBMITTER, tenant_of
+from services.gateway.newjobs import enrich_job, scrape_job
 from services.gateway.problems import FieldError, Problem, invalid
 from services.gateway.queries import decode_cursor, get_job, list_jobs, list_leads
-from services.gateway.schemas import JobAccepted
-from services.gateway.validation import decode_request, validate_enrich
+from services.gateway.schemas import EnrichJobRequest, JobAccepted, ScrapeJobRequest
+from services.gateway.submit import NewJob
+from services.gateway.validation import decode_request, validate_enrich, validate_scrape
 from shared.jobs import JOB_STATES, JobStatus
 from shared.results import decode_result, encode_csv, field_map
 
@@ -31,18 +33,28 @@ def json_response(payload: object, status: int = 200) -> web.Response:
 async def submit_enrich(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     raw = await request.read()
-    job = await validate_enrich(
-        decode_request(raw),
-        settings.max_leads_per_job,
-        request.app[GUARD],
-        settings.default_timeout_s,
-    )
-    if job.request.depends_on is not None:
-        raise invalid([FieldError("depends_on", "job dependencies are not available yet")])
+    body = decode_request(raw, EnrichJobRequest)
+    leads = await validate_enrich(body, settings.max_leads_per_job, request.app[GUARD])
+    tenant = tenant_of(request)
+    job = await enrich_job(body, leads, tenant, settings, request.app[STORE])
+    return await accept(request, tenant, job, raw)
+
+
+@routes.post("/v1/jobs/scrape")
+async def submit_scrape(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    raw = await request.read()
+    body = decode_request(raw, ScrapeJobRequest)
+    await validate_scrape(body, settings.sources, settings.max_leads_per_job, request.app[GUARD])
+    tenant = tenant_of(request)
+    return await accept(request, tenant, scrape_job(body, tenant, settings), raw)
+
+
+async def accept(request: web.Request, tenant: str, job: NewJob, raw: bytes) -> web.Response:
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= 200:
         raise invalid([FieldError("Idempotency-Key", "must be 1 to 200 characters")], 400)
-    submission = await request.app[SUBMITTER].submit_enrich(tenant_of(request), job, key, raw)
+    submission = await request.app[SUBMITTER].submit(tenant, job, key, raw)
     accepted = JobAccepted(
         job_id=submission.job_id,
         state=submission.state,

@@ -43,6 +43,26 @@ class EnrichJobRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     depends_on: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
 
 
+QueryValue = Annotated[str, msgspec.Meta(max_length=200)]
+
+
+class ScrapeJobRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    source: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    # Search terms the source understands (`keywords`, `geo`, `title`, `company`...).
+    query: Annotated[
+        dict[Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,40}$")], QueryValue],
+        msgspec.Meta(min_length=1, max_length=20),
+    ]
+    max_pages: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+    max_leads: Annotated[int, msgspec.Meta(ge=1)] = 250
+    enrich: bool = False
+    destinations: Annotated[list[Destination], msgspec.Meta(max_length=20)] = msgspec.field(
+        default_factory=list
+    )
+    priority: Priority = "normal"
+    timeout_s: Annotated[int, msgspec.Meta(ge=1, le=7 * DAY_S)] | None = None
+
+
 class JobAccepted(msgspec.Struct, frozen=True, kw_only=True):
     job_id: str
     state: str

@@ -2,6 +2,8 @@
 
 If the tasks cannot all be confirmed by the broker, the job is marked `failed` with the
 reason and the client gets 503: a job never sits `queued` with its tasks never sent.
+A job that depends on another one is recorded `waiting` and publishes nothing yet; the
+router releases it when its dependency completes.
 """
 
 from __future__ import annotations
@@ -10,24 +12,41 @@ import hashlib
 import secrets
 import sqlite3
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 
 from services.gateway.problems import Problem
-from services.gateway.validation import EnrichJob
 from shared.broker import Broker, Outgoing
 from shared.errors import BrokerUnavailable
 from shared.jobs import CsvDestination, Destination, JobSpec
 from shared.logging import get_logger
-from shared.messages import EnrichTask, LaneOpened
+from shared.messages import Lead
 from shared.store import Store, epoch_s, utc_now
+from shared.tasks import Lanes
 
 log = get_logger(__name__)
 IDEMPOTENCY_TTL_S = 24 * 3600
-ANNOUNCE_EVERY_S = 3600.0
-KIND = "enrich"
 _encode = msgspec.json.Encoder().encode
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A validated job, ready to record; `tasks(job_id)` builds what starts its work."""
+
+    kind: str
+    priority: str
+    timeout_s: int
+    spec: JobSpec
+    total: int | None
+    charged: int  # leads it counts against the tenant's daily quota
+    tasks: Callable[[str], list[Outgoing]]
+    lanes: tuple[str, ...]
+    depends_on: str | None = None
+    waiting: bool = False
+    deferred: list[Lead] | None = field(default=None)  # a waiting job's own leads
 
 
 @dataclass(frozen=True)
@@ -42,22 +61,18 @@ def new_job_id() -> str:
     return f"job_{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
 
 
-def body_hash(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()
-
-
 class JobSubmitter:
     def __init__(
-        self, store: Store, broker: Broker, task_batch_size: int, publish_timeout_s: float
+        self, store: Store, broker: Broker, publish_timeout_s: float, daily_quota_leads: int
     ) -> None:
         self.store = store
         self.broker = broker
-        self.task_batch_size = task_batch_size
         self.publish_timeout_s = publish_timeout_s
-        self._announced: dict[str, float] = {}
+        self.daily_quota_leads = daily_quota_leads
+        self.lanes = Lanes(broker)
 
-    async def submit_enrich(
-        self, tenant: str, job: EnrichJob, idempotency_key: str | None, raw_body: bytes
+    async def submit(
+        self, tenant: str, job: NewJob, idempotency_key: str | None, raw_body: bytes
     ) -> Submission:
         if not self.broker.is_connected:
             raise Problem(
@@ -66,16 +81,20 @@ class JobSubmitter:
                 headers={"Retry-After": "5"},
             )
         job_id = new_job_id()
-        digest = body_hash(raw_body)
+        digest = hashlib.sha256(raw_body).hexdigest()
         existing = await self.store.transaction(
-            lambda conn: insert_job(conn, tenant, job_id, job, idempotency_key, digest)
+            lambda conn: self.insert(conn, tenant, job_id, job, idempotency_key, digest)
         )
         if existing is not None:
             return existing
+        if job.waiting:
+            log.info("job.waiting", job_id=job_id, tenant=tenant, depends_on=job.depends_on)
+            return Submission(job_id=job_id, state="waiting")
         try:
-            await self.broker.ensure_lane(KIND, tenant)
-            outgoing = [*self.lane_announcement(tenant, job_id), *self.tasks(tenant, job_id, job)]
-            await self.broker.publish(outgoing, timeout_s=self.publish_timeout_s)
+            notices = await self.lanes.open(job.lanes, tenant, job_id)
+            await self.broker.publish(
+                [*notices, *job.tasks(job_id)], timeout_s=self.publish_timeout_s
+            )
         except BrokerUnavailable as e:
             reason = f"could not queue the job's tasks: {e}"
             await self.store.transaction(lambda conn: fail_job(conn, job_id, reason))
@@ -83,80 +102,69 @@ class JobSubmitter:
             raise Problem(
                 503, reason, extra={"job_id": job_id}, headers={"Retry-After": "5"}
             ) from e
-        log.info("job.accepted", job_id=job_id, tenant=tenant, leads=len(job.leads))
+        log.info("job.accepted", job_id=job_id, tenant=tenant, kind=job.kind, total=job.total)
         return Submission(job_id=job_id, state="queued")
 
-    def lane_announcement(self, tenant: str, job_id: str) -> list[Outgoing]:
-        """Tell the workers about the tenant's lane; again now and then, so a worker that
-        starts after the control stream forgot the first announcement still learns it."""
-        now = time.monotonic()
-        if now - self._announced.get(tenant, -ANNOUNCE_EVERY_S) < ANNOUNCE_EVERY_S:
-            return []
-        self._announced[tenant] = now
-        return [Outgoing(LaneOpened(job_id=job_id, tenant=tenant, kind=KIND))]
-
-    def tasks(self, tenant: str, job_id: str, job: EnrichJob) -> list[Outgoing]:
-        size = self.task_batch_size
-        return [
-            Outgoing(
-                EnrichTask(job_id=job_id, tenant=tenant, leads=job.leads[i : i + size]),
-                priority=job.request.priority,
+    def insert(
+        self,
+        conn: sqlite3.Connection,
+        tenant: str,
+        job_id: str,
+        job: NewJob,
+        idempotency_key: str | None,
+        digest: str,
+    ) -> Submission | None:
+        """Insert the job; or return the earlier job of the same idempotency key."""
+        if idempotency_key is not None:
+            earlier = replay_of(conn, tenant, idempotency_key, digest)
+            if earlier is not None:
+                return earlier
+            conn.execute(
+                "INSERT INTO idempotency_keys (tenant, key, job_id, body_hash, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (tenant, idempotency_key, job_id, digest, epoch_s()),
             )
-            for i in range(0, len(job.leads), size)
-        ]
-
-
-def insert_job(
-    conn: sqlite3.Connection,
-    tenant: str,
-    job_id: str,
-    job: EnrichJob,
-    idempotency_key: str | None,
-    digest: str,
-) -> Submission | None:
-    """Insert the job; or return the earlier job of the same idempotency key."""
-    if idempotency_key is not None:
-        earlier = replay_of(conn, tenant, idempotency_key, digest)
-        if earlier is not None:
-            return earlier
+        refuse_over_quota(conn, tenant, job.charged, self.daily_quota_leads)
+        refuse_csv_in_use(conn, tenant, job.spec.destinations)
+        now = epoch_s()
         conn.execute(
-            "INSERT INTO idempotency_keys (tenant, key, job_id, body_hash, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (tenant, idempotency_key, job_id, digest, epoch_s()),
-        )
-    refuse_csv_in_use(conn, tenant, job.request.destinations)
-    request = job.request
-    spec = JobSpec(destinations=request.destinations)
-    conn.execute(
-        "INSERT INTO jobs (job_id, tenant, kind, state, priority, total, created_at, timeout_s,"
-        " depends_on, spec, progress_at, deadline_at)"
-        " VALUES (?, ?, 'enrich', 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            job_id,
-            tenant,
-            request.priority,
-            len(job.leads),
-            utc_now(),
-            job.timeout_s,
-            request.depends_on,
-            _encode(spec),
-            epoch_s(),
-            epoch_s() + job.timeout_s,
-        ),
-    )
-    conn.executemany(
-        "INSERT INTO destinations (job_id, idx, type, name) VALUES (?, ?, ?, ?)",
-        [
+            "INSERT INTO jobs (job_id, tenant, kind, state, priority, total, created_at,"
+            " timeout_s, depends_on, spec, progress_at, deadline_at, charged)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job_id,
-                idx,
-                dest.__struct_config__.tag,
-                dest.file_name if isinstance(dest, CsvDestination) else None,
+                tenant,
+                job.kind,
+                "waiting" if job.waiting else "queued",
+                job.priority,
+                job.total,
+                utc_now(),
+                job.timeout_s,
+                job.depends_on,
+                _encode(job.spec),
+                now,
+                now + job.timeout_s,
+                job.charged,
+            ),
+        )
+        conn.executemany(
+            "INSERT INTO destinations (job_id, idx, type, name) VALUES (?, ?, ?, ?)",
+            [
+                (
+                    job_id,
+                    idx,
+                    dest.__struct_config__.tag,
+                    dest.file_name if isinstance(dest, CsvDestination) else None,
+                )
+                for idx, dest in enumerate(job.spec.destinations)
+            ],
+        )
+        if job.deferred is not None:
+            conn.execute(
+                "INSERT INTO deferred_leads (job_id, leads) VALUES (?, ?)",
+                (job_id, _encode(job.deferred)),
             )
-            for idx, dest in enumerate(spec.destinations)
-        ],
-    )
-    return None
+        return None
 
 
 def replay_of(conn: sqlite3.Connection, tenant: str, key: str, digest: str) -> Submission | None:
@@ -177,6 +185,26 @@ def replay_of(conn: sqlite3.Connection, tenant: str, key: str, digest: str) -> S
             extra={"job_id": row["job_id"]},
         )
     return Submission(job_id=row["job_id"], state=row["state"], replayed=True)
+
+
+def refuse_over_quota(conn: sqlite3.Connection, tenant: str, charged: int, quota: int) -> None:
+    """A tenant's jobs of today may take at most `quota` leads (0: no quota)."""
+    if quota <= 0:
+        return
+    today = datetime.now(UTC).date()
+    used = conn.execute(
+        "SELECT COALESCE(SUM(charged), 0) FROM jobs WHERE tenant = ? AND created_at >= ?",
+        (tenant, today.isoformat()),
+    ).fetchone()[0]
+    if used + charged > quota:
+        midnight = datetime.combine(today + timedelta(days=1), datetime.min.time(), UTC)
+        retry_after = int((midnight - datetime.now(UTC)).total_seconds()) + 1
+        raise Problem(
+            429,
+            f"daily quota of {quota} leads: {used} used today, this job needs {charged}",
+            headers={"Retry-After": str(retry_after)},
+            extra={"quota": quota, "used": used},
+        )
 
 
 def refuse_csv_in_use(

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import msgspec
 
 from services.gateway.problems import FieldError, Problem, invalid
-from services.gateway.schemas import EnrichJobRequest, LeadIn
+from services.gateway.schemas import EnrichJobRequest, LeadIn, ScrapeJobRequest
 from shared.jobs import CsvDestination, Destination, WebhookDestination
 from shared.messages import RESULT_FIELDS, Lead
 from shared.netguard import NetGuard, TargetRefused
@@ -32,21 +32,19 @@ DOMAIN = re.compile(
 )
 CSV_NAME_CHARS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
 KNOWN_FIELDS = frozenset(RESULT_FIELDS)
-_decoder = msgspec.json.Decoder(EnrichJobRequest)
+R = TypeVar("R", EnrichJobRequest, ScrapeJobRequest)
+_decoders: dict[type, msgspec.json.Decoder[Any]] = {
+    EnrichJobRequest: msgspec.json.Decoder(EnrichJobRequest),
+    ScrapeJobRequest: msgspec.json.Decoder(ScrapeJobRequest),
+}
 
 
-@dataclass(frozen=True)
-class EnrichJob:
-    leads: list[Lead]
-    request: EnrichJobRequest
-    timeout_s: int
-
-
-def decode_request(body: bytes) -> EnrichJobRequest:
+def decode_request(body: bytes, kind: type[R]) -> R:
     if not body.strip():
         raise Problem(400, "the request body is empty; send a JSON object")
     try:
-        return _decoder.decode(body)
+        decoded: R = _decoders[kind].decode(body)
+        return decoded
     except msgspec.ValidationError as e:
         raise invalid([field_error_from(str(e))]) from None
     except msgspec.DecodeError as e:
@@ -63,12 +61,12 @@ def field_error_from(message: str) -> FieldError:
     return FieldError(field=path or "body", message=text)
 
 
-async def validate_enrich(
-    request: EnrichJobRequest, max_leads: int, guard: NetGuard, default_timeout_s: int
-) -> EnrichJob:
+async def validate_enrich(request: EnrichJobRequest, max_leads: int, guard: NetGuard) -> list[Lead]:
+    """The job's leads, with ids (empty when it takes them from the job it depends on)."""
     leads_in = request.leads
-    if leads_in is None or not leads_in:
-        raise invalid([FieldError("leads", "at least one lead is required")])
+    if not leads_in and request.depends_on is None:
+        raise invalid([FieldError("leads", "at least one lead is required (or depends_on)")])
+    leads_in = leads_in or []
     if len(leads_in) > max_leads:
         raise invalid(
             [FieldError("leads", f"{len(leads_in)} leads; a job takes at most {max_leads}")], 413
@@ -77,11 +75,22 @@ async def validate_enrich(
     errors = [*lead_errors(leads_in), *await destination_errors(request.destinations, guard)]
     if errors:
         raise invalid(errors)
-    return EnrichJob(
-        leads=assign_ids(leads_in),
-        request=request,
-        timeout_s=request.timeout_s or default_timeout_s,
-    )
+    return assign_ids(leads_in)
+
+
+async def validate_scrape(
+    request: ScrapeJobRequest, sources: tuple[str, ...], max_leads: int, guard: NetGuard
+) -> None:
+    refuse_path_like_csv_names(request.destinations)
+    errors = await destination_errors(request.destinations, guard)
+    if request.source not in sources:
+        errors.append(FieldError("source", f"unknown source; configured: {', '.join(sources)}"))
+    if not any(value.strip() for value in request.query.values()):
+        errors.append(FieldError("query", "give at least one search term (e.g. keywords)"))
+    if request.max_leads > max_leads:
+        errors.append(FieldError("max_leads", f"a job takes at most {max_leads} leads"))
+    if errors:
+        raise invalid(errors)
 
 
 def lead_errors(leads: list[LeadIn]) -> Iterable[FieldError]:

@@ -13,6 +13,7 @@ import aiohttp
 from services.router.alerts import Alerter
 from services.router.config import RouterSettings
 from services.router.deadletters import DeadLetterKeeper
+from services.router.dependencies import DependencyKeeper
 from services.router.destinations.csv import CsvExporter
 from services.router.destinations.webhook import WebhookDispatcher
 from services.router.handlers import EventHandler
@@ -23,7 +24,7 @@ from services.router.upkeep import run_upkeep
 from shared.broker import Broker
 from shared.consumer import BatchConsumer, RetryPolicy
 from shared.health import Metrics, OpsServer
-from shared.messages import Codec, LeadOutcomes
+from shared.messages import Codec, Message
 from shared.netguard import GuardedResolver, NetGuard
 from shared.store import Store
 
@@ -42,7 +43,7 @@ class RouterService:
             self.metrics,
         )
         self._session: aiohttp.ClientSession | None = None
-        self._consumer: BatchConsumer[LeadOutcomes] | None = None
+        self._consumer: BatchConsumer[Message] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def _store_ready(self) -> str | None:
@@ -63,7 +64,7 @@ class RouterService:
         self._consumer = BatchConsumer(
             self.broker,
             self.broker.topology.events_queue,
-            LeadOutcomes,
+            Message,
             EventHandler(self.store, csv, webhooks),
             max_batch=self.settings.max_batch,
             codec=Codec(),
@@ -75,6 +76,10 @@ class RouterService:
         settings = self.settings
         duties = [
             ("deadlines", DeadlineKeeper(self.store, self.broker).check),
+            (
+                "dependencies",
+                DependencyKeeper(self.store, self.broker, settings.task_batch_size).check,
+            ),
             (
                 "stalls",
                 StallDetector(self.store, self.broker, self.metrics, settings.stall_after_s).check,
@@ -97,7 +102,7 @@ class RouterService:
             asyncio.create_task(self._consume_when_connected(self._consumer), name="consume"),
         ]
 
-    async def _consume_when_connected(self, consumer: BatchConsumer[LeadOutcomes]) -> None:
+    async def _consume_when_connected(self, consumer: BatchConsumer[Message]) -> None:
         await self.broker.wait_ready()
         await consumer.start()
         await DeadLetterKeeper(self.broker, self.store, Codec()).start()

@@ -24,6 +24,7 @@ class RouterSettings(msgspec.Struct, frozen=True, kw_only=True):
     retention_days: float
     delete_exports: bool
     upkeep_interval_s: float
+    task_batch_size: int
     webhook: WebhookSettings
 
 
@@ -40,6 +41,7 @@ def load_settings(env: EnvReader) -> RouterSettings:
         ),
         retention_days=env.get_float("LEADFLOW_RETENTION_DAYS", 30.0, minimum=0.0),
         delete_exports=env.get_bool("LEADFLOW_DELETE_EXPORTS", False),
+        task_batch_size=env.get_int("LEADFLOW_TASK_BATCH_SIZE", 25, minimum=1, maximum=1000),
         upkeep_interval_s=env.get_float(
             "LEADFLOW_UPKEEP_INTERVAL_S", 1.0, minimum=0.1, maximum=3600
         ),

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 from services.router.destinations.csv import CsvExporter
 from services.router.destinations.webhook import WebhookDispatcher
-from services.router.ledger import record_outcomes
+from services.router.ledger import record_events
 from shared.broker import Outgoing
-from shared.messages import LeadOutcomes
+from shared.messages import Message
 from shared.store import Store
 
 
@@ -18,11 +18,11 @@ class EventHandler:
         self.csv = csv
         self.webhooks = webhooks
 
-    async def __call__(self, events: list[LeadOutcomes]) -> Sequence[Outgoing]:
-        touched = await self.store.transaction(lambda conn: record_outcomes(conn, events))
+    async def __call__(self, events: list[Message]) -> Sequence[Outgoing]:
+        touched, outgoing = await self.store.transaction(lambda conn: record_events(conn, events))
         # The CSV catches up from the store, so a sync interrupted by a crash is redone
         # by the redelivered events of the same jobs.
         for job_id in sorted(touched):
             await self.csv.sync(job_id)
         self.webhooks.nudge()
-        return ()
+        return outgoing

@@ -14,44 +14,118 @@ from collections.abc import Sequence
 
 import msgspec
 
+from services.router.usage import add_usage, provider_metrics
+from shared.broker import Outgoing
 from shared.jobs import TERMINAL_STATES, WebhookDestination
 from shared.logging import get_logger
-from shared.messages import LeadOutcomes
-from shared.store import STOPPED_STATES, decode_spec, epoch_s, utc_now
+from shared.messages import (
+    JobCoolingDown,
+    JobFailed,
+    JobStopped,
+    LeadOutcomes,
+    LeadsScraped,
+    Message,
+    ResultLead,
+    UsageRecorded,
+    tag_of,
+)
+from shared.store import STOPPED_STATES, decode_spec, epoch_s, stop_job, utc_now
 
 log = get_logger(__name__)
 _encode = msgspec.json.Encoder().encode
 
 
-def record_outcomes(conn: sqlite3.Connection, events: Sequence[LeadOutcomes]) -> set[str]:
-    """Store the outcomes; returns the ids of the jobs that may have new results to export."""
+def record_events(
+    conn: sqlite3.Connection, events: Sequence[Message]
+) -> tuple[set[str], list[Outgoing]]:
+    """Store a batch of events; returns the jobs that may have new results to export and
+    the messages to publish once the batch is committed."""
     touched: set[str] = set()
+    outgoing: list[Outgoing] = []
     for event in events:
-        row = conn.execute("SELECT state FROM jobs WHERE job_id = ?", (event.job_id,)).fetchone()
-        if row is None:
-            log.warning("outcome.unknown_job", job_id=event.job_id, leads=len(event.leads))
+        state = job_state(conn, event.job_id)
+        if state is None:
+            log.warning("event.unknown_job", job_id=event.job_id, type=tag_of(event))
             continue
         touched.add(event.job_id)
-        if row["state"] in STOPPED_STATES:
+        if state in STOPPED_STATES:
             continue  # its counts stay as they were when it stopped
-        added, upgraded = insert_leads(conn, event, accept_new=row["state"] not in TERMINAL_STATES)
-        if added or upgraded:
-            advance_progress(conn, event.job_id, added, upgraded)
+        if isinstance(event, LeadOutcomes):
+            record_outcomes(conn, event, accept_new=state not in TERMINAL_STATES)
+        elif isinstance(event, LeadsScraped):
+            record_scraped(conn, event)
+        elif isinstance(event, JobCoolingDown):
+            conn.execute(
+                "UPDATE jobs SET cooling_down_until = ? WHERE job_id = ?",
+                (event.until, event.job_id),
+            )
+        elif isinstance(event, UsageRecorded):
+            add_usage(conn, event.tenant, provider_metrics(event.provider_calls), event.event_id)
+        elif isinstance(event, JobFailed) and stop_job(conn, event.job_id, "failed", event.reason):
+            stop = JobStopped(
+                job_id=event.job_id, tenant=event.tenant, state="failed", reason=event.reason
+            )
+            outgoing.append(Outgoing(stop))
     for job_id in touched:
         cut_webhook_batches(conn, job_id)
-    return touched
+    return touched, outgoing
+
+
+def job_state(conn: sqlite3.Connection, job_id: str) -> str | None:
+    row = conn.execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def record_outcomes(conn: sqlite3.Connection, event: LeadOutcomes, *, accept_new: bool) -> None:
+    added, upgraded = insert_leads(conn, event.job_id, event.leads, accept_new=accept_new)
+    if added or upgraded:
+        advance_progress(conn, event.job_id, added, upgraded)
+    usage = {
+        **provider_metrics(event.provider_calls),
+        "leads_enriched": added["enriched"] + upgraded,
+    }
+    add_usage(conn, event.tenant, usage, event.event_id)
+
+
+def record_scraped(conn: sqlite3.Connection, event: LeadsScraped) -> None:
+    """A page of a scrape job, counted once per page however often it arrives."""
+    new_page = conn.execute(
+        "INSERT OR IGNORE INTO scrape_pages (job_id, page, leads) VALUES (?, ?, ?)",
+        (event.job_id, event.page, len(event.leads)),
+    ).rowcount
+    if new_page:
+        conn.execute(
+            "UPDATE jobs SET scraped = scraped + ?, pages = pages + 1, cooling_down_until = NULL,"
+            " state = CASE WHEN state IN ('queued', 'waiting') THEN 'running' ELSE state END,"
+            " started_at = COALESCE(started_at, ?), progress_at = ?, stalled = 0,"
+            " stall_reason = NULL WHERE job_id = ?",
+            (len(event.leads), utc_now(), epoch_s(), event.job_id),
+        )
+        add_usage(conn, event.tenant, {"pages_scraped": 1, "leads_scraped": len(event.leads)})
+        if not event.enrich:  # the scraped leads are the job's results
+            results = [
+                ResultLead(**msgspec.structs.asdict(lead), status="scraped") for lead in event.leads
+            ]
+            added, _ = insert_leads(conn, event.job_id, results, accept_new=True)
+            advance_progress(conn, event.job_id, added, 0)
+    if event.final:
+        conn.execute(
+            "UPDATE jobs SET total = ? WHERE job_id = ? AND total IS NULL",
+            (event.total, event.job_id),
+        )
+        complete_if_done(conn, event.job_id)
 
 
 def insert_leads(
-    conn: sqlite3.Connection, event: LeadOutcomes, *, accept_new: bool
+    conn: sqlite3.Connection, job_id: str, leads: Sequence[ResultLead], *, accept_new: bool
 ) -> tuple[Counter[str], int]:
     """Insert new outcomes; replace a failed one by an enriched one (a replayed lead).
 
     Returns the new outcomes by status and how many failed leads became enriched."""
     added: Counter[str] = Counter()
     upgraded = 0
-    for lead in event.leads:
-        row = (event.job_id, lead.id, lead.status, _encode(lead))
+    for lead in leads:
+        row = (job_id, lead.id, lead.status, _encode(lead))
         if accept_new and conn.execute(INSERT_LEAD + " ON CONFLICT DO NOTHING", row).rowcount:
             added[lead.status] += 1
         elif lead.status == "enriched" and replace_failed(conn, row):
@@ -96,10 +170,14 @@ def advance_progress(
             " WHERE job_id = ? AND type = 'csv'",
             (job_id,),
         )
+    complete_if_done(conn, job_id)
+
+
+def complete_if_done(conn: sqlite3.Connection, job_id: str) -> None:
     conn.execute(
-        "UPDATE jobs SET state = 'completed', finished_at = ?"
+        "UPDATE jobs SET state = 'completed', finished_at = ?, cooling_down_until = NULL"
         " WHERE job_id = ? AND total IS NOT NULL AND done >= total AND state = 'running'",
-        (now, job_id),
+        (utc_now(), job_id),
     )
 
 

@@ -1,7 +1,8 @@
 """The sandbox service: stands in for the paid external APIs in local runs and tests.
 
-Besides the fake APIs it serves `/_sandbox/*`: the current knobs (`GET`/`PUT config`,
-a partial update), what was asked of it (`GET stats`) and `POST reset` between runs.
+It serves the fake enrichment providers and the fake lead source, and `/_sandbox/*`: the
+current knobs (`GET`/`PUT config`, a partial update), what was asked of it (`GET stats`)
+and `POST reset` between runs.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import msgspec
 from aiohttp import web
 
 from services.sandbox.config import Knobs, SandboxSettings
+from services.sandbox.faults import Faults
 from services.sandbox.providers import FakeProviders, Stats
+from services.sandbox.sources import FakeSources, SourceStats
 from shared.health import Metrics, add_ops_routes
 from shared.logging import get_logger
 
@@ -20,32 +23,36 @@ log = get_logger(__name__)
 
 
 def create_app(settings: SandboxSettings) -> web.Application:
-    providers = FakeProviders(msgspec.structs.replace(settings.knobs), settings.seed)
+    faults = Faults(msgspec.structs.replace(settings.knobs), settings.seed)
+    providers = FakeProviders(faults)
+    sources = FakeSources(faults)
 
     async def get_config(_: web.Request) -> web.Response:
-        return web.json_response(msgspec.to_builtins(providers.knobs))
+        return web.json_response(msgspec.to_builtins(faults.knobs))
 
     async def put_config(request: web.Request) -> web.Response:
         try:
             patch: dict[str, Any] = msgspec.json.decode(await request.read(), type=dict[str, Any])
-            providers.knobs = msgspec.convert(
-                {**msgspec.to_builtins(providers.knobs), **patch}, Knobs
-            )
+            faults.knobs = msgspec.convert({**msgspec.to_builtins(faults.knobs), **patch}, Knobs)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
             raise web.HTTPUnprocessableEntity(text=str(e)) from None
         log.info("sandbox.knobs_changed", **patch)
-        return web.json_response(msgspec.to_builtins(providers.knobs))
+        return web.json_response(msgspec.to_builtins(faults.knobs))
 
     async def get_stats(_: web.Request) -> web.Response:
-        return web.json_response(providers.stats.as_json())
+        return web.json_response(
+            {**providers.stats.as_json(), "hangs": faults.hangs, "sources": sources.stats.requests}
+        )
 
     async def reset(_: web.Request) -> web.Response:
         providers.stats = Stats()
-        providers.knobs = msgspec.structs.replace(settings.knobs)
+        sources.stats = SourceStats()
+        faults.reset(msgspec.structs.replace(settings.knobs))
         return web.json_response({"status": "reset"})
 
     app = web.Application(client_max_size=8 * 1024**2)
     app.add_routes(providers.routes())
+    app.add_routes(sources.routes())
     app.add_routes(
         [
             web.get("/_sandbox/config", get_config),

@@ -7,6 +7,16 @@ import msgspec
 from shared.config import CommonSettings, EnvReader, load_common
 
 
+class SourceFault(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Answer `status` to the first `times` requests for `page` of `source`."""
+
+    source: str
+    page: int
+    status: int = 429
+    times: int = 1
+    retry_after_s: float = 2.0
+
+
 class Knobs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """How badly the fake providers behave; `PUT /_sandbox/config` replaces them per run."""
 
@@ -19,6 +29,7 @@ class Knobs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     hang_s: float = 30.0
     # People (by a piece of their name) every provider is unavailable for: a poison lead.
     unavailable_for: list[str] = msgspec.field(default_factory=list)
+    source_faults: list[SourceFault] = msgspec.field(default_factory=list)
     # Fraction of people a provider knows, by provider; a provider not listed knows half.
     coverage: dict[str, float] = msgspec.field(
         default_factory=lambda: {"alpha": 0.55, "beta": 0.65, "gamma": 0.5}

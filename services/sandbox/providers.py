@@ -8,8 +8,6 @@ knows a different, stable share of people, so a waterfall over several finds mor
 
 from __future__ import annotations
 
-import asyncio
-import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,7 +17,7 @@ import msgspec
 from aiohttp import web
 
 from services.sandbox import world
-from services.sandbox.config import Knobs
+from services.sandbox.faults import Faults
 
 BULK_LIMIT = 100
 DOMAIN_COVERAGE = 0.9
@@ -64,7 +62,6 @@ class Stats:
     people: Counter[str] = field(default_factory=Counter)
     by_person: Counter[tuple[str, str]] = field(default_factory=Counter)
     by_job: dict[str, JobCalls] = field(default_factory=dict)
-    hangs: int = 0
 
     def record(self, provider: str, job_id: str | None, queries: list[PersonQuery]) -> None:
         self.requests[provider] += 1
@@ -83,15 +80,13 @@ class Stats:
             "people": dict(self.people),
             "repeated_people": repeats,
             "jobs": {j: {"calls": c.calls, "last_at": c.last_at} for j, c in self.by_job.items()},
-            "hangs": self.hangs,
         }
 
 
 class FakeProviders:
-    def __init__(self, knobs: Knobs, seed: int) -> None:
-        self.knobs = knobs
+    def __init__(self, faults: Faults) -> None:
+        self.faults = faults
         self.stats = Stats()
-        self._random = random.Random(seed)
         self._decode_one = msgspec.json.Decoder(PersonQuery)
         self._decode_bulk = msgspec.json.Decoder(BulkQuery)
 
@@ -105,7 +100,7 @@ class FakeProviders:
         provider = request.match_info["provider"]
         query = await self._read(request, self._decode_one)
         self.stats.record(provider, request.headers.get("X-Leadflow-Job"), [query])
-        if (fault := await self._misbehave(request, [query])) is not None:
+        if (fault := await self.faults.misbehave([query.name()])) is not None:
             return fault
         match = self.match(provider, query)
         if match is None:
@@ -120,7 +115,7 @@ class FakeProviders:
                 max_size=BULK_LIMIT, actual_size=len(bulk.people), text="at most 100 people"
             )
         self.stats.record(provider, request.headers.get("X-Leadflow-Job"), bulk.people)
-        if (fault := await self._misbehave(request, bulk.people)) is not None:
+        if (fault := await self.faults.misbehave([q.name() for q in bulk.people])) is not None:
             return fault
         results = [self.match(provider, query) for query in bulk.people]
         return web.Response(
@@ -128,7 +123,7 @@ class FakeProviders:
         )
 
     def match(self, provider: str, query: PersonQuery) -> PersonMatch | None:
-        coverage = self.knobs.coverage.get(provider, 0.5)
+        coverage = self.faults.knobs.coverage.get(provider, 0.5)
         domain = query.company_domain
         if not domain and query.company and world.knows(provider, DOMAIN_COVERAGE, query.company):
             domain = world.company_domain(query.company)
@@ -151,35 +146,6 @@ class FakeProviders:
             return decoder.decode(await request.read())
         except msgspec.DecodeError as e:
             raise web.HTTPBadRequest(text=str(e)) from None
-
-    async def _misbehave(
-        self, request: web.Request, queries: list[PersonQuery]
-    ) -> web.StreamResponse | None:
-        knobs = self.knobs
-        if knobs.latency_ms:
-            await asyncio.sleep(knobs.latency_ms / 1000)
-        names = [query.name().lower() for query in queries]
-        if any(marker.lower() in name for name in names for marker in knobs.unavailable_for):
-            return web.json_response({"error": "unavailable for this person"}, status=503)
-        roll = self._random.random()
-        if roll < knobs.hang_rate:
-            self.stats.hangs += 1
-            await asyncio.sleep(knobs.hang_s)
-            return web.json_response({"error": "slow"}, status=504)
-        roll -= knobs.hang_rate
-        if roll < knobs.error_rate:
-            return web.json_response({"error": "upstream exploded"}, status=503)
-        roll -= knobs.error_rate
-        if roll < knobs.rate_limit_rate:
-            return web.json_response(
-                {"error": "rate limited"},
-                status=429,
-                headers={"Retry-After": f"{knobs.retry_after_s:g}"},
-            )
-        roll -= knobs.rate_limit_rate
-        if roll < knobs.malformed_rate:
-            return web.Response(body=b'{"email": "trunc', content_type="application/json")
-        return None
 
 
 def names_of(query: PersonQuery) -> tuple[str | None, str | None]:

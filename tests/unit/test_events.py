@@ -18,7 +18,7 @@ from services.gateway.config import load_settings
 from services.gateway.events import StreamSettings, setup_events, sse_event
 from services.gateway.keys import METRICS, SETTINGS, STORE
 from services.gateway.problems import problem_middleware
-from services.router.ledger import record_outcomes
+from services.router.ledger import record_events
 from shared.config import EnvReader
 from shared.health import Metrics
 from shared.jobs import JobSpec
@@ -90,7 +90,7 @@ async def finish(store: Store, job_id: str, *ids: str, failed: bool = False) -> 
         if failed
         else LeadsEnriched(job_id=job_id, tenant="acme", leads=leads)
     )
-    await store.transaction(lambda c: record_outcomes(c, [event]))
+    await store.transaction(lambda c: record_events(c, [event]))
 
 
 async def collect(

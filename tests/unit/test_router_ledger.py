@@ -13,7 +13,7 @@ import pytest
 
 from services.router.destinations.csv import CsvExporter, pending_rows
 from services.router.destinations.webhook import claim_due, mark_delivered, signed_headers
-from services.router.ledger import record_outcomes
+from services.router.ledger import record_events
 from shared.jobs import CsvDestination, JobSpec, WebhookDestination
 from shared.messages import LeadsEnriched, LeadsFailed, ResultLead
 from shared.store import Store, fetch_job_row, job_status
@@ -51,9 +51,9 @@ async def status(store: Store, job_id: str) -> dict[str, object]:
 
 async def test_duplicate_outcomes_count_once_and_complete_the_job(store: Store) -> None:
     await store.transaction(lambda c: add_job(c, "j1", 3, JobSpec()))
-    await store.transaction(lambda c: record_outcomes(c, [enriched("j1", "a", "b")]))
+    await store.transaction(lambda c: record_events(c, [enriched("j1", "a", "b")]))
     await store.transaction(
-        lambda c: record_outcomes(c, [enriched("j1", "a", "b"), enriched("j1", "a")])
+        lambda c: record_events(c, [enriched("j1", "a", "b"), enriched("j1", "a")])
     )
     job = await status(store, "j1")
     assert job["state"] == "running"
@@ -62,7 +62,7 @@ async def test_duplicate_outcomes_count_once_and_complete_the_job(store: Store) 
     failed = LeadsFailed(
         job_id="j1", tenant="t", leads=[ResultLead(id="c", status="failed", error="x")]
     )
-    await store.transaction(lambda c: record_outcomes(c, [failed, failed]))
+    await store.transaction(lambda c: record_events(c, [failed, failed]))
     job = await status(store, "j1")
     assert job["state"] == "completed"
     assert job["progress"]["done"] == 3  # type: ignore[index]
@@ -71,9 +71,9 @@ async def test_duplicate_outcomes_count_once_and_complete_the_job(store: Store) 
 
 async def test_outcomes_for_a_finished_or_unknown_job_change_nothing(store: Store) -> None:
     await store.transaction(lambda c: add_job(c, "j2", 1, JobSpec()))
-    await store.transaction(lambda c: record_outcomes(c, [enriched("j2", "a")]))
+    await store.transaction(lambda c: record_events(c, [enriched("j2", "a")]))
     await store.transaction(
-        lambda c: record_outcomes(c, [enriched("j2", "z"), enriched("nope", "a")])
+        lambda c: record_events(c, [enriched("j2", "z"), enriched("nope", "a")])
     )
     job = await status(store, "j2")
     assert job["progress"]["done"] == 1  # type: ignore[index]
@@ -82,11 +82,11 @@ async def test_outcomes_for_a_finished_or_unknown_job_change_nothing(store: Stor
 async def test_webhook_batches_are_cut_full_then_flushed_at_completion(store: Store) -> None:
     spec = JobSpec(destinations=[WebhookDestination(url="http://x", batch_size=2)])
     await store.transaction(lambda c: add_job(c, "j3", 5, spec))
-    await store.transaction(lambda c: record_outcomes(c, [enriched("j3", "a", "b", "c")]))
+    await store.transaction(lambda c: record_events(c, [enriched("j3", "a", "b", "c")]))
     batches = await store.transaction(lambda c: claim_due(c, 1e12, 10, 60))
     assert [(b.batch_no, b.size) for b in batches] == [(0, 2)]
     await store.transaction(lambda c: mark_delivered(c, batches[0]))
-    await store.transaction(lambda c: record_outcomes(c, [enriched("j3", "d", "e")]))
+    await store.transaction(lambda c: record_events(c, [enriched("j3", "d", "e")]))
     batches = await store.transaction(lambda c: claim_due(c, 1e12, 10, 60))
     assert [(b.batch_no, b.size) for b in batches] == [(1, 2), (2, 1)]
     assert len({b.webhook_id for b in batches}) == 2
@@ -101,16 +101,16 @@ async def test_csv_holds_each_lead_once_even_after_a_crash_mid_write(
     exporter = CsvExporter(store, tmp_path / "exports")
     path = tmp_path / "exports" / "t" / "out.csv"
 
-    await store.transaction(lambda c: record_outcomes(c, [enriched("j4", "a", "b")]))
+    await store.transaction(lambda c: record_events(c, [enriched("j4", "a", "b")]))
     await exporter.sync("j4")
     # A crash after writing rows but before recording them: the file has rows the store
     # does not know were written.
-    await store.transaction(lambda c: record_outcomes(c, [enriched("j4", "c")]))
+    await store.transaction(lambda c: record_events(c, [enriched("j4", "c")]))
     with path.open("a") as f:
         f.write("c,\nhalf-a-ro")
     await exporter.sync("j4")
     await exporter.sync("j4")
-    await store.transaction(lambda c: record_outcomes(c, [enriched("j4", "d", "c")]))
+    await store.transaction(lambda c: record_events(c, [enriched("j4", "d", "c")]))
     await exporter.sync("j4")
 
     with path.open(newline="") as f:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.gateway.problems import Problem
-from services.gateway.schemas import LeadIn
+from services.gateway.schemas import EnrichJobRequest, LeadIn
 from services.gateway.validation import assign_ids, decode_request, field_error_from
 
 
@@ -36,5 +36,5 @@ def test_client_ids_are_kept_and_missing_ones_assigned_without_collision() -> No
 
 def test_unparseable_body_is_a_400_problem() -> None:
     with pytest.raises(Problem) as problem:
-        decode_request(b"{nope")
+        decode_request(b"{nope", EnrichJobRequest)
     assert problem.value.status == 400

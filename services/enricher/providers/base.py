@@ -11,6 +11,12 @@ from shared.errors import TransientError
 class ProviderUnavailable(TransientError):
     """Timeout, 5xx, 429, malformed reply: ask this provider again later."""
 
+    def __init__(
+        self, message: str, *, retry_after_s: float | None = None, status: int | None = None
+    ) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)
+        self.status = status
+
 
 class ProviderRejected(Exception):
     """The provider refused this lead (4xx): asking again would get the same answer."""

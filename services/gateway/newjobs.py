@@ -1,0 +1,100 @@
+"""From a validated request to a `NewJob`: what to record and which tasks start it.
+
+An enrich job that depends on a scrape job waits for it (its own leads kept aside, or the
+scrape's leads taken when it completes); one whose dependency already completed starts at
+once on its leads; a dependency that failed or was stopped is refused.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from functools import partial
+
+from services.gateway.config import GatewaySettings
+from services.gateway.problems import FieldError, invalid
+from services.gateway.schemas import EnrichJobRequest, ScrapeJobRequest
+from services.gateway.submit import NewJob
+from shared.broker import Outgoing
+from shared.jobs import JobSpec, ScrapeSpec
+from shared.messages import Lead, ScrapeTask
+from shared.store import STOPPED_STATES, Store, job_result_leads
+from shared.tasks import enrich_tasks
+
+
+async def enrich_job(
+    request: EnrichJobRequest,
+    leads: list[Lead],
+    tenant: str,
+    settings: GatewaySettings,
+    store: Store,
+) -> NewJob:
+    waiting = False
+    if request.depends_on is not None:
+        state = await store.run(partial(dependency_state, tenant=tenant, job_id=request.depends_on))
+        waiting = state != "completed"
+        if not waiting and not leads:
+            leads = await store.run(partial(job_result_leads, job_id=request.depends_on))
+    priority = request.priority
+    return NewJob(
+        kind="enrich",
+        priority=priority,
+        timeout_s=request.timeout_s or settings.default_timeout_s,
+        spec=JobSpec(destinations=request.destinations),
+        total=None if waiting and not leads else len(leads),
+        charged=len(leads),
+        tasks=lambda job_id: enrich_tasks(
+            job_id, tenant, leads, settings.task_batch_size, priority
+        ),
+        lanes=("enrich",),
+        depends_on=request.depends_on,
+        waiting=waiting,
+        deferred=leads if waiting and leads else None,
+    )
+
+
+def dependency_state(conn: sqlite3.Connection, tenant: str, job_id: str) -> str:
+    row = conn.execute(
+        "SELECT kind, state FROM jobs WHERE job_id = ? AND tenant = ?", (job_id, tenant)
+    ).fetchone()
+    if row is None:
+        raise invalid([FieldError("depends_on", f"no job {job_id!r}")])
+    if row["kind"] != "scrape":
+        raise invalid([FieldError("depends_on", "an enrich job can depend on a scrape job only")])
+    if row["state"] in STOPPED_STATES:
+        raise invalid(
+            [FieldError("depends_on", f"job {job_id} is {row['state']}: it will never complete")]
+        )
+    return str(row["state"])
+
+
+def scrape_job(request: ScrapeJobRequest, tenant: str, settings: GatewaySettings) -> NewJob:
+    scrape = ScrapeSpec(
+        source=request.source,
+        query=dict(request.query),
+        max_pages=request.max_pages,
+        max_leads=request.max_leads,
+        enrich=request.enrich,
+    )
+
+    def first_page(job_id: str) -> list[Outgoing]:
+        task = ScrapeTask(
+            job_id=job_id,
+            tenant=tenant,
+            source=scrape.source,
+            query=scrape.query,
+            max_pages=scrape.max_pages,
+            max_leads=scrape.max_leads,
+            enrich=scrape.enrich,
+        )
+        return [Outgoing(task, priority=request.priority)]
+
+    return NewJob(
+        kind="scrape",
+        priority=request.priority,
+        timeout_s=request.timeout_s or settings.default_timeout_s,
+        spec=JobSpec(destinations=request.destinations, scrape=scrape),
+        total=None,
+        charged=request.max_leads,
+        tasks=first_page,
+        lanes=("scrape", "enrich") if request.enrich else ("scrape",),
+    )

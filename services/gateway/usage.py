@@ -1,0 +1,98 @@
+"""`GET /v1/usage?from=&to=`: a tenant's metered usage per UTC day and in total."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from datetime import UTC, date, datetime
+
+import msgspec
+from aiohttp import web
+
+from services.gateway.keys import STORE, tenant_of
+from services.gateway.problems import FieldError, invalid
+from services.gateway.routes import json_response
+
+routes = web.RouteTableDef()
+MAX_DAYS = 366
+PROVIDER_PREFIX = "provider_calls:"
+
+
+class Usage(msgspec.Struct, frozen=True, kw_only=True):
+    pages_scraped: int = 0
+    leads_scraped: int = 0
+    leads_enriched: int = 0
+    provider_calls: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+class DayUsage(Usage, frozen=True, kw_only=True):
+    day: str
+
+
+class UsageReport(Usage, frozen=True, kw_only=True):
+    tenant: str
+    from_: str = msgspec.field(name="from")
+    to: str
+    days: list[DayUsage]
+
+
+@routes.get("/v1/usage")
+async def usage(request: web.Request) -> web.Response:
+    today = datetime.now(UTC).date()
+    first = query_day(request, "from", today)
+    last = query_day(request, "to", today)
+    if first > last:
+        raise invalid([FieldError("from", "must not be after `to`")])
+    if (last - first).days >= MAX_DAYS:
+        raise invalid([FieldError("to", f"ask for at most {MAX_DAYS} days at once")])
+    tenant = tenant_of(request)
+    rows = await request.app[STORE].run(lambda conn: usage_rows(conn, tenant, first, last))
+    per_day: dict[str, Counter[str]] = {}
+    for day, metric, count in rows:
+        per_day.setdefault(day, Counter())[metric] += count
+    days = [
+        msgspec.convert({**summed(counts), "day": day}, DayUsage)
+        for day, counts in sorted(per_day.items())
+    ]
+    total = summed(sum(per_day.values(), Counter()))
+    report = {
+        **total,
+        "tenant": tenant,
+        "from": first.isoformat(),
+        "to": last.isoformat(),
+        "days": days,
+    }
+    return json_response(msgspec.convert(report, UsageReport))
+
+
+def summed(counts: Counter[str]) -> dict[str, object]:
+    return {
+        "pages_scraped": counts["pages_scraped"],
+        "leads_scraped": counts["leads_scraped"],
+        "leads_enriched": counts["leads_enriched"],
+        "provider_calls": {
+            metric.removeprefix(PROVIDER_PREFIX): n
+            for metric, n in sorted(counts.items())
+            if metric.startswith(PROVIDER_PREFIX)
+        },
+    }
+
+
+def query_day(request: web.Request, name: str, default: date) -> date:
+    value = request.query.get(name)
+    if not value:
+        return default
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise invalid([FieldError(name, "a day as YYYY-MM-DD")]) from None
+
+
+def usage_rows(
+    conn: sqlite3.Connection, tenant: str, first: date, last: date
+) -> list[tuple[str, str, int]]:
+    rows = conn.execute(
+        "SELECT day, metric, count FROM usage WHERE tenant = ? AND day BETWEEN ? AND ?",
+        (tenant, first.isoformat(), last.isoformat()),
+    ).fetchall()
+    return [(row[0], row[1], row[2]) for row in rows]

@@ -1,0 +1,76 @@
+"""Job dependencies: a `waiting` job starts when the job it depends on completes (with its
+own leads, or the completed job's results), and fails, naming it, when that job fails,
+is cancelled or times out."""
+
+from __future__ import annotations
+
+import sqlite3
+from functools import partial
+
+import msgspec
+
+from shared.broker import Broker
+from shared.logging import get_logger
+from shared.messages import Lead
+from shared.store import STOPPED_STATES, Store, epoch_s, job_result_leads, stop_job, utc_now
+from shared.tasks import Lanes, enrich_tasks
+
+log = get_logger(__name__)
+_decode_leads = msgspec.json.Decoder(list[Lead]).decode
+
+
+class DependencyKeeper:
+    def __init__(self, store: Store, broker: Broker, task_batch_size: int) -> None:
+        self.store = store
+        self.broker = broker
+        self.lanes = Lanes(broker)
+        self.task_batch_size = task_batch_size
+
+    async def check(self) -> None:
+        for job_id, tenant, priority, dependency, state in await self.store.run(waiting_jobs):
+            if state == "completed":
+                await self.release(job_id, tenant, priority, dependency)
+            elif state in STOPPED_STATES:
+                reason = f"the job it depends on, {dependency}, {state.replace('_', ' ')}"
+                if await self.store.transaction(
+                    partial(stop_job, job_id=job_id, state="failed", reason=reason)
+                ):
+                    log.warning("job.dependency_failed", job_id=job_id, depends_on=dependency)
+
+    async def release(self, job_id: str, tenant: str, priority: str, dependency: str) -> None:
+        """Publish the job's tasks, then mark it queued (a crash in between publishes them
+        again on the next round: the outcomes of a lead are recorded once anyway)."""
+        leads = await self.store.run(partial(leads_for, job_id=job_id, dependency=dependency))
+        notices = await self.lanes.open(("enrich",), tenant, job_id)
+        tasks = enrich_tasks(job_id, tenant, leads, self.task_batch_size, priority)
+        await self.broker.publish([*notices, *tasks])
+        await self.store.transaction(partial(mark_released, job_id=job_id, total=len(leads)))
+        log.info("job.released", job_id=job_id, depends_on=dependency, leads=len(leads))
+
+
+def waiting_jobs(conn: sqlite3.Connection) -> list[tuple[str, str, str, str, str]]:
+    rows = conn.execute(
+        "SELECT w.job_id, w.tenant, w.priority, w.depends_on, d.state FROM jobs w"
+        " JOIN jobs d ON d.job_id = w.depends_on WHERE w.state = 'waiting'"
+    ).fetchall()
+    return [tuple(row) for row in rows]
+
+
+def leads_for(conn: sqlite3.Connection, job_id: str, dependency: str) -> list[Lead]:
+    own = conn.execute("SELECT leads FROM deferred_leads WHERE job_id = ?", (job_id,)).fetchone()
+    return _decode_leads(own[0]) if own is not None else job_result_leads(conn, dependency)
+
+
+def mark_released(conn: sqlite3.Connection, job_id: str, total: int) -> None:
+    conn.execute(
+        "UPDATE jobs SET state = 'queued', total = ?, progress_at = ? WHERE job_id = ?"
+        " AND state = 'waiting'",
+        (total, epoch_s(), job_id),
+    )
+    conn.execute("DELETE FROM deferred_leads WHERE job_id = ?", (job_id,))
+    if total == 0:
+        conn.execute(
+            "UPDATE jobs SET state = 'completed', finished_at = ? WHERE job_id = ?"
+            " AND state = 'queued'",
+            (utc_now(), job_id),
+        )

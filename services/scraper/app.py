@@ -1,0 +1,42 @@
+"""The scraper service: consumes scrape page tasks and publishes scraped leads."""
+
+from __future__ import annotations
+
+from services.scraper.config import ScraperSettings
+from services.scraper.handlers import ScrapeHandler, give_up
+from services.scraper.sources.base import Source
+from services.scraper.sources.http import SearchApiSource
+from shared.consumer import RetryPolicy
+from shared.messages import ScrapeTask
+from shared.worker import WorkerRuntime, WorkerSpec
+
+KIND = "scrape"
+
+
+class ScraperService:
+    def __init__(self, settings: ScraperSettings) -> None:
+        self.settings = settings
+        spec = WorkerSpec(
+            kind=KIND,
+            message_type=ScrapeTask,
+            concurrency=settings.concurrency,
+            tenant_concurrency=settings.tenant_concurrency,
+            policy=RetryPolicy(
+                max_attempts=settings.max_attempts,
+                backoff_base_s=settings.retry_base_s,
+                backoff_max_s=settings.retry_max_s,
+            ),
+            give_up=give_up,
+        )
+        self.runtime = WorkerRuntime(settings.common, spec)
+
+    async def start(self) -> None:
+        session = self.runtime.http_session()
+        sources: dict[str, Source] = {
+            s.name: SearchApiSource(s, session) for s in self.settings.sources
+        }
+        handler = ScrapeHandler(sources, self.runtime.control, self.settings.task_batch_size)
+        await self.runtime.start(handler)
+
+    async def stop(self) -> None:
+        await self.runtime.stop()

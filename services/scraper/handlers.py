@@ -1,0 +1,129 @@
+"""What the scraper does with one page task: fetch, publish the leads, hand on the cursor.
+
+Everything for a page goes out in one confirmed batch before the task is acked: the
+page's leads (and, for `enrich: true`, their enrich tasks, so enrichment starts while the
+scrape goes on) and the task for the next page. A crash before the ack fetches that one
+page again; pages before it are never fetched again, and their leads keep their ids.
+
+A source account in cooldown, or over its request rate, is not waited on while holding
+the task: the task goes back through the broker's delay tier and comes back when the
+account may be called again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Sequence
+
+import msgspec
+
+from services.scraper.sources.base import Page, Source, SourceRateLimited
+from shared.broker import ERROR_HEADER, Outgoing
+from shared.consumer import Delivery
+from shared.control import ControlListener
+from shared.errors import PermanentError
+from shared.messages import EnrichTask, JobCoolingDown, JobFailed, LeadsScraped, ScrapeTask
+
+MAX_INLINE_WAIT_S = 0.5
+
+
+class ScrapeHandler:
+    def __init__(
+        self, sources: dict[str, Source], control: ControlListener, enrich_batch_size: int
+    ) -> None:
+        self.sources = sources
+        self.control = control
+        self.enrich_batch_size = enrich_batch_size
+
+    async def __call__(self, task: ScrapeTask, delivery: Delivery) -> Sequence[Outgoing]:
+        source = self.sources.get(task.source)
+        if source is None:
+            raise PermanentError(f"no source named {task.source!r} is configured")
+        if not task.account:
+            task = msgspec.structs.replace(task, account=pick(source.accounts, task.job_id))
+        target = f"source:{source.name}:{task.account}"
+        if (left := self.control.cooldown_left(target)) > 0:
+            return later(task, delivery, left, "cooling down", cooling=True)
+        if (wait := await take_turn(source, task.account)) > 0:
+            return later(task, delivery, wait, "over the account's request rate", cooling=False)
+        try:
+            page = await source.fetch(task.account, task.query, task.cursor, task.job_id)
+        except SourceRateLimited as e:
+            pause = e.retry_after_s or source.cooldown_s
+            await self.control.start_cooldown(target, time.time() + pause)
+            return later(task, delivery, pause, str(e), cooling=True)
+        return self.page_done(task, delivery, page)
+
+    def page_done(self, task: ScrapeTask, delivery: Delivery, page: Page) -> list[Outgoing]:
+        leads = page.leads[: max(0, task.max_leads - task.scraped)]
+        scraped = task.scraped + len(leads)
+        more = bool(page.next_cursor) and task.page < task.max_pages and scraped < task.max_leads
+        job_id, tenant = task.job_id, task.tenant
+        event = LeadsScraped(
+            job_id=job_id,
+            tenant=tenant,
+            page=task.page,
+            leads=leads,
+            enrich=task.enrich,
+            final=not more,
+            total=None if more else scraped,
+        )
+        out = [Outgoing(event, priority=delivery.priority)]
+        if task.enrich:
+            size = self.enrich_batch_size
+            out.extend(
+                Outgoing(
+                    EnrichTask(job_id=job_id, tenant=tenant, leads=leads[i : i + size]),
+                    priority=delivery.priority,
+                )
+                for i in range(0, len(leads), size)
+            )
+        if more:
+            following = msgspec.structs.replace(
+                task, page=task.page + 1, cursor=page.next_cursor, scraped=scraped
+            )
+            out.append(Outgoing(following, priority=delivery.priority))
+        return out
+
+
+async def take_turn(source: Source, account: str) -> float:
+    """0 once the account may be called; a longer wait is returned, for the broker."""
+    while (wait := source.wait_for_turn(account)) > 0:
+        if wait > MAX_INLINE_WAIT_S:
+            return wait
+        await asyncio.sleep(wait)
+    return 0.0
+
+
+def later(
+    task: ScrapeTask, delivery: Delivery, delay_s: float, why: str, *, cooling: bool
+) -> list[Outgoing]:
+    """The same page again after `delay_s`, through the broker (not an attempt used up)."""
+    out = [
+        Outgoing(
+            task,
+            priority=delivery.priority,
+            attempt=delivery.attempt,
+            retry=True,
+            delay_s=delay_s,
+            headers={ERROR_HEADER: why},
+        )
+    ]
+    if cooling:
+        until = time.time() + delay_s
+        out.append(Outgoing(JobCoolingDown(job_id=task.job_id, tenant=task.tenant, until=until)))
+    return out
+
+
+def pick(accounts: Sequence[str], job_id: str) -> str:
+    """The account a job uses for all its pages (spread over accounts by job)."""
+    digest = hashlib.sha256(job_id.encode()).digest()
+    return accounts[int.from_bytes(digest[:4], "big") % len(accounts)]
+
+
+def give_up(task: ScrapeTask, reason: str) -> Sequence[Outgoing]:
+    """A page failed for good: the job cannot complete, so it fails with the reason."""
+    why = f"page {task.page} of source {task.source} failed: {reason}"
+    return [Outgoing(JobFailed(job_id=task.job_id, tenant=task.tenant, reason=why))]

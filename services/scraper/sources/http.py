@@ -1,0 +1,96 @@
+"""HTTP adapter for a Sales Navigator-style people search API.
+
+`GET {url}/v1/search?<query>&cursor=&page_size=` with the account's key as a bearer token,
+answering `{"results": [...], "next_cursor": ...}`. Each result keeps the source's own id
+as the lead id, so a page fetched twice (after a crash) gives the same leads.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+import msgspec
+
+from services.scraper.config import SourceSettings
+from services.scraper.sources.base import Page, SourceRateLimited, SourceRejected, SourceUnavailable
+from shared.messages import Lead
+from shared.ratelimit import TokenBucket
+
+RETRYABLE_STATUS = frozenset({401, 403, 408, 425})
+
+
+class SourcePerson(msgspec.Struct, kw_only=True):
+    id: str
+    full_name: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    title: str | None = None
+    company: str | None = None
+    company_domain: str | None = None
+    linkedin_url: str | None = None
+    location: str | None = None
+
+
+class SearchReply(msgspec.Struct, kw_only=True):
+    results: list[SourcePerson]
+    next_cursor: str | None = None
+
+
+_decode_reply = msgspec.json.Decoder(SearchReply).decode
+
+
+class SearchApiSource:
+    def __init__(self, settings: SourceSettings, session: aiohttp.ClientSession) -> None:
+        self.name = settings.name
+        self.cooldown_s = settings.cooldown_s
+        self.accounts = tuple(f"acct{i}" for i in range(len(settings.keys)))
+        self._keys = dict(zip(self.accounts, settings.keys, strict=True))
+        self._buckets = {a: TokenBucket(settings.rate_per_s) for a in self.accounts}
+        self._url = f"{settings.url}/v1/search"
+        self._page_size = settings.page_size
+        self._timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
+        self._session = session
+
+    def wait_for_turn(self, account: str) -> float:
+        return self._buckets[account].take()
+
+    async def fetch(
+        self, account: str, query: dict[str, str], cursor: str | None, job_id: str
+    ) -> Page:
+        params = {**query, "page_size": str(self._page_size)}
+        if cursor:
+            params["cursor"] = cursor
+        headers = {"Authorization": f"Bearer {self._keys[account]}", "X-Leadflow-Job": job_id}
+        try:
+            async with self._session.get(
+                self._url, params=params, headers=headers, timeout=self._timeout
+            ) as response:
+                body = await response.read()
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+        except TimeoutError as e:
+            raise SourceUnavailable(f"{self.name}: timed out after {self._timeout.total}s") from e
+        except aiohttp.ClientError as e:
+            raise SourceUnavailable(f"{self.name}: {type(e).__name__}: {e}") from e
+        return self._page(status, body, retry_after)
+
+    def _page(self, status: int, body: bytes, retry_after: str | None) -> Page:
+        detail = body[:200].decode(errors="replace")
+        if status == 429:
+            raise SourceRateLimited(f"{self.name}: HTTP 429", retry_after_s=seconds(retry_after))
+        if status >= 500 or status in RETRYABLE_STATUS:
+            raise SourceUnavailable(f"{self.name}: HTTP {status} {detail}")
+        if status >= 400:
+            raise SourceRejected(f"{self.name}: HTTP {status} {detail}")
+        try:
+            reply = _decode_reply(body)
+        except msgspec.DecodeError as e:
+            raise SourceUnavailable(f"{self.name}: malformed page ({e})") from e
+        leads = [Lead(**msgspec.structs.asdict(person)) for person in reply.results]
+        return Page(leads=leads, next_cursor=reply.next_cursor)
+
+
+def seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None

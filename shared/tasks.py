@@ -1,0 +1,45 @@
+"""Turning leads into work: enrich tasks of a few leads each, and the lane announcements
+workers need to find a tenant's lane. Used by whoever starts work (gateway, scraper,
+router releasing a dependent job)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from shared.broker import Broker, Outgoing
+from shared.messages import EnrichTask, LaneOpened, Lead
+
+ANNOUNCE_EVERY_S = 3600.0
+
+
+def enrich_tasks(
+    job_id: str, tenant: str, leads: Sequence[Lead], batch_size: int, priority: str
+) -> list[Outgoing]:
+    return [
+        Outgoing(
+            EnrichTask(job_id=job_id, tenant=tenant, leads=list(leads[i : i + batch_size])),
+            priority=priority,
+        )
+        for i in range(0, len(leads), batch_size)
+    ]
+
+
+class Lanes:
+    """Declares a tenant's lanes and announces them on the control stream, again now and
+    then, so a worker that starts after the stream forgot the first notice still learns."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self._announced: dict[tuple[str, str], float] = {}
+
+    async def open(self, kinds: Sequence[str], tenant: str, job_id: str) -> list[Outgoing]:
+        """Make sure the lanes exist; returns the announcements to publish with the tasks."""
+        notices = []
+        now = time.monotonic()
+        for kind in kinds:
+            await self.broker.ensure_lane(kind, tenant)
+            if now - self._announced.get((kind, tenant), -ANNOUNCE_EVERY_S) >= ANNOUNCE_EVERY_S:
+                self._announced[(kind, tenant)] = now
+                notices.append(Outgoing(LaneOpened(job_id=job_id, tenant=tenant, kind=kind)))
+        return notices

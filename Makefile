@@ -47,8 +47,11 @@ format: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+## Throughput, latency and memory against the broker's own ceiling and a Celery peer;
+## results in var/bench/<timestamp>.json and var/bench/latest.json, profiles in var/bench/profiles.
 bench: venv broker
-	$(PY) -m bench
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

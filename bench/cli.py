@@ -21,6 +21,7 @@ from bench import ceiling, e2e, gateway, memory, peer, profiling, provider
 from bench.config import SCENARIOS, BenchConfig
 from bench.report import RunReport, Scenario, render_table
 
+CELERY_POOLS = ("gevent", "prefork", "threads", "solo")
 Runner = Callable[[BenchConfig, RunReport], Awaitable[Scenario]]
 RUNNERS: dict[str, Runner] = {
     "broker": ceiling.run,
@@ -51,12 +52,12 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     add_int("--gateway-requests", "gateway_requests", "status requests in the gateway run")
     add_int("--gateway-clients", "gateway_clients", "concurrent status requests")
     add_int("--gateway-post-leads", "gateway_post_leads", "leads per timed POST")
-    add_int("--celery-concurrency", "celery_concurrency", "the Celery worker's concurrency")
     parser.add_argument(
-        "--celery-pool",
-        default=defaults.celery_pool,
-        choices=("gevent", "prefork", "threads", "solo"),
-        help=f"the Celery worker's pool (default: {defaults.celery_pool})",
+        "--celery-pools",
+        type=pools,
+        default=defaults.celery_pools,
+        help="Celery worker pools to measure, pool:concurrency[,...] (the best counts; "
+        f"default: {','.join(defaults.celery_pools)})",
     )
     parser.add_argument(
         "--results-dir", type=Path, default=defaults.results_dir, help="where results go"
@@ -70,6 +71,15 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     # Later scenarios use earlier figures (e2e's ratio needs the ceiling, celery's e2e).
     ordered = tuple(name for name in SCENARIOS if name in chosen)
     return dataclasses.replace(defaults, scenarios=ordered, **values)
+
+
+def pools(value: str) -> tuple[str, ...]:
+    chosen = tuple(item.strip() for item in value.split(",") if item.strip())
+    for item in chosen:
+        pool, _, concurrency = item.partition(":")
+        if pool not in CELERY_POOLS or not concurrency.isdigit():
+            raise argparse.ArgumentTypeError(f"{item!r}: expected one of {CELERY_POOLS}:N")
+    return chosen
 
 
 def _adder(

@@ -33,9 +33,9 @@ class BenchConfig:
     gateway_requests: int = 4_000
     gateway_post_leads: int = 10_000
     gateway_posts: int = 3
-    # The Celery peer's worker pool (see bench/celery_peer.py for why these defaults).
-    celery_pool: str = "gevent"
-    celery_concurrency: int = 200
+    # The Celery peer's worker pools, `pool:concurrency`, each measured; the best one counts
+    # (see bench/peer.py for why these two).
+    celery_pools: tuple[str, ...] = ("gevent:200", "prefork:4")
     celery_confirm_publish: bool = True
     celery_producers: int = 8
     profile_rate_hz: int = 100

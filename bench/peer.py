@@ -39,7 +39,7 @@ from bench.harness import keep_logs, leadflow_stack, service_pids, with_broker
 from bench.procs import CpuMeter, stop_process
 from bench.report import RunReport, Scenario, rate, ratio
 from devtools.samples import make_leads
-from devtools.stack import ROOT
+from devtools.stack import ROOT, Stack
 
 CELERY_AMQP_URL = "pyamqp://guest:guest@127.0.0.1:5672//"
 ROWS_POLL_S = 0.05
@@ -169,31 +169,38 @@ async def drive(
 async def measure(config: BenchConfig, pool: str) -> dict[str, Any]:
     queue = f"{unique_prefix('celery')}.tasks"
     workdir = Path(tempfile.mkdtemp(prefix=f"{queue}-"))
-    log_path = workdir / "worker.log"
-    async with leadflow_stack(services=("sandbox",)) as stack:
-        settings = PeerSettings(
-            amqp_url=CELERY_AMQP_URL,
-            queue=queue,
-            db_path=workdir / "peer.db",
-            sandbox_url=stack.url("sandbox"),
-            confirm_publish=config.celery_confirm_publish,
-        )
-        create_schema(settings.db_path)
-        worker = start_worker(settings, pool, log_path)
-        failed = True
-        try:
-            await wait_for_consumer(queue, WORKER_READY_TIMEOUT_S)
-            figures = await drive(
-                settings, {WORKER: worker.pid, **service_pids(stack, ("sandbox",))}, config
+    failed = True
+    try:
+        async with leadflow_stack(services=("sandbox",)) as stack:
+            settings = PeerSettings(
+                amqp_url=CELERY_AMQP_URL,
+                queue=queue,
+                db_path=workdir / "peer.db",
+                sandbox_url=stack.url("sandbox"),
+                confirm_publish=config.celery_confirm_publish,
             )
-            failed = False
-        finally:
-            await asyncio.to_thread(stop_process, worker, 20.0)
-            await delete_names([queue], [queue])
-            if failed:
-                keep_logs(workdir, Path("var/bench/logs") / queue)
-            shutil.rmtree(workdir, ignore_errors=True)
+            figures = await with_worker(settings, pool, workdir, stack, config)
+        failed = False
+    finally:
+        if failed:
+            keep_logs(workdir, Path("var/bench/logs") / queue)
+        shutil.rmtree(workdir, ignore_errors=True)
     return figures
+
+
+async def with_worker(
+    settings: PeerSettings, pool: str, workdir: Path, stack: Stack, config: BenchConfig
+) -> dict[str, Any]:
+    """Start the worker, drive the leads through it; worker stopped and queue deleted after."""
+    create_schema(settings.db_path)
+    worker = start_worker(settings, pool, workdir / "worker.log")
+    try:
+        await wait_for_consumer(settings.queue, WORKER_READY_TIMEOUT_S)
+        pids = {WORKER: worker.pid, **service_pids(stack, ("sandbox",))}
+        return await drive(settings, pids, config)
+    finally:
+        await asyncio.to_thread(stop_process, worker, 20.0)
+        await delete_names([settings.queue], [settings.queue])
 
 
 async def run(config: BenchConfig, report: RunReport) -> Scenario:

@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: venv broker run up down test test-e2e test-unit test-faults lint format bench clean
 
@@ -51,8 +52,15 @@ format: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: venv broker
-	$(PY) -m bench
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+## Throughput, latency and memory against the broker's own ceiling and a Celery peer;
+## results in var/bench/<timestamp>.json and var/bench/latest.json, profiles in var/bench/profiles.
+## Options: make bench BENCH_ARGS="--only e2e,celery --leads 5000" (python -m bench --help).
+bench: $(BENCH_STAMP) broker
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache .hypothesis

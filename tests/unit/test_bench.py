@@ -1,0 +1,63 @@
+"""The benchmark harness's own arithmetic: profile parsing, the provider-bound ideal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.provider import ideal_for
+from bench.stacks import package_of, parse_frame, read_profile
+
+MAIN = "<module> (/x/services/router/__main__.py:5)"
+LOOP = "run (/usr/lib/python3.11/asyncio/runners.py:190)"
+RAW = "\n".join(
+    [
+        f"{MAIN};{LOOP};record_outcomes (/x/services/router/ledger.py:30)"
+        ";insert_leads (/x/services/router/ledger.py:48) 6",
+        f"{MAIN};{LOOP};send (/v/.venv/lib/python3.11/site-packages/aiormq/channel.py:9) 3",
+        f"{MAIN};EpollSelector.select (/usr/lib/python3.11/selectors.py:468) 11",
+    ]
+)
+
+
+@pytest.fixture
+def profile_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr("bench.stacks.ROOT", Path("/x"))
+    path = tmp_path / "router.txt"
+    path.write_text(RAW)
+    return path
+
+
+def test_frames_are_shortened_and_classified(profile_path: Path) -> None:
+    lib = parse_frame("send (/v/.venv/lib/python3.11/site-packages/aiormq/channel.py:9)")
+    std = parse_frame("run (/usr/lib/python3.11/asyncio/runners.py:190)")
+    assert (lib.file, package_of(lib)) == ("aiormq/channel.py", "aiormq")
+    assert (std.file, package_of(std)) == ("stdlib/asyncio/runners.py", "stdlib asyncio")
+
+
+def test_profile_excludes_idle_waits_and_charges_leaves(profile_path: Path) -> None:
+    profile = read_profile(profile_path)
+    summary = profile.summary(rate_hz=10, duration_s=1.0)
+    assert (profile.samples, profile.idle) == (9, 11)
+    assert summary["not_idle_share"] == 0.9
+    assert summary["self_by_function"][0] == ("insert_leads (services/router/ledger.py)", 66.7)
+    assert ("services.router.ledger", 66.7) in summary["self_by_package"]
+    assert ("record_outcomes (services/router/ledger.py)", 66.7) in summary["inclusive_leadflow"]
+
+
+def test_ideal_follows_prefetch_batch_rounds_and_provider_limits() -> None:
+    env = {"LEADFLOW_ENV": "dev", "LEADFLOW_PROVIDER_ALPHA_CONCURRENCY": "64"}
+    ideal = ideal_for(env, latency_s=0.1, calls_per_lead={"alpha": 1.0, "beta": 0.4})
+    assert ideal.in_flight == 8 * 25
+    assert ideal.naive == pytest.approx(2000)
+    assert ideal.rounds_per_task == pytest.approx(2.0, abs=0.001)  # 1 - 0.6**25 ~ 1
+    assert ideal.prefetch_bound == pytest.approx(1000, rel=0.001)
+    assert ideal.leads_per_s == pytest.approx(640)
+    assert ideal.binding == "provider alpha concurrency 64"
+
+
+def test_ideal_without_fallbacks_is_one_round() -> None:
+    ideal = ideal_for({"LEADFLOW_ENV": "dev"}, latency_s=0.1, calls_per_lead={"alpha": 1.0})
+    assert ideal.rounds_per_task == pytest.approx(1.0)
+    assert ideal.prefetch_bound == pytest.approx(2000)

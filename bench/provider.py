@@ -4,19 +4,20 @@ The ideal is worked out from what the enricher's code does, with its real settin
 
 - in flight: `LEADFLOW_ENRICH_PREFETCH` tasks x `LEADFLOW_TASK_BATCH_SIZE` leads (8 x 25 = 200);
   the naive ceiling is that / latency (2,000 leads/s at 100 ms);
-- the waterfall is sequential per lead (alpha, then beta only if email or domain is still
-  missing), and a task is acked only when all of its leads are done, so a task holds its
-  prefetch slot for as many latencies as its slowest lead makes calls: with 25 leads per
-  task, nearly every task has a lead that needs beta -> 2 latencies per task;
+- the waterfall runs a task's leads provider by provider (alpha for all, then beta for
+  the leads still missing email or domain), one bulk request per provider per task, and a
+  task is acked only when all of its leads are done: a task holds its slot for one latency
+  per provider it had to ask (measured: requests to a provider / tasks, at most 1 each;
+  with single-person requests, the chance that any of the task's leads asked it);
 - each provider has its own concurrency limit (`LEADFLOW_PROVIDER_<NAME>_CONCURRENCY`,
-  64): at most 64 / latency calls/s to it, divided by the calls per lead it gets
-  (measured from the sandbox's request counts: every lead asks alpha, some ask beta).
+  64): at most 64 / latency requests/s to it, times the people per request.
 
 ideal = min(prefetch bound, each provider's bound): whichever the code hits first.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,21 +51,44 @@ class Ideal:
         return min(bounds, key=lambda name: bounds[name])
 
 
-def ideal_for(env: dict[str, str], latency_s: float, calls_per_lead: dict[str, float]) -> Ideal:
+@dataclass(frozen=True)
+class Asked:
+    """What one provider was asked during the run."""
+
+    requests: int
+    people: int
+
+
+async def sandbox_asked(stack: Stack) -> dict[str, Asked]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{stack.url('sandbox')}/_sandbox/stats") as response,
+    ):
+        stats: dict[str, Any] = await response.json()
+    return {
+        name: Asked(requests=count, people=stats["people"][name])
+        for name, count in stats["requests"].items()
+    }
+
+
+def ideal_for(env: dict[str, str], latency_s: float, asked: dict[str, Asked], leads: int) -> Ideal:
     enricher = enricher_settings(EnvReader(env))
     batch = gateway_settings(EnvReader(env)).task_batch_size
     in_flight = enricher.concurrency * batch
-    # Sequential calls the slowest lead of a task makes: provider k adds a round when at
-    # least one of the task's leads asks it (share c_k of leads ask it).
+    tasks = math.ceil(leads / batch)
     rounds = sum(
-        1 - (1 - min(calls_per_lead.get(p.name, 0.0), 1.0)) ** batch for p in enricher.providers
+        round_share(asked[p.name], leads, tasks, batch)
+        for p in enricher.providers
+        if p.name in asked
     )
     provider_bounds = {
+        # requests/s it can take x people per request, over the share of leads it serves
         f"provider {p.name} concurrency {p.concurrency}": p.concurrency
         / latency_s
-        / calls_per_lead[p.name]
+        * leads
+        / asked[p.name].requests
         for p in enricher.providers
-        if calls_per_lead.get(p.name)
+        if p.name in asked and asked[p.name].requests
     }
     return Ideal(
         naive=in_flight / latency_s,
@@ -75,14 +99,12 @@ def ideal_for(env: dict[str, str], latency_s: float, calls_per_lead: dict[str, f
     )
 
 
-async def sandbox_calls(stack: Stack, leads: int) -> dict[str, float]:
-    """Provider calls per lead, from what the sandbox was asked."""
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(f"{stack.url('sandbox')}/_sandbox/stats") as response,
-    ):
-        stats: dict[str, Any] = await response.json()
-    return {name: count / leads for name, count in stats["requests"].items()}
+def round_share(asked: Asked, leads: int, tasks: int, batch: int) -> float:
+    """The share of tasks that waited one latency for this provider."""
+    if asked.requests < asked.people:  # bulk: one request per task that needed it
+        return min(1.0, asked.requests / tasks)
+    share_of_leads = min(asked.people / leads, 1.0)
+    return 1 - (1 - share_of_leads) ** batch
 
 
 async def run(config: BenchConfig, report: RunReport) -> Scenario:
@@ -95,8 +117,9 @@ async def run(config: BenchConfig, report: RunReport) -> Scenario:
             chunk=config.job_chunk,
             timeout_s=config.timeout_s(config.provider_leads, min_rate=20.0),
         )
-        calls = await sandbox_calls(stack, config.provider_leads)
-        ideal = ideal_for(stack.env, latency_s, calls)
+        asked = await sandbox_asked(stack)
+        ideal = ideal_for(stack.env, latency_s, asked, config.provider_leads)
+    calls = {name: a.requests / config.provider_leads for name, a in asked.items()}
     scenario = Scenario("provider", figures=result.figures())
     scenario.figures |= {
         "latency_ms": config.provider_latency_ms,

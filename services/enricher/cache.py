@@ -54,28 +54,32 @@ class ProviderCache:
     async def close(self) -> None:
         await self.store.close()
 
-    async def get(self, tenant: str, provider: str, key: str) -> dict[str, str] | None:
-        if not self.enabled:
-            return None
+    async def get_many(
+        self, tenant: str, provider: str, keys: list[str]
+    ) -> dict[str, dict[str, str]]:
+        """The cached answers among `keys` (fingerprint -> fields found)."""
+        if not self.enabled or not keys:
+            return {}
         oldest = epoch_s() - self.ttl_s
 
-        def read(conn: sqlite3.Connection) -> bytes | None:
-            row = conn.execute(
-                "SELECT found FROM provider_answers WHERE tenant = ? AND provider = ?"
-                " AND fingerprint = ? AND stored_at >= ?",
-                (tenant, provider, key, oldest),
-            ).fetchone()
-            return None if row is None else bytes(row[0])
+        def read(conn: sqlite3.Connection) -> list[tuple[str, bytes]]:
+            marks = ", ".join("?" * len(keys))
+            rows = conn.execute(
+                "SELECT fingerprint, found FROM provider_answers WHERE tenant = ?"
+                f" AND provider = ? AND fingerprint IN ({marks}) AND stored_at >= ?",
+                (tenant, provider, *keys, oldest),
+            ).fetchall()
+            return [(row[0], bytes(row[1])) for row in rows]
 
-        raw = await self.store.run(read)
-        return None if raw is None else _decode(raw)
+        return {key: _decode(raw) for key, raw in await self.store.run(read)}
 
-    async def put(self, tenant: str, provider: str, key: str, found: dict[str, str]) -> None:
-        if not self.enabled:
+    async def put_many(self, tenant: str, provider: str, found: dict[str, dict[str, str]]) -> None:
+        if not self.enabled or not found:
             return
-        await self.store.run(
-            lambda conn: conn.execute(
-                "INSERT OR REPLACE INTO provider_answers VALUES (?, ?, ?, ?, ?)",
-                (tenant, provider, key, _encode(found), epoch_s()),
+        now = epoch_s()
+        rows = [(tenant, provider, key, _encode(fields), now) for key, fields in found.items()]
+        await self.store.transaction(
+            lambda conn: conn.executemany(
+                "INSERT OR REPLACE INTO provider_answers VALUES (?, ?, ?, ?, ?)", rows
             )
         )

@@ -22,6 +22,7 @@ class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True):
     timeout_s: float
     concurrency: int
     rate_per_s: float  # 0: no limit
+    bulk: bool  # the provider has a bulk endpoint (`<url>/v1/person/bulk`)
     cooldown_s: float  # after a 429 without Retry-After
 
 
@@ -88,5 +89,6 @@ def load_provider(env: EnvReader, common: CommonSettings, name: str) -> Provider
         timeout_s=env.get_float(f"{var}_TIMEOUT_S", 10.0, minimum=0.1, maximum=300),
         concurrency=env.get_int(f"{var}_CONCURRENCY", 64, minimum=1, maximum=10_000),
         rate_per_s=env.get_float(f"{var}_RATE_PER_S", 0.0, maximum=100_000),
+        bulk=env.get_bool(f"{var}_BULK", True),
         cooldown_s=env.get_float(f"{var}_COOLDOWN_S", 30.0, minimum=0.1, maximum=86_400),
     )

@@ -50,7 +50,7 @@ class Sorted:
         self.calls.update(result.calls)
         if result.errors:
             self.waiting.append(draft)
-            self.answers[draft.id] = result.answers
+            self.answers[draft.id] = list(result.answers.values())
             self.errors.extend(result.errors)
             self.retry_after_s = max(self.retry_after_s, result.retry_after_s or 0.0)
             if last_attempt:

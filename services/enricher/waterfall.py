@@ -1,21 +1,22 @@
 """The provider waterfall: ask providers in order until the wanted fields are found.
 
+It runs a task's leads together, provider by provider: each provider gets one request for
+all the leads still incomplete that it can help with (a bulk lookup where the provider has
+one), so a task of 25 leads costs a couple of HTTP calls, not fifty.
+
 A provider's answer, once obtained, is never paid for again for that lead: it travels
 with the lead across retries (`ProviderAnswer`) and is kept in the provider cache, which
 a redelivered task (after a crash) finds. A provider that is unavailable is skipped for
-now; if the lead ends incomplete because of it, the lead is retried later. A provider
-that rejects the lead (4xx) is not asked again; if nobody completes the lead, it fails
-with the rejection as its reason.
+now; if a lead ends incomplete because of it, the lead is retried later. A provider that
+rejects a lead (4xx) is not asked again; if nobody completes the lead, it fails with the
+rejection as its reason.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-import structlog
 
 from services.enricher.cache import ProviderCache, fingerprint
 from services.enricher.draft import LeadDraft
@@ -30,13 +31,17 @@ log = get_logger(__name__)
 
 @dataclass
 class WaterfallResult:
-    answers: list[ProviderAnswer] = field(default_factory=list)
+    answers: dict[str, ProviderAnswer] = field(default_factory=dict)
     # Providers that could not answer now (retry later) and ones that refused the lead.
     errors: list[str] = field(default_factory=list)
     rejections: list[str] = field(default_factory=list)
     retry_after_s: float | None = None
     # Paid calls made for this lead now, by provider (answers from the cache cost nothing).
     calls: Counter[str] = field(default_factory=Counter)
+
+    def unavailable(self, error: ProviderUnavailable) -> None:
+        self.errors.append(str(error))
+        self.retry_after_s = max(error.retry_after_s or 0.0, self.retry_after_s or 0.0)
 
 
 class Waterfall:
@@ -51,59 +56,63 @@ class Waterfall:
         job_id: str,
         tenant: str,
     ) -> list[WaterfallResult]:
-        return list(
-            await asyncio.gather(
-                *(self.run_one(d, prior.get(d.id, []), job_id, tenant) for d in drafts)
-            )
-        )
-
-    async def run_one(
-        self, draft: LeadDraft, prior: Sequence[ProviderAnswer], job_id: str, tenant: str
-    ) -> WaterfallResult:
-        with structlog.contextvars.bound_contextvars(lead_id=draft.id):
-            known = {answer.provider: answer for answer in prior}
-            result = WaterfallResult()
-            for provider in self.providers:
+        results = [
+            WaterfallResult(answers={a.provider: a for a in prior.get(d.id, [])}) for d in drafts
+        ]
+        for provider in self.providers:
+            asking = []
+            for draft, result in zip(drafts, results, strict=True):
                 if is_complete(draft):
-                    break
-                answer = known.get(provider.name)
-                if answer is None:
-                    if not provider.can_help(draft):
-                        continue
-                    try:
-                        answer = await self._ask(provider, draft, job_id, tenant, result.calls)
-                    except ProviderUnavailable as e:
-                        result.errors.append(str(e))
-                        result.retry_after_s = max(
-                            e.retry_after_s or 0.0, result.retry_after_s or 0.0
-                        )
-                        continue
-                    except ProviderRejected as e:
-                        log.warning("provider.rejected", provider=provider.name, error=str(e))
-                        result.rejections.append(str(e))
-                        answer = ProviderAnswer(provider=provider.name)
-                    known[provider.name] = answer
-                apply_answer(draft, answer)
-            if is_complete(draft):
-                result.errors.clear()  # a later provider made up for an unavailable one
+                    continue
+                answer = result.answers.get(provider.name)
+                if answer is not None:
+                    apply_answer(draft, answer)
+                elif provider.can_help(draft):
+                    asking.append((draft, result))
+            if asking:
+                await self._ask(provider, asking, job_id, tenant)
+        for draft, result in zip(drafts, results, strict=True):
+            if is_complete(draft):  # a later provider made up for an unavailable one
+                result.errors.clear()
                 result.rejections.clear()
-            result.answers = list(known.values())
-            return result
+        return results
 
     async def _ask(
-        self, provider: Provider, draft: LeadDraft, job_id: str, tenant: str, calls: Counter[str]
-    ) -> ProviderAnswer:
-        key = fingerprint(provider.query(draft))
-        found = await self.cache.get(tenant, provider.name, key)
-        if found is None:
-            try:
-                found = await provider.lookup(draft, job_id)
-            except ProviderRejected:
-                calls[provider.name] += 1
-                raise
-            calls[provider.name] += 1
-            await self.cache.put(tenant, provider.name, key, found)
-        return ProviderAnswer(provider=provider.name, found=found)
+        self,
+        provider: Provider,
+        asking: list[tuple[LeadDraft, WaterfallResult]],
+        job_id: str,
+        tenant: str,
+    ) -> None:
+        keys = [fingerprint(provider.query(draft)) for draft, _ in asking]
+        cached = await self.cache.get_many(tenant, provider.name, keys)
+        to_call = [(i, draft) for i, (draft, _) in enumerate(asking) if keys[i] not in cached]
+        found_now: dict[str, dict[str, str]] = {}
+        if to_call:
+            replies = await provider.lookup_many([draft for _, draft in to_call], job_id)
+            for (i, draft), reply in zip(to_call, replies, strict=True):
+                result = asking[i][1]
+                if isinstance(reply, ProviderUnavailable):
+                    result.unavailable(reply)
+                    continue
+                result.calls[provider.name] += 1
+                if isinstance(reply, ProviderRejected):
+                    log.warning(
+                        "provider.rejected",
+                        provider=provider.name,
+                        lead_id=draft.id,
+                        error=str(reply),
+                    )
+                    result.rejections.append(str(reply))
+                    reply = {}
+                found_now[keys[i]] = reply
+            await self.cache.put_many(tenant, provider.name, found_now)
+        for (draft, result), key in zip(asking, keys, strict=True):
+            found = cached.get(key, found_now.get(key))
+            if found is not None:
+                answer = ProviderAnswer(provider=provider.name, found=found)
+                result.answers[provider.name] = answer
+                apply_answer(draft, answer)
 
 
 def apply_answer(draft: LeadDraft, answer: ProviderAnswer) -> None:

@@ -28,8 +28,7 @@ class Faults:
         knobs = self.knobs
         if knobs.latency_ms:
             await asyncio.sleep(knobs.latency_ms / 1000)
-        lowered = [name.lower() for name in names]
-        if any(marker.lower() in name for name in lowered for marker in knobs.unavailable_for):
+        if any(self.unavailable(name) for name in names):
             return web.json_response({"error": "unavailable for this person"}, status=503)
         roll = self._random.random()
         if roll < knobs.hang_rate:
@@ -46,6 +45,10 @@ class Faults:
         if roll < knobs.malformed_rate:
             return web.Response(body=b'{"email": "trunc', content_type="application/json")
         return None
+
+    def unavailable(self, name: str) -> bool:
+        """Whether providers are down for this person (the `unavailable_for` knob)."""
+        return any(marker.lower() in name.lower() for marker in self.knobs.unavailable_for)
 
     def source_fault(self, source: str, page: int) -> web.StreamResponse | None:
         """A fault aimed at one page of one source, for its first `times` requests."""

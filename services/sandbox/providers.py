@@ -46,6 +46,14 @@ class PersonMatch(msgspec.Struct, kw_only=True, omit_defaults=True):
     company_domain: str | None = None
 
 
+class ItemError(msgspec.Struct, kw_only=True):
+    error: str
+    status: int
+
+
+UNAVAILABLE = ItemError(error="unavailable for this person", status=503)
+
+
 class BulkQuery(msgspec.Struct, kw_only=True):
     people: list[PersonQuery]
 
@@ -115,9 +123,13 @@ class FakeProviders:
                 max_size=BULK_LIMIT, actual_size=len(bulk.people), text="at most 100 people"
             )
         self.stats.record(provider, request.headers.get("X-Leadflow-Job"), bulk.people)
-        if (fault := await self.faults.misbehave([q.name() for q in bulk.people])) is not None:
+        if (fault := await self.faults.misbehave([])) is not None:
             return fault
-        results = [self.match(provider, query) for query in bulk.people]
+        # Like real bulk APIs, a person the provider cannot serve now fails on its own.
+        results = [
+            UNAVAILABLE if self.faults.unavailable(query.name()) else self.match(provider, query)
+            for query in bulk.people
+        ]
         return web.Response(
             body=msgspec.json.encode({"results": results}), content_type="application/json"
         )

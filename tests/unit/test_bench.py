@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.provider import ideal_for
+from bench.provider import Asked, ideal_for
 from bench.stacks import package_of, parse_frame, read_profile
 
 MAIN = "<module> (/x/services/router/__main__.py:5)"
@@ -46,9 +46,10 @@ def test_profile_excludes_idle_waits_and_charges_leaves(profile_path: Path) -> N
     assert ("record_outcomes (services/router/ledger.py)", 66.7) in summary["inclusive_leadflow"]
 
 
-def test_ideal_follows_prefetch_batch_rounds_and_provider_limits() -> None:
+def test_ideal_with_single_requests_follows_rounds_and_provider_limits() -> None:
     env = {"LEADFLOW_ENV": "dev", "LEADFLOW_PROVIDER_ALPHA_CONCURRENCY": "64"}
-    ideal = ideal_for(env, latency_s=0.1, calls_per_lead={"alpha": 1.0, "beta": 0.4})
+    asked = {"alpha": Asked(requests=1000, people=1000), "beta": Asked(requests=400, people=400)}
+    ideal = ideal_for(env, latency_s=0.1, asked=asked, leads=1000)
     assert ideal.in_flight == 8 * 25
     assert ideal.naive == pytest.approx(2000)
     assert ideal.rounds_per_task == pytest.approx(2.0, abs=0.001)  # 1 - 0.6**25 ~ 1
@@ -57,7 +58,10 @@ def test_ideal_follows_prefetch_batch_rounds_and_provider_limits() -> None:
     assert ideal.binding == "provider alpha concurrency 64"
 
 
-def test_ideal_without_fallbacks_is_one_round() -> None:
-    ideal = ideal_for({"LEADFLOW_ENV": "dev"}, latency_s=0.1, calls_per_lead={"alpha": 1.0})
-    assert ideal.rounds_per_task == pytest.approx(1.0)
-    assert ideal.prefetch_bound == pytest.approx(2000)
+def test_ideal_with_bulk_requests_counts_one_round_per_provider_asked() -> None:
+    # 2,000 leads = 80 tasks; alpha asked once per task, beta by 60 of them.
+    asked = {"alpha": Asked(requests=80, people=2000), "beta": Asked(requests=60, people=840)}
+    ideal = ideal_for({"LEADFLOW_ENV": "dev"}, latency_s=0.1, asked=asked, leads=2000)
+    assert ideal.rounds_per_task == pytest.approx(1.75)
+    assert ideal.prefetch_bound == pytest.approx(200 / 0.175)
+    assert ideal.binding == "prefetch x batch"

@@ -3,7 +3,7 @@ that implement our own `Provider` interface (no HTTP)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +11,7 @@ import pytest
 
 from services.enricher.cache import ProviderCache
 from services.enricher.draft import LeadDraft
-from services.enricher.providers.base import ProviderRejected, ProviderUnavailable
+from services.enricher.providers.base import ProviderRejected, ProviderUnavailable, Reply
 from services.enricher.steps import run_local_steps
 from services.enricher.waterfall import Waterfall
 from shared.messages import Lead, ProviderAnswer
@@ -35,6 +35,15 @@ class FakeProvider:
         if self.down:
             raise ProviderUnavailable(f"{self.name}: HTTP 503", retry_after_s=3)
         return dict(self.found)
+
+    async def lookup_many(self, drafts: Sequence[LeadDraft], job_id: str) -> list[Reply]:
+        replies: list[Reply] = []
+        for draft in drafts:
+            try:
+                replies.append(await self.lookup(draft, job_id))
+            except (ProviderUnavailable, ProviderRejected) as e:
+                replies.append(e)
+        return replies
 
 
 @pytest.fixture
@@ -70,7 +79,7 @@ async def test_unavailable_provider_is_reported_unless_another_makes_up_for_it(
     [result] = await Waterfall([alpha, beta], cache).run([lead()], {}, "job", "t")
     assert result.errors == ["alpha: HTTP 503"]
     assert result.retry_after_s == 3
-    assert [a.provider for a in result.answers] == ["beta"]
+    assert list(result.answers) == ["beta"]
 
     full = FakeProvider("gamma", {"company_domain": "engines.io", "email": "ada@engines.io"})
     [result] = await Waterfall([FakeProvider("alpha", down=True), full], cache).run(
@@ -88,7 +97,7 @@ async def test_answers_from_an_earlier_attempt_are_not_paid_again(cache: Provide
     assert alpha.calls == 0
     assert beta.calls == 1
     assert draft.get("company_domain") == "engines.io"
-    assert {a.provider for a in result.answers} == {"alpha", "beta"}
+    assert set(result.answers) == {"alpha", "beta"}
 
 
 async def test_cached_answers_survive_a_new_waterfall_and_are_per_tenant(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from services.enricher.draft import LeadDraft
@@ -22,6 +23,11 @@ class ProviderRejected(Exception):
     """The provider refused this lead (4xx): asking again would get the same answer."""
 
 
+# Per lead: the fields found ({} when the provider knows nothing), its refusal, or why it
+# could not answer now.
+Reply = dict[str, str] | ProviderRejected | ProviderUnavailable
+
+
 class Provider(Protocol):
     name: str
 
@@ -31,5 +37,5 @@ class Provider(Protocol):
     def query(self, draft: LeadDraft) -> dict[str, str | None]:
         """What would be sent for this lead (its fingerprint keys the answer cache)."""
 
-    async def lookup(self, draft: LeadDraft, job_id: str) -> dict[str, str]:
-        """The fields the provider found ({} when it knows nothing)."""
+    async def lookup_many(self, drafts: Sequence[LeadDraft], job_id: str) -> list[Reply]:
+        """One reply per lead, in order."""

@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import aiohttp
 import msgspec
 
 from services.enricher.config import ProviderSettings
 from services.enricher.draft import LeadDraft
-from services.enricher.providers.base import ProviderRejected, ProviderUnavailable
+from services.enricher.providers.base import ProviderRejected, ProviderUnavailable, Reply
 from shared.control import ControlListener
 from shared.ratelimit import TokenBucket
 
 RETRYABLE_STATUS = frozenset({401, 403, 408, 409, 425, 429})
+BULK_LIMIT = 100  # people per bulk request, as the providers' bulk APIs allow
 MAX_RATE_WAIT_S = 1.0
 
 
@@ -41,8 +44,36 @@ class PersonMatch(msgspec.Struct, kw_only=True):
     company_domain: str | None = None
 
 
+class BulkItem(PersonMatch, kw_only=True):
+    """A bulk result: what was found, or this person's own error."""
+
+    error: str | None = None
+    status: int | None = None
+
+
+class BulkReply(msgspec.Struct, kw_only=True):
+    results: list[BulkItem | None]
+
+
 _encode = msgspec.json.Encoder().encode
 _decode_match = msgspec.json.Decoder(PersonMatch).decode
+_decode_bulk = msgspec.json.Decoder(BulkReply).decode
+T = TypeVar("T")
+
+
+def found_in(provider: str, decode: Callable[[bytes], T], body: bytes) -> T:
+    try:
+        return decode(body)
+    except msgspec.DecodeError as e:
+        raise ProviderUnavailable(f"{provider}: malformed reply ({e})") from e
+
+
+def fields_of(match: PersonMatch) -> dict[str, str]:
+    return {
+        k: v
+        for k in ("email", "email_status", "company_domain")
+        if isinstance(v := getattr(match, k), str) and v
+    }
 
 
 class PersonMatchProvider:
@@ -55,6 +86,8 @@ class PersonMatchProvider:
         self._bucket = TokenBucket(settings.rate_per_s)
         self._cooldown_s = settings.cooldown_s
         self._url = f"{settings.url}/v1/person"
+        self._bulk_url = f"{settings.url}/v1/person/bulk"
+        self._bulk = settings.bulk
         self._headers = {
             "Authorization": f"Bearer {settings.key}",
             "Content-Type": "application/json",
@@ -80,24 +113,56 @@ class PersonMatchProvider:
             "linkedin_url": draft.get("linkedin_url"),
         }
 
-    async def lookup(self, draft: LeadDraft, job_id: str) -> dict[str, str]:
-        query = PersonQuery(**self.query(draft))
+    async def lookup_many(self, drafts: Sequence[LeadDraft], job_id: str) -> list[Reply]:
+        if not self._bulk:
+            return list(await asyncio.gather(*(self._lookup_one(d, job_id) for d in drafts)))
+        chunks = [drafts[i : i + BULK_LIMIT] for i in range(0, len(drafts), BULK_LIMIT)]
+        replies = await asyncio.gather(*(self._lookup_bulk(c, job_id) for c in chunks))
+        return [reply for chunk in replies for reply in chunk]
+
+    async def _lookup_one(self, draft: LeadDraft, job_id: str) -> Reply:
+        try:
+            body = await self._call(self._url, _encode(PersonQuery(**self.query(draft))), job_id)
+            return {} if body is None else fields_of(found_in(self.name, _decode_match, body))
+        except (ProviderUnavailable, ProviderRejected) as e:
+            return e
+
+    async def _lookup_bulk(self, drafts: Sequence[LeadDraft], job_id: str) -> list[Reply]:
+        """One request for up to BULK_LIMIT people; a failure is every one's reply."""
+        payload = _encode({"people": [PersonQuery(**self.query(d)) for d in drafts]})
+        try:
+            body = await self._call(self._bulk_url, payload, job_id)
+            if body is None:
+                return [{} for _ in drafts]
+            reply = found_in(self.name, _decode_bulk, body)
+            if len(reply.results) != len(drafts):
+                raise ProviderUnavailable(
+                    f"{self.name}: bulk reply has {len(reply.results)} results for {len(drafts)}"
+                )
+        except (ProviderUnavailable, ProviderRejected) as e:
+            return [e for _ in drafts]
+        return [self._item_reply(item) for item in reply.results]
+
+    def _item_reply(self, item: BulkItem | None) -> Reply:
+        if item is None:
+            return {}
+        if item.status is None or 200 <= item.status < 300:
+            return fields_of(item)
+        detail = f"{self.name}: HTTP {item.status} {item.error or ''}".rstrip()
+        if item.status >= 500 or item.status in RETRYABLE_STATUS:
+            return ProviderUnavailable(detail, status=item.status)
+        return ProviderRejected(detail)
+
+    async def _call(self, url: str, payload: bytes, job_id: str) -> bytes | None:
         async with self._slots:
             await self._wait_turn()
             try:
-                body = await self._post(_encode(query), job_id)
+                return await self._post(url, payload, job_id)
             except ProviderUnavailable as e:
                 if e.status == 429:
                     pause = e.retry_after_s or self._cooldown_s
                     await self._control.start_cooldown(self.target, time.time() + pause)
                 raise
-        if body is None:
-            return {}
-        try:
-            match = _decode_match(body)
-        except msgspec.DecodeError as e:
-            raise ProviderUnavailable(f"{self.name}: malformed reply ({e})") from e
-        return {k: v for k, v in msgspec.structs.asdict(match).items() if isinstance(v, str) and v}
 
     async def _wait_turn(self) -> None:
         """Respect the cooldown and the request rate; a long wait is left to the broker."""
@@ -111,11 +176,11 @@ class PersonMatchProvider:
                 raise ProviderUnavailable(f"{self.name}: over its request rate", retry_after_s=wait)
             await asyncio.sleep(wait)
 
-    async def _post(self, payload: bytes, job_id: str) -> bytes | None:
+    async def _post(self, url: str, payload: bytes, job_id: str) -> bytes | None:
         headers = {**self._headers, "X-Leadflow-Job": job_id}
         try:
             async with self._session.post(
-                self._url, data=payload, headers=headers, timeout=self._timeout
+                url, data=payload, headers=headers, timeout=self._timeout
             ) as response:
                 body = await response.read()
                 status = response.status

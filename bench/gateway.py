@@ -1,9 +1,17 @@
 """The gateway under load: accepting 10,000-lead jobs, and status reads while they run.
 
 The POSTs come first (their accept time is the figure), and the jobs they create are the
-load the status requests run beside: 200 concurrent clients read `GET /v1/jobs/{id}` of
-the running jobs until the request budget is spent. The clients run in this process, on
-the same two cores, so their own CPU is part of every latency measured.
+load the status requests run beside. Two ways to read:
+
+- paced (open loop): requests arrive at a fixed rate, up to 200 in flight at once; the
+  latency is the gateway's service time under the pipeline's load, as a dashboard fleet
+  polling status would see it;
+- storm (closed loop): 200 concurrent clients each read again as soon as answered. Its
+  latency is mostly queueing: by Little's law p50 ~ 200 / throughput, so it measures
+  throughput more than speed.
+
+The clients run in this process, on the same two cores, so their own CPU is part of every
+latency measured.
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ from bench.report import RunReport, Scenario, rate
 from devtools.samples import make_leads
 
 STORM_TIMEOUT_S = 120.0
+PACED_RATE_PER_S = 500.0
+PACED_REQUESTS = 2000
 
 
 async def accept_times(gateway: Gateway, config: BenchConfig) -> tuple[list[str], list[float]]:
@@ -53,6 +63,30 @@ async def status_storm(
     return latencies, time.monotonic() - started
 
 
+async def paced_reads(
+    gateway: Gateway, job_ids: list[str], rate_per_s: float, requests: int, max_in_flight: int
+) -> list[float]:
+    """Reads started at a fixed rate (open loop), however fast the answers come."""
+    latencies: list[float] = []
+    targets = itertools.cycle(job_ids)
+    in_flight = asyncio.Semaphore(max_in_flight)
+
+    async def one(job_id: str) -> None:
+        async with in_flight:
+            started = time.perf_counter()
+            await gateway.job(job_id)
+            latencies.append(time.perf_counter() - started)
+
+    start = time.perf_counter()
+    async with asyncio.timeout(STORM_TIMEOUT_S), asyncio.TaskGroup() as group:
+        for i in range(requests):
+            delay = start + i / rate_per_s - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)  # pacing the load generator, not waiting on it
+            group.create_task(one(next(targets)))
+    return latencies
+
+
 def percentiles(latencies: list[float]) -> dict[str, float]:
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
     return {
@@ -68,6 +102,10 @@ async def measure(config: BenchConfig) -> dict[str, Any]:
         gateway = Gateway(session, stack.url("gateway"))
         job_ids, accepts = await accept_times(gateway, config)
         before = await gateway.job(job_ids[0])
+        paced = await paced_reads(
+            gateway, job_ids, PACED_RATE_PER_S, PACED_REQUESTS, config.gateway_clients
+        )
+        paced_done = await gateway.job(job_ids[-1])
         latencies, wall_s = await status_storm(
             gateway, job_ids, config.gateway_clients, config.gateway_requests
         )
@@ -80,6 +118,12 @@ async def measure(config: BenchConfig) -> dict[str, Any]:
         "requests_per_s": round(len(latencies) / wall_s, 1),
         "first_job_done_before": before["progress"]["done"],
         "states_after": [status["state"] for status in after],
+        "paced": {
+            "rate_per_s": PACED_RATE_PER_S,
+            "requests": len(paced),
+            "last_job_state_after": paced_done["state"],
+            **percentiles(paced),
+        },
         **percentiles(latencies),
     }
 
@@ -92,6 +136,13 @@ async def run(config: BenchConfig, report: RunReport) -> Scenario:
         f"accept a {config.gateway_post_leads:,}-lead POST",
         f"{statistics.median(accepts):.2f} s median",
         f"each: {', '.join(f'{s:.2f}' for s in accepts)} s (later ones while jobs run)",
+    )
+    paced = figures["paced"]
+    scenario.row(
+        f"GET /v1/jobs/{{id}} at {paced['rate_per_s']:g}/s",
+        f"p50 {paced['p50_ms']:.1f} ms, p99 {paced['p99_ms']:.1f} ms",
+        f"open loop, up to {config.gateway_clients} in flight, {paced['requests']:,} requests,"
+        f" jobs still running after: {paced['last_job_state_after']}",
     )
     scenario.row(
         f"GET /v1/jobs/{{id}} x{config.gateway_clients} concurrent",

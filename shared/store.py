@@ -197,6 +197,7 @@ class Store:
         self._durable = durable
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._conn: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
 
     async def open(self) -> None:
         await self.run(lambda _: None)
@@ -204,11 +205,24 @@ class Store:
     async def close(self) -> None:
         await self.run(lambda _: self._close())
         self._executor.shutdown(wait=True)
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(connection)` on the store thread (autocommit unless it opens a transaction)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._call, fn)
+
+    def read_now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a small indexed read on the caller's thread, on a connection of its own.
+
+        For reads of a row or two that the hot path serves often (a job's status): a hop
+        to the store thread costs more than the read itself. WAL readers never wait for the
+        writer, so this does not block the event loop behind a write."""
+        if self._reader is None:
+            self._reader = connect(self.path, (), durable=self._durable)
+        return fn(self._reader)
 
     async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(connection)` inside one write transaction on the store thread."""
@@ -249,7 +263,8 @@ def connect(
     # FULL: a committed lead survives power loss too, and commits are per batch anyway.
     conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
     conn.execute("PRAGMA busy_timeout=30000")
-    migrate(conn, migrations)
+    if migrations:
+        migrate(conn, migrations)
     return conn
 
 

@@ -160,7 +160,7 @@ async def stream_leads(
 async def require_job(request: web.Request) -> JobStatus:
     job_id = request.match_info["job_id"]
     tenant = tenant_of(request)
-    job = await request.app[STORE].run(lambda conn: get_job(conn, tenant, job_id))
+    job = request.app[STORE].read_now(lambda conn: get_job(conn, tenant, job_id))
     if job is None:
         raise Problem(404, f"no job {job_id!r}")
     return job

@@ -250,14 +250,19 @@ class Broker:
             raise BrokerUnavailable(f"publish to {key} failed: {e}") from e
 
     async def consumer_count(self, queue_name: str) -> int:
-        """How many consumers `queue_name` has now (a passive declare on a throwaway channel)."""
+        """How many consumers `queue_name` has now."""
+        return (await self.queue_stats(queue_name))[1]
+
+    async def queue_stats(self, queue_name: str) -> tuple[int, int]:
+        """(messages ready, consumers) of a queue: a passive declare on a throwaway channel."""
         if self._connection is None or not self.is_connected:
             raise BrokerUnavailable("broker not connected")
         try:
             channel = await self._connection.channel()
             try:
                 queue = await channel.declare_queue(queue_name, passive=True)
-                return int(queue.declaration_result.consumer_count or 0)
+                result = queue.declaration_result
+                return int(result.message_count or 0), int(result.consumer_count or 0)
             finally:
                 await channel.close()
         except BROKER_ERRORS as e:

@@ -292,6 +292,10 @@ class TaskConsumer(_Consumer[M]):
             self._lanes.add(queue)
             await self.subscribe(queue, self.prefetch, partial(self._track, suspect=False))
 
+    def queue_names(self) -> list[str]:
+        """The queues consumed now: the suspect queue and every lane subscribed to."""
+        return [self.suspect_queue, *sorted(self._lanes)]
+
     def _abandon(self, stopped: JobStopped) -> None:
         for task in self._by_job.pop(stopped.job_id, set()):
             task.cancel()

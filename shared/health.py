@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import prometheus_client
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # A check returns None when ready, or the reason it is not.
 ReadinessCheck = Callable[[], Awaitable[str | None]]
@@ -39,6 +39,12 @@ class Metrics:
         self.handle_seconds = Histogram(
             "leadflow_message_handle_seconds",
             "Time from delivery to ack of one message.",
+            ["queue"],
+            registry=self.registry,
+        )
+        self.queue_ready = Gauge(
+            "leadflow_queue_messages_ready",
+            "Messages waiting in a queue this service consumes (its lag), sampled.",
             ["queue"],
             registry=self.registry,
         )

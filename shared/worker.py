@@ -19,6 +19,7 @@ from shared.config import CommonSettings
 from shared.consumer import Delivery, GiveUp, RetryPolicy, TaskConsumer
 from shared.control import ControlListener
 from shared.health import Metrics, OpsServer
+from shared.lag import sample_lag
 from shared.messages import Codec, Message
 
 M = TypeVar("M", bound=Message)
@@ -85,6 +86,7 @@ class WorkerRuntime(Generic[M]):
         await self.control.catch_up()
         await consumer.start()
         self._consuming.set()
+        await sample_lag(self.broker, self.metrics, consumer.queue_names)
 
     async def _ready(self) -> str | None:
         return (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from services.enricher.cache import ProviderCache
 from services.enricher.config import EnricherSettings
 from services.enricher.handlers import EnrichHandler, give_up, split_task
+from services.enricher.metrics import ProviderMetrics
 from services.enricher.providers.http import PersonMatchProvider
 from services.enricher.waterfall import Waterfall
 from shared.consumer import RetryPolicy
@@ -40,11 +41,13 @@ class EnricherService:
         await self.cache.open()
         runtime = self.runtime
         session = runtime.http_session()
+        metrics = ProviderMetrics(runtime.metrics)
         providers = [
-            PersonMatchProvider(p, session, runtime.control) for p in self.settings.providers
+            PersonMatchProvider(p, session, runtime.control, metrics)
+            for p in self.settings.providers
         ]
         handler = EnrichHandler(
-            Waterfall(providers, self.cache),
+            Waterfall(providers, self.cache, metrics),
             runtime.spec.policy,
             runtime.broker.topology.work_queue(KIND),
             self.settings.fault_crash_on,

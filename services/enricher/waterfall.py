@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 
 from services.enricher.cache import ProviderCache, fingerprint
 from services.enricher.draft import LeadDraft
-from services.enricher.providers.base import Provider, ProviderRejected, ProviderUnavailable
+from services.enricher.metrics import ProviderMetrics
+from services.enricher.providers.base import (
+    Provider,
+    ProviderRejected,
+    ProviderUnavailable,
+    Reply,
+)
 from services.enricher.steps.domain import normalise_domain
 from shared.logging import get_logger
 from shared.messages import ProviderAnswer
@@ -45,9 +51,12 @@ class WaterfallResult:
 
 
 class Waterfall:
-    def __init__(self, providers: Sequence[Provider], cache: ProviderCache) -> None:
+    def __init__(
+        self, providers: Sequence[Provider], cache: ProviderCache, metrics: ProviderMetrics
+    ) -> None:
         self.providers = tuple(providers)
         self.cache = cache
+        self.metrics = metrics
 
     async def run(
         self,
@@ -87,11 +96,16 @@ class Waterfall:
         keys = [fingerprint(provider.query(draft)) for draft, _ in asking]
         cached = await self.cache.get_many(tenant, provider.name, keys)
         to_call = [(i, draft) for i, (draft, _) in enumerate(asking) if keys[i] not in cached]
+        if cached:
+            self.metrics.calls.labels(provider=provider.name, outcome="cached").inc(
+                len(asking) - len(to_call)
+            )
         found_now: dict[str, dict[str, str]] = {}
         if to_call:
             replies = await provider.lookup_many([draft for _, draft in to_call], job_id)
             for (i, draft), reply in zip(to_call, replies, strict=True):
                 result = asking[i][1]
+                self.count(provider.name, reply)
                 if isinstance(reply, ProviderUnavailable):
                     result.unavailable(reply)
                     continue
@@ -113,6 +127,15 @@ class Waterfall:
                 answer = ProviderAnswer(provider=provider.name, found=found)
                 result.answers[provider.name] = answer
                 apply_answer(draft, answer)
+
+    def count(self, provider: str, reply: Reply) -> None:
+        if isinstance(reply, ProviderUnavailable):
+            outcome = "unavailable"
+        elif isinstance(reply, ProviderRejected):
+            outcome = "rejected"
+        else:
+            outcome = "found" if reply else "not_found"
+        self.metrics.calls.labels(provider=provider, outcome=outcome).inc()
 
 
 def apply_answer(draft: LeadDraft, answer: ProviderAnswer) -> None:

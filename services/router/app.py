@@ -16,6 +16,7 @@ from services.router.deadletters import DeadLetterKeeper
 from services.router.dependencies import DependencyKeeper
 from services.router.destinations.csv import CsvExporter
 from services.router.destinations.webhook import WebhookDispatcher
+from services.router.gauges import JobGauges
 from services.router.handlers import EventHandler
 from services.router.retention import RetentionKeeper
 from services.router.stalls import StallDetector
@@ -24,6 +25,7 @@ from services.router.upkeep import run_upkeep
 from shared.broker import Broker
 from shared.consumer import BatchConsumer, RetryPolicy
 from shared.health import Metrics, OpsServer
+from shared.lag import sample_lag
 from shared.messages import Codec, Message
 from shared.netguard import GuardedResolver, NetGuard
 from shared.store import Store
@@ -65,7 +67,7 @@ class RouterService:
             self.broker,
             self.broker.topology.events_queue,
             Message,
-            EventHandler(self.store, csv, webhooks),
+            EventHandler(self.store, csv, webhooks, self.metrics),
             max_batch=self.settings.max_batch,
             codec=Codec(),
             metrics=self.metrics,
@@ -85,6 +87,7 @@ class RouterService:
                 StallDetector(self.store, self.broker, self.metrics, settings.stall_after_s).check,
             ),
             ("alerts", Alerter(self.store, self._session, settings.alert_webhook_url).check),
+            ("job gauges", JobGauges(self.store, self.metrics).check),
             (
                 "retention",
                 RetentionKeeper(
@@ -106,6 +109,7 @@ class RouterService:
         await self.broker.wait_ready()
         await consumer.start()
         await DeadLetterKeeper(self.broker, self.store, Codec()).start()
+        await sample_lag(self.broker, self.metrics, lambda: [self.broker.topology.events_queue])
 
     async def stop(self) -> None:
         if self._consumer is not None:

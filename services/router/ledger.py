@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import msgspec
 
@@ -35,13 +36,20 @@ log = get_logger(__name__)
 _encode = msgspec.json.Encoder().encode
 
 
-def record_events(
-    conn: sqlite3.Connection, events: Sequence[Message]
-) -> tuple[set[str], list[Outgoing]]:
-    """Store a batch of events; returns the jobs that may have new results to export and
-    the messages to publish once the batch is committed."""
-    touched: set[str] = set()
-    outgoing: list[Outgoing] = []
+@dataclass
+class Recorded:
+    """What a batch of events changed: jobs that may have new results to export, messages
+    to publish once the batch is committed, and the new lead outcomes by status."""
+
+    touched: set[str] = field(default_factory=set)
+    outgoing: list[Outgoing] = field(default_factory=list)
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+
+def record_events(conn: sqlite3.Connection, events: Sequence[Message]) -> Recorded:
+    """Store a batch of events, in the caller's transaction."""
+    recorded = Recorded()
+    touched, outgoing = recorded.touched, recorded.outgoing
     for event in events:
         state = job_state(conn, event.job_id)
         if state is None:
@@ -51,9 +59,11 @@ def record_events(
         if state in STOPPED_STATES:
             continue  # its counts stay as they were when it stopped
         if isinstance(event, LeadOutcomes):
-            record_outcomes(conn, event, accept_new=state not in TERMINAL_STATES)
+            recorded.outcomes += record_outcomes(
+                conn, event, accept_new=state not in TERMINAL_STATES
+            )
         elif isinstance(event, LeadsScraped):
-            record_scraped(conn, event)
+            recorded.outcomes += record_scraped(conn, event)
         elif isinstance(event, JobCoolingDown):
             conn.execute(
                 "UPDATE jobs SET cooling_down_until = ? WHERE job_id = ?",
@@ -68,7 +78,7 @@ def record_events(
             outgoing.append(Outgoing(stop))
     for job_id in touched:
         cut_webhook_batches(conn, job_id)
-    return touched, outgoing
+    return recorded
 
 
 def job_state(conn: sqlite3.Connection, job_id: str) -> str | None:
@@ -76,7 +86,9 @@ def job_state(conn: sqlite3.Connection, job_id: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-def record_outcomes(conn: sqlite3.Connection, event: LeadOutcomes, *, accept_new: bool) -> None:
+def record_outcomes(
+    conn: sqlite3.Connection, event: LeadOutcomes, *, accept_new: bool
+) -> Counter[str]:
     added, upgraded = insert_leads(conn, event.job_id, event.leads, accept_new=accept_new)
     if added or upgraded:
         advance_progress(conn, event.job_id, added, upgraded)
@@ -85,10 +97,12 @@ def record_outcomes(conn: sqlite3.Connection, event: LeadOutcomes, *, accept_new
         "leads_enriched": added["enriched"] + upgraded,
     }
     add_usage(conn, event.tenant, usage, event.event_id)
+    return added
 
 
-def record_scraped(conn: sqlite3.Connection, event: LeadsScraped) -> None:
+def record_scraped(conn: sqlite3.Connection, event: LeadsScraped) -> Counter[str]:
     """A page of a scrape job, counted once per page however often it arrives."""
+    added: Counter[str] = Counter()
     new_page = conn.execute(
         "INSERT OR IGNORE INTO scrape_pages (job_id, page, leads) VALUES (?, ?, ?)",
         (event.job_id, event.page, len(event.leads)),
@@ -114,6 +128,7 @@ def record_scraped(conn: sqlite3.Connection, event: LeadsScraped) -> None:
             (event.total, event.job_id),
         )
         complete_if_done(conn, event.job_id)
+    return added
 
 
 def insert_leads(

@@ -35,7 +35,9 @@ class ScraperService:
         sources: dict[str, Source] = {
             s.name: SearchApiSource(s, session) for s in self.settings.sources
         }
-        handler = ScrapeHandler(sources, self.runtime.control, self.settings.task_batch_size)
+        handler = ScrapeHandler(
+            sources, self.runtime.control, self.settings.task_batch_size, self.runtime.metrics
+        )
         await self.runtime.start(handler)
 
     async def stop(self) -> None:

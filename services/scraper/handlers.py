@@ -18,12 +18,20 @@ import time
 from collections.abc import Sequence
 
 import msgspec
+from prometheus_client import Counter
 
-from services.scraper.sources.base import Page, Source, SourceRateLimited
+from services.scraper.sources.base import (
+    Page,
+    Source,
+    SourceRateLimited,
+    SourceRejected,
+    SourceUnavailable,
+)
 from shared.broker import ERROR_HEADER, Outgoing
 from shared.consumer import Delivery
 from shared.control import ControlListener
 from shared.errors import PermanentError
+from shared.health import Metrics
 from shared.messages import EnrichTask, JobCoolingDown, JobFailed, LeadsScraped, ScrapeTask
 
 MAX_INLINE_WAIT_S = 0.5
@@ -31,8 +39,18 @@ MAX_INLINE_WAIT_S = 0.5
 
 class ScrapeHandler:
     def __init__(
-        self, sources: dict[str, Source], control: ControlListener, enrich_batch_size: int
+        self,
+        sources: dict[str, Source],
+        control: ControlListener,
+        enrich_batch_size: int,
+        metrics: Metrics,
     ) -> None:
+        self.requests = Counter(
+            "leadflow_source_requests_total",
+            "Requests to lead sources, by outcome (ok, rate_limited, unavailable, rejected).",
+            ["source", "outcome"],
+            registry=metrics.registry,
+        )
         self.sources = sources
         self.control = control
         self.enrich_batch_size = enrich_batch_size
@@ -48,12 +66,21 @@ class ScrapeHandler:
             return later(task, delivery, left, "cooling down", cooling=True)
         if (wait := await take_turn(source, task.account)) > 0:
             return later(task, delivery, wait, "over the account's request rate", cooling=False)
+        requests = self.requests
         try:
             page = await source.fetch(task.account, task.query, task.cursor, task.job_id)
         except SourceRateLimited as e:
+            requests.labels(source=source.name, outcome="rate_limited").inc()
             pause = e.retry_after_s or source.cooldown_s
             await self.control.start_cooldown(target, time.time() + pause)
             return later(task, delivery, pause, str(e), cooling=True)
+        except SourceUnavailable:
+            requests.labels(source=source.name, outcome="unavailable").inc()
+            raise
+        except SourceRejected:
+            requests.labels(source=source.name, outcome="rejected").inc()
+            raise
+        requests.labels(source=source.name, outcome="ok").inc()
         return self.page_done(task, delivery, page)
 
     def page_done(self, task: ScrapeTask, delivery: Delivery, page: Page) -> list[Outgoing]:

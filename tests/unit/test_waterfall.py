@@ -11,9 +11,11 @@ import pytest
 
 from services.enricher.cache import ProviderCache
 from services.enricher.draft import LeadDraft
+from services.enricher.metrics import ProviderMetrics
 from services.enricher.providers.base import ProviderRejected, ProviderUnavailable, Reply
 from services.enricher.steps import run_local_steps
 from services.enricher.waterfall import Waterfall
+from shared.health import Metrics
 from shared.messages import Lead, ProviderAnswer
 
 
@@ -63,7 +65,9 @@ async def test_stops_at_the_first_provider_that_completes_the_lead(cache: Provid
     beta = FakeProvider("beta", {"email": "ada@engines.io", "email_status": "valid"})
     gamma = FakeProvider("gamma", {"email": "other@engines.io"})
     draft = lead()
-    [result] = await Waterfall([alpha, beta, gamma], cache).run([draft], {}, "job", "t")
+    [result] = await Waterfall([alpha, beta, gamma], cache, ProviderMetrics(Metrics())).run(
+        [draft], {}, "job", "t"
+    )
     assert draft.get("email") == "ada@engines.io"
     assert draft.sources["email"] == "provider:beta"
     assert draft.sources["company_domain"] == "provider:alpha"
@@ -76,15 +80,17 @@ async def test_unavailable_provider_is_reported_unless_another_makes_up_for_it(
 ) -> None:
     alpha = FakeProvider("alpha", down=True)
     beta = FakeProvider("beta", {"company_domain": "engines.io"})
-    [result] = await Waterfall([alpha, beta], cache).run([lead()], {}, "job", "t")
+    [result] = await Waterfall([alpha, beta], cache, ProviderMetrics(Metrics())).run(
+        [lead()], {}, "job", "t"
+    )
     assert result.errors == ["alpha: HTTP 503"]
     assert result.retry_after_s == 3
     assert list(result.answers) == ["beta"]
 
     full = FakeProvider("gamma", {"company_domain": "engines.io", "email": "ada@engines.io"})
-    [result] = await Waterfall([FakeProvider("alpha", down=True), full], cache).run(
-        [lead()], {}, "job", "t"
-    )
+    [result] = await Waterfall(
+        [FakeProvider("alpha", down=True), full], cache, ProviderMetrics(Metrics())
+    ).run([lead()], {}, "job", "t")
     assert result.errors == []
 
 
@@ -93,7 +99,9 @@ async def test_answers_from_an_earlier_attempt_are_not_paid_again(cache: Provide
     beta = FakeProvider("beta", {"email": "ada@engines.io"})
     prior = {"l1": [ProviderAnswer(provider="alpha", found={"company_domain": "engines.io"})]}
     draft = lead()
-    [result] = await Waterfall([alpha, beta], cache).run([draft], prior, "job", "t")
+    [result] = await Waterfall([alpha, beta], cache, ProviderMetrics(Metrics())).run(
+        [draft], prior, "job", "t"
+    )
     assert alpha.calls == 0
     assert beta.calls == 1
     assert draft.get("company_domain") == "engines.io"
@@ -104,12 +112,14 @@ async def test_cached_answers_survive_a_new_waterfall_and_are_per_tenant(
     cache: ProviderCache,
 ) -> None:
     alpha = FakeProvider("alpha", {"email": "ada@engines.io", "company_domain": "engines.io"})
-    await Waterfall([alpha], cache).run([lead()], {}, "job-1", "t")
+    await Waterfall([alpha], cache, ProviderMetrics(Metrics())).run([lead()], {}, "job-1", "t")
     draft = lead()
-    await Waterfall([alpha], cache).run([draft], {}, "job-2", "t")
+    await Waterfall([alpha], cache, ProviderMetrics(Metrics())).run([draft], {}, "job-2", "t")
     assert alpha.calls == 1
     assert draft.get("email") == "ada@engines.io"
-    await Waterfall([alpha], cache).run([lead()], {}, "job-3", "other-tenant")
+    await Waterfall([alpha], cache, ProviderMetrics(Metrics())).run(
+        [lead()], {}, "job-3", "other-tenant"
+    )
     assert alpha.calls == 2
 
 
@@ -119,8 +129,12 @@ async def test_rejection_fails_the_lead_only_if_nobody_completes_it(cache: Provi
             self.calls += 1
             raise ProviderRejected(f"{self.name}: HTTP 422 bad name")
 
-    [result] = await Waterfall([Rejecting("alpha")], cache).run([lead()], {}, "job", "t")
+    [result] = await Waterfall([Rejecting("alpha")], cache, ProviderMetrics(Metrics())).run(
+        [lead()], {}, "job", "t"
+    )
     assert result.rejections == ["alpha: HTTP 422 bad name"]
     beta = FakeProvider("beta", {"email": "ada@engines.io", "company_domain": "engines.io"})
-    [result] = await Waterfall([Rejecting("alpha"), beta], cache).run([lead()], {}, "job", "t")
+    [result] = await Waterfall([Rejecting("alpha"), beta], cache, ProviderMetrics(Metrics())).run(
+        [lead()], {}, "job", "t"
+    )
     assert result.rejections == []

@@ -20,6 +20,7 @@ import msgspec
 
 from services.enricher.config import ProviderSettings
 from services.enricher.draft import LeadDraft
+from services.enricher.metrics import ProviderMetrics
 from services.enricher.providers.base import ProviderRejected, ProviderUnavailable, Reply
 from shared.control import ControlListener
 from shared.ratelimit import TokenBucket
@@ -78,8 +79,13 @@ def fields_of(match: PersonMatch) -> dict[str, str]:
 
 class PersonMatchProvider:
     def __init__(
-        self, settings: ProviderSettings, session: aiohttp.ClientSession, control: ControlListener
+        self,
+        settings: ProviderSettings,
+        session: aiohttp.ClientSession,
+        control: ControlListener,
+        metrics: ProviderMetrics,
     ) -> None:
+        self._latency = metrics.seconds.labels(provider=settings.name)
         self.name = settings.name
         self.target = f"provider:{settings.name}"
         self._control = control
@@ -157,7 +163,8 @@ class PersonMatchProvider:
         async with self._slots:
             await self._wait_turn()
             try:
-                return await self._post(url, payload, job_id)
+                with self._latency.time():
+                    return await self._post(url, payload, job_id)
             except ProviderUnavailable as e:
                 if e.status == 429:
                     pause = e.retry_after_s or self._cooldown_s

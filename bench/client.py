@@ -78,6 +78,9 @@ class CsvProgress:
     path: Path
     newlines: int = 0
     first_row_at: float | None = None
+    # When the rows first reached 10 % and 90 % of those awaited: the steady-state window.
+    tenth_at: float | None = None
+    ninetieth_at: float | None = None
     _offset: int = field(default=0, repr=False)
 
     @property
@@ -100,11 +103,20 @@ class CsvProgress:
     async def wait_rows(self, count: int, timeout_s: float) -> float:
         """Poll until the file holds `count` rows; the monotonic time it was seen to."""
         deadline = time.monotonic() + timeout_s
-        while self.poll() < count:
+        while (rows := self.poll()) < count:
+            self._mark(rows, count)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.path.name}: {self.rows} of {count} rows after timeout")
             await asyncio.sleep(CSV_POLL_S)
+        self._mark(rows, count)
         return time.monotonic()
+
+    def _mark(self, rows: int, count: int) -> None:
+        now = time.monotonic()
+        if self.tenth_at is None and rows >= count * 0.1:
+            self.tenth_at = now
+        if self.ninetieth_at is None and rows >= count * 0.9:
+            self.ninetieth_at = now
 
 
 def client_session(connections: int = 100) -> aiohttp.ClientSession:

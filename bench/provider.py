@@ -134,6 +134,7 @@ async def run(config: BenchConfig, report: RunReport) -> Scenario:
         "ideal_leads_per_s": round(ideal.leads_per_s, 1),
         "binding_limit": ideal.binding,
         "ratio_to_ideal": ratio(result.leads_per_s, ideal.leads_per_s),
+        "steady_ratio_to_ideal": ratio(result.steady_leads_per_s or 0.0, ideal.leads_per_s),
     }
     scenario.row(
         f"{config.provider_leads:,} leads @ {config.provider_latency_ms:g} ms",
@@ -141,6 +142,13 @@ async def run(config: BenchConfig, report: RunReport) -> Scenario:
         f"{ratio(result.leads_per_s, ideal.leads_per_s)}x the ideal "
         f"{rate(ideal.leads_per_s, 'leads/s')} (bound by {ideal.binding})",
     )
+    if result.steady_leads_per_s:
+        scenario.row(
+            "steady state (10 % -> 90 % of rows)",
+            rate(result.steady_leads_per_s, "leads/s"),
+            f"{ratio(result.steady_leads_per_s, ideal.leads_per_s)}x the ideal, without the "
+            f"start (POST, first task: {result.first_row_s:.2f} s) and the tail",
+        )
     scenario.row(
         "ideal, step by step",
         f"{ideal.naive:,.0f} -> {ideal.prefetch_bound:,.0f} leads/s",

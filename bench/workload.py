@@ -26,6 +26,9 @@ class WorkloadRun:
     accept_s: list[float]
     first_row_s: float
     total_s: float
+    # Leads/s between 10 % and 90 % of the rows (one job only): the rate without the
+    # start-up (POST, first task) and the tail.
+    steady_leads_per_s: float | None = None
     cpu_s: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -39,6 +42,9 @@ class WorkloadRun:
             "accept_s": [round(s, 3) for s in self.accept_s],
             "first_result_s": round(self.first_row_s, 3),
             "total_s": round(self.total_s, 2),
+            "steady_leads_per_s": None
+            if self.steady_leads_per_s is None
+            else round(self.steady_leads_per_s, 1),
             "leads_per_s": round(self.leads_per_s, 1),
             "cpu_s": self.cpu_s,
             "cpu_ms_per_lead": {k: round(v * 1000 / self.leads, 3) for k, v in self.cpu_s.items()},
@@ -83,6 +89,10 @@ async def run_workload(
         if watch.poll() != size:
             raise RuntimeError(f"{name}.csv holds {watch.rows} rows for {size} leads")
     first_rows = [p.first_row_at for p in progress if p.first_row_at is not None]
+    steady = None
+    if len(progress) == 1 and progress[0].tenth_at and progress[0].ninetieth_at:
+        window = progress[0].ninetieth_at - progress[0].tenth_at
+        steady = 0.8 * count / window if window > 0 else None
     return WorkloadRun(
         leads=count,
         jobs=len(bodies),
@@ -90,6 +100,7 @@ async def run_workload(
         first_row_s=min(first_rows) - started,
         total_s=max(done_at) - started,
         cpu_s=cpu,
+        steady_leads_per_s=steady,
     )
 
 

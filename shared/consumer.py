@@ -57,6 +57,7 @@ from shared.messages import Codec, JobStopped, LaneOpened, Message
 M = TypeVar("M", bound=Message)
 log = get_logger(__name__)
 MAX_HISTORY = 20
+PREFETCH_AHEAD = 2
 
 
 @dataclass(frozen=True)
@@ -247,8 +248,9 @@ PRIORITY_RANK = {"high": 3, "normal": 2, "low": 1}
 class TaskConsumer(_Consumer[M]):
     """Concurrent handling of a kind of work, from every tenant's lane and the suspect queue.
 
-    Each lane is consumed with its own prefetch (the per-tenant limit); `concurrency`
-    slots, served by priority, bound the work in flight. Tasks of a stopped (cancelled,
+    Each lane is consumed with its own prefetch and at most `prefetch` of its tasks run at
+    once (the per-tenant limit); `concurrency` slots, served by priority, bound the
+    handlers running in all. Tasks of a stopped (cancelled,
     timed out) job are dropped unprocessed, and in-flight ones are abandoned."""
 
     def __init__(
@@ -277,7 +279,10 @@ class TaskConsumer(_Consumer[M]):
     async def start(self) -> None:
         self.control.on_stop(self._abandon)
         self.control.on_lane(self._lane_opened)
-        await self.subscribe(self.suspect_queue, 1, partial(self._track, suspect=True))
+        alone = asyncio.Semaphore(1)
+        await self.subscribe(
+            self.suspect_queue, 1, partial(self._track, suspect=True, tenant_limit=alone)
+        )
         for kind, tenant in sorted(self.control.lanes):
             if kind == self.kind:
                 await self._subscribe_lane(tenant)
@@ -290,7 +295,10 @@ class TaskConsumer(_Consumer[M]):
         queue = self.broker.topology.lane_queue(self.kind, tenant)
         if queue not in self._lanes:
             self._lanes.add(queue)
-            await self.subscribe(queue, self.prefetch, partial(self._track, suspect=False))
+            # A task or two more than may run, so the next one is here when a slot frees.
+            limit = asyncio.Semaphore(self.prefetch)
+            track = partial(self._track, suspect=False, tenant_limit=limit)
+            await self.subscribe(queue, self.prefetch + PREFETCH_AHEAD, track)
 
     def queue_names(self) -> list[str]:
         """The queues consumed now: the suspect queue and every lane subscribed to."""
@@ -311,7 +319,13 @@ class TaskConsumer(_Consumer[M]):
                 task.cancel()
             await asyncio.gather(*still, return_exceptions=True)
 
-    async def _track(self, message: AbstractIncomingMessage, *, suspect: bool) -> None:
+    async def _track(
+        self,
+        message: AbstractIncomingMessage,
+        *,
+        suspect: bool,
+        tenant_limit: asyncio.Semaphore,
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._inflight.add(task)
@@ -319,7 +333,7 @@ class TaskConsumer(_Consumer[M]):
             if message.redelivered:
                 await self._after_crash(message, suspect=suspect)
             else:
-                await self._process(message)
+                await self._process(message, tenant_limit)
         finally:
             self._inflight.discard(task)
 
@@ -358,7 +372,9 @@ class TaskConsumer(_Consumer[M]):
         log.warning("message.redelivered", queue=self.queue_name, crashes=crashes, outcome=outcome)
         self.count(outcome)
 
-    async def _process(self, message: AbstractIncomingMessage) -> None:
+    async def _process(
+        self, message: AbstractIncomingMessage, tenant_limit: asyncio.Semaphore
+    ) -> None:
         started = time.perf_counter()
         decoded = self.decode(message)
         if isinstance(decoded, str):
@@ -373,9 +389,15 @@ class TaskConsumer(_Consumer[M]):
         )
         with structlog.contextvars.bound_contextvars(job_id=decoded.job_id, tenant=decoded.tenant):
             error: BaseException | None = None
-            await self.slots.acquire(delivery.priority)
             try:
-                outgoing = await self._handle(decoded, delivery)
+                # The slots bound the handlers running; publishing and acking happen after
+                # the slot is handed on, so the next prefetched task starts meanwhile.
+                async with tenant_limit:
+                    await self.slots.acquire(delivery.priority)
+                    try:
+                        outgoing = await self._handle(decoded, delivery)
+                    finally:
+                        self.slots.release()
             except JobWasStopped:
                 outcome = await self.settle_with(message, (), "dropped")
             except Exception as e:  # the error policy decides; nothing is dropped silently
@@ -383,8 +405,6 @@ class TaskConsumer(_Consumer[M]):
                 outcome = await self.fail(message, decoded, e)
             else:
                 outcome = await self.settle_with(message, outgoing, "ack")
-            finally:
-                self.slots.release()
             elapsed = time.perf_counter() - started
             self.count(outcome, elapsed)
             log_outcome(self.queue_name, outcome, elapsed, delivery, error)

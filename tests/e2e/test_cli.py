@@ -150,15 +150,37 @@ def test_an_unknown_job_is_exit_2(stack: Stack) -> None:
     assert one_error_line(result) == "leadflow: error: no job 'job_nope' (HTTP 404)"
 
 
-def test_scrape_is_submitted_or_refused_cleanly(stack: Stack) -> None:
+def test_scrape_follows_a_job_to_its_end(stack: Stack) -> None:
     result = leadflow(
-        stack, "scrape", "--source", "sandbox", "--keywords", "cto", "--max-pages", "1"
+        stack,
+        "scrape",
+        "--source",
+        "sandbox",
+        "--keywords",
+        "cto",
+        "--max-pages",
+        "2",
+        "--enrich",
+        "--follow",
     )
-    if result.returncode == 0:  # once the gateway has POST /v1/jobs/scrape
-        assert result.stdout.startswith("scrape job job_")
-        return
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("scrape job job_")
+    job_id = result.stdout.split()[2]
+    status = leadflow(stack, "status", job_id, "--json")
+    assert status.returncode == 0, status.stderr
+    progress = json.loads(status.stdout)["progress"]
+    assert progress["pages"] == 2
+    assert progress["scraped"] == progress["done"] == 50
+
+
+def test_an_unknown_source_is_exit_2(stack: Stack) -> None:
+    result = leadflow(stack, "scrape", "--source", "nowhere", "--keywords", "cto")
     assert result.returncode == 2
-    assert "this gateway has no POST /v1/jobs/scrape" in one_error_line(result)
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        "leadflow: error: Validation failed (HTTP 422)",
+        "  source: unknown source; configured: sandbox",
+    ]
 
 
 def test_the_api_key_comes_from_the_environment(

@@ -14,7 +14,7 @@ from devtools.samples import make_leads
 from devtools.stack import Stack
 from tests.broker_node import BrokerNode
 from tests.faults.invariants import assert_invariants
-from tests.helpers import Api, WebhookReceiver, wait_until
+from tests.helpers import Api, WebhookReceiver, free_port, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
@@ -151,3 +151,37 @@ async def test_a_lead_that_kills_its_consumer_is_dead_lettered_alone(
 
     [letter] = await wait_until(parked, what="dead letter parked")
     assert letter["lead_ids"] == [leads[77]["id"]]
+
+
+async def test_a_standby_router_takes_over_when_the_active_one_dies(
+    fault_stack: Callable[..., Stack],
+    broker_node: BrokerNode,
+    http: aiohttp.ClientSession,
+    webhook: WebhookReceiver,
+) -> None:
+    stack = fault_stack(SLOW)
+    await asyncio.to_thread(stack.start)
+    standby = stack.process("router", {"LEADFLOW_HTTP_PORT": str(free_port())})
+    standby.log_path = stack.data_dir / "log" / "router-standby.log"
+    standby.start()
+    try:
+        await asyncio.to_thread(standby.wait_ready)
+        api = Api(stack.url("gateway"), http)
+        leads = make_leads(1000, seed=104)
+        job = await api.submit(submit_body(leads, webhook, "standby"))
+        await wait_until(
+            lambda: progressed_to(api, job["job_id"], 200), timeout_s=60, what="progress"
+        )
+        stack.services["router"].kill()  # the active consumer; the standby's turn
+
+        await assert_invariants(
+            api,
+            stack,
+            broker_node,
+            job["job_id"],
+            {lead["id"] for lead in leads},
+            csv_name="standby",
+            webhook=webhook,
+        )
+    finally:
+        standby.stop()

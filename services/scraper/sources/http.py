@@ -15,7 +15,9 @@ from services.scraper.sources.base import Page, SourceRateLimited, SourceRejecte
 from shared.messages import Lead
 from shared.ratelimit import TokenBucket
 
-RETRYABLE_STATUS = frozenset({401, 403, 408, 425})
+RETRYABLE_STATUS = frozenset({401, 408, 425})
+# 429, and 403 that search APIs answer when they soft-block an account for a while.
+COOL_DOWN_STATUS = frozenset({403, 429})
 
 
 class SourcePerson(msgspec.Struct, kw_only=True):
@@ -75,8 +77,10 @@ class SearchApiSource:
 
     def _page(self, status: int, body: bytes, retry_after: str | None) -> Page:
         detail = body[:200].decode(errors="replace")
-        if status == 429:
-            raise SourceRateLimited(f"{self.name}: HTTP 429", retry_after_s=seconds(retry_after))
+        if status in COOL_DOWN_STATUS:
+            raise SourceRateLimited(
+                f"{self.name}: HTTP {status} {detail}", retry_after_s=seconds(retry_after)
+            )
         if status >= 500 or status in RETRYABLE_STATUS:
             raise SourceUnavailable(f"{self.name}: HTTP {status} {detail}")
         if status >= 400:

@@ -74,7 +74,7 @@ async def sandbox_asked(stack: Stack) -> dict[str, Asked]:
 def ideal_for(env: dict[str, str], latency_s: float, asked: dict[str, Asked], leads: int) -> Ideal:
     enricher = enricher_settings(EnvReader(env))
     batch = gateway_settings(EnvReader(env)).task_batch_size
-    in_flight = enricher.concurrency * batch
+    in_flight = enricher.worker.concurrency * batch
     tasks = math.ceil(leads / batch)
     rounds = sum(
         round_share(asked[p.name], leads, tasks, batch)

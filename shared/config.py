@@ -185,6 +185,29 @@ def load_common(service: str, env: EnvReader) -> CommonSettings:
     )
 
 
+class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """What every task worker (enricher, scraper) is tuned with."""
+
+    concurrency: int  # tasks handled at once by one worker
+    tenant_concurrency: int  # of which at most this many of one tenant
+    max_attempts: int
+    retry_base_s: float
+    retry_max_s: float
+
+
+def load_worker(env: EnvReader, concurrency_var: str, default_concurrency: int) -> WorkerSettings:
+    concurrency = env.get_int(concurrency_var, default_concurrency, minimum=1, maximum=1000)
+    return WorkerSettings(
+        concurrency=concurrency,
+        tenant_concurrency=env.get_int(
+            "LEADFLOW_TENANT_CONCURRENCY", concurrency, minimum=1, maximum=1000
+        ),
+        max_attempts=env.get_int("LEADFLOW_MAX_ATTEMPTS", 5, minimum=1, maximum=100),
+        retry_base_s=env.get_float("LEADFLOW_RETRY_BASE_S", 1.0, minimum=0.0, maximum=3600),
+        retry_max_s=env.get_float("LEADFLOW_RETRY_MAX_S", 600.0, minimum=0.0, maximum=86400),
+    )
+
+
 def sandbox_url(env: EnvReader) -> str:
     return env.url("LEADFLOW_SANDBOX_URL", DEV_SANDBOX_URL, schemes=("http", "https"))
 

@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 import aiohttp
 
 from shared.broker import Broker, Outgoing
-from shared.config import CommonSettings
+from shared.config import CommonSettings, WorkerSettings
 from shared.consumer import Delivery, GiveUp, RetryPolicy, TaskConsumer
 from shared.control import ControlListener
 from shared.health import Metrics, OpsServer
@@ -30,11 +30,17 @@ Handler = Callable[[M, Delivery], Coroutine[Any, Any, Sequence[Outgoing]]]
 class WorkerSpec(Generic[M]):
     kind: str
     message_type: type[M]
-    concurrency: int
-    tenant_concurrency: int
-    policy: RetryPolicy
+    settings: WorkerSettings
     give_up: GiveUp[M]
     split: Callable[[M], list[M]] | None = None
+
+    @property
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.settings.max_attempts,
+            backoff_base_s=self.settings.retry_base_s,
+            backoff_max_s=self.settings.retry_max_s,
+        )
 
 
 class WorkerRuntime(Generic[M]):
@@ -62,10 +68,10 @@ class WorkerRuntime(Generic[M]):
             spec.message_type,
             handler,
             control=self.control,
-            concurrency=spec.concurrency,
+            concurrency=spec.settings.concurrency,
             codec=Codec(),
             metrics=self.metrics,
-            prefetch=spec.tenant_concurrency,
+            prefetch=spec.settings.tenant_concurrency,
             policy=spec.policy,
             give_up=spec.give_up,
             split=spec.split,

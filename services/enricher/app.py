@@ -8,7 +8,6 @@ from services.enricher.handlers import EnrichHandler, give_up, split_task
 from services.enricher.metrics import ProviderMetrics
 from services.enricher.providers.http import PersonMatchProvider
 from services.enricher.waterfall import Waterfall
-from shared.consumer import RetryPolicy
 from shared.messages import EnrichTask
 from shared.worker import WorkerRuntime, WorkerSpec
 
@@ -18,17 +17,10 @@ KIND = "enrich"
 class EnricherService:
     def __init__(self, settings: EnricherSettings) -> None:
         self.settings = settings
-        policy = RetryPolicy(
-            max_attempts=settings.max_attempts,
-            backoff_base_s=settings.retry_base_s,
-            backoff_max_s=settings.retry_max_s,
-        )
         spec = WorkerSpec(
             kind=KIND,
             message_type=EnrichTask,
-            concurrency=settings.concurrency,
-            tenant_concurrency=settings.tenant_concurrency,
-            policy=policy,
+            settings=settings.worker,
             give_up=give_up,
             split=split_task,
         )

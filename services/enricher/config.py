@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import msgspec
 
-from shared.config import CommonSettings, EnvReader, load_common, sandbox_url
+from shared.config import (
+    CommonSettings,
+    EnvReader,
+    WorkerSettings,
+    load_common,
+    load_worker,
+    sandbox_url,
+)
 from shared.errors import ConfigError
 
 DEV_PROVIDERS = "alpha,beta"
@@ -28,12 +35,7 @@ class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 class EnricherSettings(msgspec.Struct, frozen=True, kw_only=True):
     common: CommonSettings
-    # Tasks handled at once by one enricher, and at most that many of one tenant.
-    concurrency: int
-    tenant_concurrency: int
-    max_attempts: int
-    retry_base_s: float
-    retry_max_s: float
+    worker: WorkerSettings
     providers: tuple[ProviderSettings, ...]
     provider_cache_ttl_s: float
     # Fault injection for the fault-test suite (dev only): crash on leads named so.
@@ -47,15 +49,7 @@ def load_settings(env: EnvReader) -> EnricherSettings:
     names = env.names("LEADFLOW_PROVIDERS", DEV_PROVIDERS)
     return EnricherSettings(
         common=common,
-        concurrency=(
-            concurrency := env.get_int("LEADFLOW_ENRICH_PREFETCH", 8, minimum=1, maximum=1000)
-        ),
-        tenant_concurrency=env.get_int(
-            "LEADFLOW_TENANT_CONCURRENCY", concurrency, minimum=1, maximum=1000
-        ),
-        max_attempts=env.get_int("LEADFLOW_MAX_ATTEMPTS", 5, minimum=1, maximum=100),
-        retry_base_s=env.get_float("LEADFLOW_RETRY_BASE_S", 1.0, minimum=0.0, maximum=3600),
-        retry_max_s=env.get_float("LEADFLOW_RETRY_MAX_S", 600.0, minimum=0.0, maximum=86400),
+        worker=load_worker(env, "LEADFLOW_ENRICH_PREFETCH", 8),
         providers=tuple(load_provider(env, common, name) for name in names),
         provider_cache_ttl_s=env.get_float(
             "LEADFLOW_PROVIDER_CACHE_TTL_S", 7 * 86400.0, maximum=365 * 86400.0

@@ -6,7 +6,6 @@ from services.scraper.config import ScraperSettings
 from services.scraper.handlers import ScrapeHandler, give_up
 from services.scraper.sources.base import Source
 from services.scraper.sources.http import SearchApiSource
-from shared.consumer import RetryPolicy
 from shared.messages import ScrapeTask
 from shared.worker import WorkerRuntime, WorkerSpec
 
@@ -17,16 +16,7 @@ class ScraperService:
     def __init__(self, settings: ScraperSettings) -> None:
         self.settings = settings
         spec = WorkerSpec(
-            kind=KIND,
-            message_type=ScrapeTask,
-            concurrency=settings.concurrency,
-            tenant_concurrency=settings.tenant_concurrency,
-            policy=RetryPolicy(
-                max_attempts=settings.max_attempts,
-                backoff_base_s=settings.retry_base_s,
-                backoff_max_s=settings.retry_max_s,
-            ),
-            give_up=give_up,
+            kind=KIND, message_type=ScrapeTask, settings=settings.worker, give_up=give_up
         )
         self.runtime = WorkerRuntime(settings.common, spec)
 

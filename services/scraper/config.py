@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import msgspec
 
-from shared.config import CommonSettings, EnvReader, load_common, sandbox_url
+from shared.config import (
+    CommonSettings,
+    EnvReader,
+    WorkerSettings,
+    load_common,
+    load_worker,
+    sandbox_url,
+)
 from shared.errors import ConfigError
 
 DEV_SOURCES = "sandbox"
@@ -28,11 +35,7 @@ class SourceSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 class ScraperSettings(msgspec.Struct, frozen=True, kw_only=True):
     common: CommonSettings
-    concurrency: int
-    tenant_concurrency: int
-    max_attempts: int
-    retry_base_s: float
-    retry_max_s: float
+    worker: WorkerSettings
     task_batch_size: int
     sources: tuple[SourceSettings, ...]
 
@@ -41,16 +44,9 @@ def load_settings(env: EnvReader) -> ScraperSettings:
     common = load_common("scraper", env)
     if common.is_production and not env.is_set("LEADFLOW_SOURCES"):
         raise ConfigError("LEADFLOW_SOURCES", "the lead sources in production", "<unset>")
-    concurrency = env.get_int("LEADFLOW_SCRAPE_PREFETCH", 4, minimum=1, maximum=1000)
     return ScraperSettings(
         common=common,
-        concurrency=concurrency,
-        tenant_concurrency=env.get_int(
-            "LEADFLOW_TENANT_CONCURRENCY", concurrency, minimum=1, maximum=1000
-        ),
-        max_attempts=env.get_int("LEADFLOW_MAX_ATTEMPTS", 5, minimum=1, maximum=100),
-        retry_base_s=env.get_float("LEADFLOW_RETRY_BASE_S", 1.0, minimum=0.0, maximum=3600),
-        retry_max_s=env.get_float("LEADFLOW_RETRY_MAX_S", 600.0, minimum=0.0, maximum=86400),
+        worker=load_worker(env, "LEADFLOW_SCRAPE_PREFETCH", 4),
         task_batch_size=env.get_int("LEADFLOW_TASK_BATCH_SIZE", 25, minimum=1, maximum=1000),
         sources=tuple(
             load_source(env, common, name) for name in env.names("LEADFLOW_SOURCES", DEV_SOURCES)

@@ -20,20 +20,9 @@ RETRYABLE_STATUS = frozenset({401, 408, 425})
 COOL_DOWN_STATUS = frozenset({403, 429})
 
 
-class SourcePerson(msgspec.Struct, kw_only=True):
-    id: str
-    full_name: str | None = None
-    first_name: str | None = None
-    last_name: str | None = None
-    title: str | None = None
-    company: str | None = None
-    company_domain: str | None = None
-    linkedin_url: str | None = None
-    location: str | None = None
-
-
 class SearchReply(msgspec.Struct, kw_only=True):
-    results: list[SourcePerson]
+    # A result keeps the source's id as the lead id; fields a lead has not are skipped.
+    results: list[Lead]
     next_cursor: str | None = None
 
 
@@ -89,8 +78,7 @@ class SearchApiSource:
             reply = _decode_reply(body)
         except msgspec.DecodeError as e:
             raise SourceUnavailable(f"{self.name}: malformed page ({e})") from e
-        leads = [Lead(**msgspec.structs.asdict(person)) for person in reply.results]
-        return Page(leads=leads, next_cursor=reply.next_cursor)
+        return Page(leads=reply.results, next_cursor=reply.next_cursor)
 
 
 def seconds(value: str | None) -> float | None:

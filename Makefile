@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: venv broker run up down test test-e2e test-unit test-faults lint format bench clean
+.PHONY: venv broker broker-management run up down test test-e2e test-unit test-faults lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,12 +18,16 @@ venv: $(STAMP)
 broker:
 	@devtools/ensure-rabbitmq.sh
 
+## The broker plus its management UI where it can be enabled (never fails for the UI).
+broker-management:
+	@devtools/ensure-rabbitmq.sh --management
+
 ## Services up, a sample job through the sandbox, results shown, services stopped.
-run: venv broker
+run: venv broker-management
 	$(PY) -m devtools.demo
 
 ## Every service in the background (pids and logs under var/); `make down` stops them.
-up: venv broker
+up: venv broker-management
 	$(PY) -m devtools.stack up
 
 down: venv

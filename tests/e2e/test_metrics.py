@@ -8,6 +8,7 @@ import pytest
 from devtools.samples import make_leads
 from devtools.stack import Stack
 from tests.helpers import Api, wait_until
+from tests.unit.test_grafana_dashboard import METRICS as DASHBOARD_METRICS
 
 pytestmark = pytest.mark.e2e
 
@@ -65,3 +66,19 @@ async def test_services_export_the_operating_metrics(
     gateway = await metrics_of(http, stack, "gateway")
     assert total(gateway, "leadflow_messages_published_total") > 0
     assert "leadflow_gateway_event_streams" in gateway
+
+
+async def test_every_metric_the_dashboard_charts_is_served(
+    stack: Stack, http: aiohttp.ClientSession
+) -> None:
+    texts = []
+    for service in ("gateway", "enricher", "scraper", "router"):
+        async with http.get(f"{stack.url(service)}/metrics") as response:
+            texts.append(await response.text())
+    served = "\n".join(texts)
+    missing = [
+        name
+        for name in DASHBOARD_METRICS
+        if f"# TYPE {name.removesuffix('_bucket').removesuffix('_total')}" not in served
+    ]
+    assert missing == []

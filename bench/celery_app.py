@@ -32,7 +32,7 @@ from celery import Celery
 from services.enricher.draft import LeadDraft
 from services.enricher.providers.http import PersonMatch, PersonQuery
 from services.enricher.steps import run_final_steps, run_local_steps
-from services.enricher.waterfall import apply_answer, is_complete
+from services.enricher.waterfall import WaterfallResult, apply_answer, is_complete
 from shared.messages import Lead, ProviderAnswer
 
 TASK_NAME = "bench.enrich_lead"
@@ -134,7 +134,8 @@ class PeerWork:
                 break
             if can_help(draft):
                 found = self.lookup(provider, draft, job_id)
-                apply_answer(draft, ProviderAnswer(provider=provider, found=found))
+                answer = ProviderAnswer(provider=provider, found=found)
+                apply_answer(draft, answer, WaterfallResult())
         result = run_final_steps(draft).result()
         self.store(job_id, result.id, result.status, _encode(result))
 

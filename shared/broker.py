@@ -83,6 +83,7 @@ class Broker:
         self._lanes: set[tuple[str, str]] = set()
         self._ready = asyncio.Event()
         self._connect_task: asyncio.Task[None] | None = None
+        self._setup_error: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -113,6 +114,8 @@ class Broker:
     async def readiness(self) -> str | None:
         if self.is_connected:
             return None
+        if self._setup_error is not None:
+            return f"broker topology not declared: {self._setup_error}"
         return "broker not connected" if self._ready.is_set() else "broker not connected yet"
 
     async def _connect(self) -> None:
@@ -131,8 +134,16 @@ class Broker:
         self._connection = connection
         connection.reconnect_callbacks.add(self._on_reconnect)
         connection.close_callbacks.add(self._on_close)
-        self._publish_channel = await self._open_channel()
-        await self._declare(self._publish_channel)
+        while True:  # a hiccup, or a queue declared with other arguments, is retried
+            try:
+                self._publish_channel = await self._open_channel()
+                await self._declare(self._publish_channel)
+                break
+            except BROKER_ERRORS as e:
+                self._setup_error = f"{type(e).__name__}: {e}"
+                log.error("broker.topology_failed", error=self._setup_error)
+                await asyncio.sleep(RECONNECT_INTERVAL_S)
+        self._setup_error = None
         self._ready.set()
         log.info("broker.connected", prefix=self.topology.prefix)
 
@@ -280,9 +291,10 @@ class Broker:
         return queue
 
 
-async def settle(message: AbstractIncomingMessage, *, requeue: bool | None = None) -> None:
-    """Ack (or nack with requeue). After a reconnect the delivery tag is stale: the broker
-    has already put the message back and will redeliver it, so that is logged, not raised."""
+async def settle(message: AbstractIncomingMessage, *, requeue: bool | None = None) -> bool:
+    """Ack (or nack with requeue); False when it could not be done. After a reconnect the
+    delivery tag is stale: the broker has already put the message back and will redeliver
+    it, so that is logged, not raised."""
     try:
         if requeue is None:
             await message.ack()
@@ -290,3 +302,5 @@ async def settle(message: AbstractIncomingMessage, *, requeue: bool | None = Non
             await message.nack(requeue=requeue)
     except BROKER_ERRORS as e:
         log.warning("message.settle_failed_will_redeliver", error=f"{type(e).__name__}: {e}")
+        return False
+    return True

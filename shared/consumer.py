@@ -25,9 +25,9 @@ router's single writer; its quorum queue's delivery limit bounds poison events.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -51,12 +51,15 @@ from shared.broker import (
 from shared.control import ControlListener
 from shared.errors import BrokerUnavailable, PermanentError
 from shared.health import Metrics
+from shared.jobs import PRIORITY_LEVELS
 from shared.logging import get_logger
 from shared.messages import Codec, JobStopped, LaneOpened, Message
+from shared.slots import FairSlots
 
 M = TypeVar("M", bound=Message)
 log = get_logger(__name__)
 MAX_HISTORY = 20
+RETURNED_REMEMBERED = 10_000
 PREFETCH_AHEAD = 2
 
 
@@ -105,6 +108,7 @@ class _Consumer(Generic[M]):
         self.prefetch = prefetch
         self.policy = policy
         self.give_up = give_up
+        self.returned: OrderedDict[str, None] = OrderedDict()
         # Where this consumer's dead letters go (the base name of its kind of work).
         self.dead_letter_key = queue_name
         # Strong references to the queues: robust consumers must stay restorable.
@@ -135,6 +139,19 @@ class _Consumer(Generic[M]):
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         raise NotImplementedError
 
+    async def settle(
+        self, message: AbstractIncomingMessage, *, requeue: bool | None = None
+    ) -> None:
+        """Ack or requeue; remember what this process handed back (requeued, or could not
+        ack after a reconnect), so its redelivery here is not mistaken for a crash."""
+        if not await settle(message, requeue=requeue) or requeue:
+            self.returned[message.message_id or ""] = None
+            while len(self.returned) > RETURNED_REMEMBERED:
+                self.returned.popitem(last=False)
+
+    def handed_back_here(self, message: AbstractIncomingMessage) -> bool:
+        return self.returned.pop(message.message_id or "", False) is None
+
     def decode(self, message: AbstractIncomingMessage) -> M | str:
         """The decoded message, or why it cannot be one."""
         try:
@@ -155,7 +172,7 @@ class _Consumer(Generic[M]):
     ) -> str:
         """Apply the error policy to one message; returns the outcome for logs and metrics."""
         if isinstance(error, BrokerUnavailable):
-            await settle(message, requeue=True)
+            await self.settle(message, requeue=True)
             return "requeue"
         attempt = attempt_of(message)
         reason = describe(error)
@@ -184,9 +201,9 @@ class _Consumer(Generic[M]):
                 self.dead_letter_key, message.body, dead_letter_headers(message, reason)
             )
         except BrokerUnavailable:
-            await settle(message, requeue=True)
+            await self.settle(message, requeue=True)
             return "requeue"
-        await settle(message)
+        await self.settle(message)
         return "dead_letter"
 
     async def settle_with(
@@ -196,9 +213,9 @@ class _Consumer(Generic[M]):
         try:
             await self.publish_results(message, outgoing)
         except BrokerUnavailable:
-            await settle(message, requeue=True)
+            await self.settle(message, requeue=True)
             return "requeue"
-        await settle(message)
+        await self.settle(message)
         return outcome
 
     def count(self, outcome: str, elapsed_s: float | None = None, n: int = 1) -> None:
@@ -207,51 +224,14 @@ class _Consumer(Generic[M]):
             self.metrics.handle_seconds.labels(queue=self.queue_name).observe(elapsed_s)
 
 
-class PrioritySlots:
-    """A semaphore whose waiters are served by priority (high first), then in arrival order.
-
-    Prefetched deliveries wait here for a worker slot: a high-priority task that arrives
-    behind prefetched low-priority ones still starts first."""
-
-    def __init__(self, capacity: int) -> None:
-        self._free = capacity
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._arrivals = 0
-
-    async def acquire(self, priority: str) -> None:
-        if self._free > 0 and not self._waiters:
-            self._free -= 1
-            return
-        self._arrivals += 1
-        rank = -PRIORITY_RANK.get(priority, 2)
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (rank, self._arrivals, waiter))
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self.release()  # granted and cancelled at once: hand the slot on
-            raise
-
-    def release(self) -> None:
-        while self._waiters:
-            _, _, waiter = heapq.heappop(self._waiters)
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-        self._free += 1
-
-
-PRIORITY_RANK = {"high": 3, "normal": 2, "low": 1}
-
-
 class TaskConsumer(_Consumer[M]):
     """Concurrent handling of a kind of work, from every tenant's lane and the suspect queue.
 
-    Each lane is consumed with its own prefetch and at most `prefetch` of its tasks run at
-    once (the per-tenant limit); `concurrency` slots, served by priority, bound the
-    handlers running in all. Tasks of a stopped (cancelled,
-    timed out) job are dropped unprocessed, and in-flight ones are abandoned."""
+    Each lane is consumed with its own prefetch (a little over the per-tenant limit, so
+    the next task is at hand); `FairSlots` decide which delivered task runs: at most
+    `concurrency` at once, at most `prefetch` of one tenant, high priority first. Tasks of
+    a stopped (cancelled, timed out) job are dropped unprocessed, and in-flight ones are
+    abandoned."""
 
     def __init__(
         self,
@@ -270,19 +250,23 @@ class TaskConsumer(_Consumer[M]):
         self.handler = handler
         self.control = control
         self.split = split
-        self.slots = PrioritySlots(concurrency)
+        self.slots = FairSlots(concurrency, per_tenant=self.prefetch)
         self.suspect_queue = broker.topology.suspect_queue(kind)
         self._lanes: set[str] = set()
+        self._started = False
+        self._suspect_subscribed = False
         self._inflight: set[asyncio.Task[Any]] = set()
         self._by_job: dict[str, set[asyncio.Task[Any]]] = {}
 
     async def start(self) -> None:
-        self.control.on_stop(self._abandon)
-        self.control.on_lane(self._lane_opened)
-        alone = asyncio.Semaphore(1)
-        await self.subscribe(
-            self.suspect_queue, 1, partial(self._track, suspect=True, tenant_limit=alone)
-        )
+        """Subscribe to the suspect queue and every known lane (again if a try failed)."""
+        if not self._started:
+            self.control.on_stop(self._abandon)
+            self.control.on_lane(self._lane_opened)
+            self._started = True
+        if not self._suspect_subscribed:
+            await self.subscribe(self.suspect_queue, 1, partial(self._track, suspect=True))
+            self._suspect_subscribed = True
         for kind, tenant in sorted(self.control.lanes):
             if kind == self.kind:
                 await self._subscribe_lane(tenant)
@@ -294,11 +278,10 @@ class TaskConsumer(_Consumer[M]):
     async def _subscribe_lane(self, tenant: str) -> None:
         queue = self.broker.topology.lane_queue(self.kind, tenant)
         if queue not in self._lanes:
-            self._lanes.add(queue)
             # A task or two more than may run, so the next one is here when a slot frees.
-            limit = asyncio.Semaphore(self.prefetch)
-            track = partial(self._track, suspect=False, tenant_limit=limit)
+            track = partial(self._track, suspect=False)
             await self.subscribe(queue, self.prefetch + PREFETCH_AHEAD, track)
+            self._lanes.add(queue)
 
     def queue_names(self) -> list[str]:
         """The queues consumed now: the suspect queue and every lane subscribed to."""
@@ -319,21 +302,15 @@ class TaskConsumer(_Consumer[M]):
                 task.cancel()
             await asyncio.gather(*still, return_exceptions=True)
 
-    async def _track(
-        self,
-        message: AbstractIncomingMessage,
-        *,
-        suspect: bool,
-        tenant_limit: asyncio.Semaphore,
-    ) -> None:
+    async def _track(self, message: AbstractIncomingMessage, *, suspect: bool) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._inflight.add(task)
         try:
-            if message.redelivered:
+            if message.redelivered and not self.handed_back_here(message):
                 await self._after_crash(message, suspect=suspect)
             else:
-                await self._process(message, tenant_limit)
+                await self._process(message)
         finally:
             self._inflight.discard(task)
 
@@ -364,17 +341,15 @@ class TaskConsumer(_Consumer[M]):
         else:
             try:
                 await self.broker.republish(self.suspect_queue, message, {CRASHES_HEADER: crashes})
-                await settle(message)
+                await self.settle(message)
                 outcome = "quarantined"
             except BrokerUnavailable:
-                await settle(message, requeue=True)
+                await self.settle(message, requeue=True)
                 outcome = "requeue"
         log.warning("message.redelivered", queue=self.queue_name, crashes=crashes, outcome=outcome)
         self.count(outcome)
 
-    async def _process(
-        self, message: AbstractIncomingMessage, tenant_limit: asyncio.Semaphore
-    ) -> None:
+    async def _process(self, message: AbstractIncomingMessage) -> None:
         started = time.perf_counter()
         decoded = self.decode(message)
         if isinstance(decoded, str):
@@ -392,12 +367,11 @@ class TaskConsumer(_Consumer[M]):
             try:
                 # The slots bound the handlers running; publishing and acking happen after
                 # the slot is handed on, so the next prefetched task starts meanwhile.
-                async with tenant_limit:
-                    await self.slots.acquire(delivery.priority)
-                    try:
-                        outgoing = await self._handle(decoded, delivery)
-                    finally:
-                        self.slots.release()
+                await self.slots.acquire(delivery.priority, decoded.tenant)
+                try:
+                    outgoing = await self._handle(decoded, delivery)
+                finally:
+                    self.slots.release(decoded.tenant)
             except JobWasStopped:
                 outcome = await self.settle_with(message, (), "dropped")
             except Exception as e:  # the error policy decides; nothing is dropped silently
@@ -509,6 +483,12 @@ class BatchConsumer(_Consumer[M]):
         try:
             outgoing = await self.handler([m for _, m in good])
             await self.broker.publish(outgoing)
+        except BrokerUnavailable:
+            # The broker, not a message, failed: every one comes back, no need to split.
+            for message, _ in good:
+                await self.settle(message, requeue=True)
+            self.count("requeue", n=len(good))
+            return
         except Exception as e:
             if len(good) == 1:
                 outcome = await self.fail(good[0][0], good[0][1], e)
@@ -521,7 +501,7 @@ class BatchConsumer(_Consumer[M]):
                 await self._handle_batch([message])
             return
         for message, _ in good:
-            await settle(message)
+            await self.settle(message)
         self.count("ack", time.perf_counter() - started, n=len(good))
 
 
@@ -551,7 +531,8 @@ def with_history(item: Outgoing, message: AbstractIncomingMessage) -> Outgoing:
 
 
 def priority_name(priority: int | None) -> str:
-    return {3: "high", 1: "low"}.get(priority or 2, "normal")
+    names = {level: name for name, level in PRIORITY_LEVELS.items()}
+    return names.get(priority or PRIORITY_LEVELS["normal"], "normal")
 
 
 def describe(error: BaseException) -> str:

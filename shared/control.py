@@ -18,6 +18,7 @@ import msgspec
 from aio_pika.abc import AbstractIncomingMessage
 
 from shared.broker import Broker, Outgoing, settle
+from shared.errors import BrokerUnavailable
 from shared.logging import get_logger
 from shared.messages import Codec, ControlMarker, CooldownStarted, JobStopped, LaneOpened
 
@@ -41,6 +42,7 @@ class ControlListener:
         self._stop_callbacks: list[StopCallback] = []
         self._lane_callbacks: list[LaneCallback] = []
         self._markers: dict[str, asyncio.Event] = {}
+        self._started = False
 
     def is_stopped(self, job_id: str) -> bool:
         return job_id in self.stopped
@@ -56,7 +58,11 @@ class ControlListener:
         self.cooldowns[target] = until
         log.warning("cooldown.started", target=target, seconds=round(until - time.time(), 2))
         notice = CooldownStarted(job_id="", tenant="", target=target, until=until)
-        await self.broker.publish([Outgoing(notice)])
+        try:
+            await self.broker.publish([Outgoing(notice)])
+        except BrokerUnavailable as e:
+            # It holds here already; the others learn of it from their own 429s.
+            log.warning("cooldown.not_broadcast", target=target, error=str(e))
 
     def on_stop(self, callback: StopCallback) -> None:
         self._stop_callbacks.append(callback)
@@ -65,8 +71,11 @@ class ControlListener:
         self._lane_callbacks.append(callback)
 
     async def start(self) -> None:
+        if self._started:
+            return
         queue = await self.broker.consume_channel(self.broker.topology.control_stream, PREFETCH)
         await queue.consume(self._on_message, arguments={"x-stream-offset": "first"})
+        self._started = True
 
     async def catch_up(self, timeout_s: float = 60.0) -> None:
         """Return once every control message published before now has been handled."""
@@ -86,7 +95,10 @@ class ControlListener:
         except msgspec.DecodeError as e:
             log.error("control.undecodable", error=str(e))
         else:
-            await self._dispatch(control)
+            try:
+                await self._dispatch(control)
+            except Exception:  # e.g. a lane not subscribed now: its next announcement retries
+                log.exception("control.dispatch_failed", type=type(control).__name__)
         await settle(message)
 
     async def _dispatch(self, control: object) -> None:
@@ -99,9 +111,9 @@ class ControlListener:
         elif isinstance(control, LaneOpened):
             lane = (control.kind, control.tenant)
             if lane not in self.lanes:
-                self.lanes.add(lane)
                 for lane_callback in self._lane_callbacks:
                     await lane_callback(control)
+                self.lanes.add(lane)  # only once every consumer could subscribe
         elif isinstance(control, CooldownStarted):
             self.cooldowns[control.target] = max(
                 control.until, self.cooldowns.get(control.target, 0.0)

@@ -69,6 +69,7 @@ class ProviderAnswer(msgspec.Struct, frozen=True, kw_only=True):
 
     provider: str
     found: dict[str, str] = msgspec.field(default_factory=dict)
+    rejected: str | None = None  # the provider refused the lead (why)
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):

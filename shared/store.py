@@ -169,6 +169,32 @@ CREATE TABLE IF NOT EXISTS usage_events (
     day TEXT NOT NULL
 );
 """,
+    """
+CREATE TABLE IF NOT EXISTS quota_charges (
+    tenant TEXT NOT NULL,
+    day TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    leads INTEGER NOT NULL,
+    PRIMARY KEY (tenant, day, job_id)
+);
+CREATE TABLE IF NOT EXISTS scrape_leads (
+    job_id TEXT NOT NULL,
+    lead_id TEXT NOT NULL,
+    PRIMARY KEY (job_id, lead_id)
+);
+CREATE TABLE IF NOT EXISTS upkeep_leases (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    until REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_by_job ON dead_letters (job_id);
+CREATE INDEX IF NOT EXISTS idempotency_keys_by_job ON idempotency_keys (job_id);
+CREATE INDEX IF NOT EXISTS jobs_by_tenant_created ON jobs (tenant, created_at);
+CREATE INDEX IF NOT EXISTS jobs_stalled ON jobs (stalled) WHERE stalled = 1;
+CREATE INDEX IF NOT EXISTS usage_events_by_day ON usage_events (day);
+CREATE INDEX IF NOT EXISTS destinations_by_csv_name ON destinations (name) WHERE type = 'csv';
+CREATE INDEX IF NOT EXISTS destinations_given_up ON destinations (job_id) WHERE failed > 0;
+""",
 )
 
 JOB_COLUMNS = (
@@ -290,7 +316,7 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
-ACTIVE_STATES = ("queued", "waiting", "running")
+IDEMPOTENCY_TTL_S = 24 * 3600  # how long a repeated Idempotency-Key returns the first job
 # Stopped before the end: the counts stay where they were and destinations get no more.
 STOPPED_STATES = frozenset({"cancelled", "timed_out", "failed"})
 
@@ -323,8 +349,20 @@ def job_result_leads(conn: sqlite3.Connection, job_id: str) -> list[Lead]:
 _lead_from_result = msgspec.json.Decoder(Lead).decode  # Lead ignores the result-only fields
 
 
+def csv_owner(conn: sqlite3.Connection, tenant: str, file_name: str) -> str | None:
+    """The job a tenant's CSV file belongs to: the newest one that writes it. A file name
+    is taken over by a later job; the earlier one no longer writes, rewrites or deletes it."""
+    row = conn.execute(
+        "SELECT j.job_id FROM destinations d JOIN jobs j ON j.job_id = d.job_id"
+        " WHERE j.tenant = ? AND d.type = 'csv' AND d.name = ? ORDER BY j.seq DESC LIMIT 1",
+        (tenant, file_name),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
 def delete_job(conn: sqlite3.Connection, job_id: str) -> list[tuple[str, str]]:
-    """Remove a job and everything about it; returns its CSV exports as (tenant, file name)."""
+    """Remove a job and everything about it; returns the CSV exports it owned as
+    (tenant, file name)."""
     job = conn.execute("SELECT tenant FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
     if job is None:
         return []
@@ -333,6 +371,7 @@ def delete_job(conn: sqlite3.Connection, job_id: str) -> list[tuple[str, str]]:
         for row in conn.execute(
             "SELECT name FROM destinations WHERE job_id = ? AND type = 'csv'", (job_id,)
         )
+        if csv_owner(conn, job["tenant"], row["name"]) == job_id
     ]
     for table in (
         "leads",
@@ -342,6 +381,7 @@ def delete_job(conn: sqlite3.Connection, job_id: str) -> list[tuple[str, str]]:
         "alerts",
         "idempotency_keys",
         "scrape_pages",
+        "scrape_leads",
         "deferred_leads",
         "jobs",
     ):

@@ -34,12 +34,19 @@ class Lanes:
         self._announced: dict[tuple[str, str], float] = {}
 
     async def open(self, kinds: Sequence[str], tenant: str, job_id: str) -> list[Outgoing]:
-        """Make sure the lanes exist; returns the announcements to publish with the tasks."""
+        """Make sure the lanes exist; returns the announcements to publish with the tasks
+        (call `announced` once the broker confirmed them)."""
         notices = []
         now = time.monotonic()
         for kind in kinds:
             await self.broker.ensure_lane(kind, tenant)
             if now - self._announced.get((kind, tenant), -ANNOUNCE_EVERY_S) >= ANNOUNCE_EVERY_S:
-                self._announced[(kind, tenant)] = now
                 notices.append(Outgoing(LaneOpened(job_id=job_id, tenant=tenant, kind=kind)))
         return notices
+
+    def announced(self, notices: Sequence[Outgoing]) -> None:
+        now = time.monotonic()
+        for notice in notices:
+            lane = notice.message
+            assert isinstance(lane, LaneOpened)
+            self._announced[(lane.kind, lane.tenant)] = now

@@ -14,15 +14,20 @@ from typing import Any, Generic, TypeVar
 
 import aiohttp
 
-from shared.broker import Broker, Outgoing
+from shared.broker import BROKER_ERRORS, Broker, Outgoing
 from shared.config import CommonSettings, WorkerSettings
 from shared.consumer import Delivery, GiveUp, RetryPolicy, TaskConsumer
 from shared.control import ControlListener
+from shared.errors import BrokerUnavailable
 from shared.health import Metrics, OpsServer
 from shared.lag import sample_lag
+from shared.logging import get_logger
 from shared.messages import Codec, Message
 
 M = TypeVar("M", bound=Message)
+log = get_logger(__name__)
+START_RETRY_S = 2.0
+RETRYABLE_START: tuple[type[BaseException], ...] = (BrokerUnavailable, TimeoutError, *BROKER_ERRORS)
 Handler = Callable[[M, Delivery], Coroutine[Any, Any, Sequence[Outgoing]]]
 
 
@@ -87,10 +92,18 @@ class WorkerRuntime(Generic[M]):
         return self.session
 
     async def _consume_when_connected(self, consumer: TaskConsumer[M]) -> None:
-        await self.broker.wait_ready()
-        await self.control.start()
-        await self.control.catch_up()
-        await consumer.start()
+        # Each step may fail on a broker hiccup; the worker keeps trying (and stays not
+        # ready meanwhile) rather than running without consuming.
+        while True:
+            await self.broker.wait_ready()
+            try:
+                await self.control.start()
+                await self.control.catch_up()
+                await consumer.start()
+                break
+            except RETRYABLE_START as e:
+                log.warning("worker.start_failed_retrying", error=f"{type(e).__name__}: {e}")
+                await asyncio.sleep(START_RETRY_S)
         self._consuming.set()
         await sample_lag(self.broker, self.metrics, consumer.queue_names)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import msgspec
 
+from shared.messages import ProviderAnswer
 from shared.store import Store, epoch_s
 
 CACHE_MIGRATIONS = (
@@ -27,9 +28,11 @@ CREATE TABLE IF NOT EXISTS provider_answers (
     PRIMARY KEY (tenant, provider, fingerprint)
 );
 """,
+    # `found` holds a whole ProviderAnswer from here on (a refusal is an answer too).
+    "DELETE FROM provider_answers",
 )
 _encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder(dict[str, str]).decode
+_decode = msgspec.json.Decoder(ProviderAnswer).decode
 
 
 def fingerprint(query: dict[str, str | None]) -> str:
@@ -56,8 +59,8 @@ class ProviderCache:
 
     async def get_many(
         self, tenant: str, provider: str, keys: list[str]
-    ) -> dict[str, dict[str, str]]:
-        """The cached answers among `keys` (fingerprint -> fields found)."""
+    ) -> dict[str, ProviderAnswer]:
+        """The cached answers among `keys`, by fingerprint."""
         if not self.enabled or not keys:
             return {}
         oldest = epoch_s() - self.ttl_s
@@ -73,11 +76,13 @@ class ProviderCache:
 
         return {key: _decode(raw) for key, raw in await self.store.run(read)}
 
-    async def put_many(self, tenant: str, provider: str, found: dict[str, dict[str, str]]) -> None:
-        if not self.enabled or not found:
+    async def put_many(
+        self, tenant: str, provider: str, answers: dict[str, ProviderAnswer]
+    ) -> None:
+        if not self.enabled or not answers:
             return
         now = epoch_s()
-        rows = [(tenant, provider, key, _encode(fields), now) for key, fields in found.items()]
+        rows = [(tenant, provider, key, _encode(answer), now) for key, answer in answers.items()]
         await self.store.transaction(
             lambda conn: conn.executemany(
                 "INSERT OR REPLACE INTO provider_answers VALUES (?, ?, ?, ?, ?)", rows

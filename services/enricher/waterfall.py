@@ -75,7 +75,7 @@ class Waterfall:
                     continue
                 answer = result.answers.get(provider.name)
                 if answer is not None:
-                    apply_answer(draft, answer)
+                    apply_answer(draft, answer, result)
                 elif provider.can_help(draft):
                     asking.append((draft, result))
             if asking:
@@ -100,7 +100,7 @@ class Waterfall:
             self.metrics.calls.labels(provider=provider.name, outcome="cached").inc(
                 len(asking) - len(to_call)
             )
-        found_now: dict[str, dict[str, str]] = {}
+        answered: dict[str, ProviderAnswer] = {}
         if to_call:
             replies = await provider.lookup_many([draft for _, draft in to_call], job_id)
             for (i, draft), reply in zip(to_call, replies, strict=True):
@@ -117,16 +117,15 @@ class Waterfall:
                         lead_id=draft.id,
                         error=str(reply),
                     )
-                    result.rejections.append(str(reply))
-                    reply = {}
-                found_now[keys[i]] = reply
-            await self.cache.put_many(tenant, provider.name, found_now)
+                    answered[keys[i]] = ProviderAnswer(provider=provider.name, rejected=str(reply))
+                else:
+                    answered[keys[i]] = ProviderAnswer(provider=provider.name, found=reply)
+            await self.cache.put_many(tenant, provider.name, answered)
         for (draft, result), key in zip(asking, keys, strict=True):
-            found = cached.get(key, found_now.get(key))
-            if found is not None:
-                answer = ProviderAnswer(provider=provider.name, found=found)
+            answer = cached.get(key) or answered.get(key)
+            if answer is not None:
                 result.answers[provider.name] = answer
-                apply_answer(draft, answer)
+                apply_answer(draft, answer, result)
 
     def count(self, provider: str, reply: Reply) -> None:
         if isinstance(reply, ProviderUnavailable):
@@ -138,7 +137,10 @@ class Waterfall:
         self.metrics.calls.labels(provider=provider, outcome=outcome).inc()
 
 
-def apply_answer(draft: LeadDraft, answer: ProviderAnswer) -> None:
+def apply_answer(draft: LeadDraft, answer: ProviderAnswer, result: WaterfallResult) -> None:
+    """Fill what the answer found; a refusal counts, from a retry or the cache too."""
+    if answer.rejected is not None:
+        result.rejections.append(answer.rejected)
     source = f"provider:{answer.provider}"
     found = answer.found
     if draft.fill("email", found.get("email"), source):

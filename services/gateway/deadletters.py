@@ -18,6 +18,7 @@ from services.gateway.problems import FieldError, Problem, invalid
 from services.gateway.queries import decode_cursor, encode_cursor
 from services.gateway.routes import json_response, query_choice, query_int
 from shared.broker import Outgoing
+from shared.errors import BrokerUnavailable
 from shared.messages import Codec
 from shared.store import utc_now
 
@@ -101,9 +102,14 @@ async def replay_dead_letters(request: web.Request) -> web.Response:
         raise invalid([FieldError("body", "give either job_id or ids")])
     tenant = tenant_of(request)
     store = request.app[STORE]
-    rows = await store.run(
-        lambda conn: select_letters(conn, tenant, job_id=body.job_id, ids=body.ids, state="parked")
-    )
+
+    def claim(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+        # Claimed (marked replayed) before publishing: two replays at once send each once.
+        rows = select_letters(conn, tenant, job_id=body.job_id, ids=body.ids, state="parked")
+        mark_replayed(conn, [row["id"] for row in rows])
+        return rows
+
+    rows = await store.transaction(claim)
     if not rows:
         raise Problem(404, "no parked dead letters match")
     outgoing: list[Outgoing] = []
@@ -117,8 +123,13 @@ async def replay_dead_letters(request: web.Request) -> web.Response:
             continue
         outgoing.append(Outgoing(message, priority=row["priority"] or "normal"))
         replayed.append(row["id"])
-    await request.app[BROKER].publish(outgoing)
-    await store.transaction(lambda conn: mark_replayed(conn, replayed))
+    try:
+        await request.app[BROKER].publish(outgoing)
+    except BrokerUnavailable as e:
+        await store.transaction(lambda conn: unmark(conn, [row["id"] for row in rows]))
+        raise Problem(503, f"the dead letters could not be sent back to work: {e}") from e
+    if skipped:  # not sent anywhere: they stay parked
+        await store.transaction(lambda conn: unmark(conn, [s.id for s in skipped]))
     return json_response(ReplayResult(replayed=replayed, skipped=skipped), status=202)
 
 
@@ -156,6 +167,13 @@ def mark_replayed(conn: sqlite3.Connection, ids: list[int]) -> None:
     conn.executemany(
         "UPDATE dead_letters SET state = 'replayed', replayed_at = ? WHERE id = ?",
         [(now, i) for i in ids],
+    )
+
+
+def unmark(conn: sqlite3.Connection, ids: list[int]) -> None:
+    conn.executemany(
+        "UPDATE dead_letters SET state = 'parked', replayed_at = NULL WHERE id = ?",
+        [(i,) for i in ids],
     )
 
 

@@ -17,7 +17,7 @@ from services.gateway.submit import NewJob
 from shared.broker import Outgoing
 from shared.jobs import JobSpec, ScrapeSpec
 from shared.messages import Lead, ScrapeTask
-from shared.store import STOPPED_STATES, Store, job_result_leads
+from shared.store import STOPPED_STATES, Store, decode_spec, job_result_leads
 from shared.tasks import enrich_tasks
 
 
@@ -29,11 +29,16 @@ async def enrich_job(
     store: Store,
 ) -> NewJob:
     waiting = False
+    charged = len(leads)
     if request.depends_on is not None:
-        state = await store.run(partial(dependency_state, tenant=tenant, job_id=request.depends_on))
+        state, max_leads = await store.run(
+            partial(dependency_state, tenant=tenant, job_id=request.depends_on)
+        )
         waiting = state != "completed"
         if not waiting and not leads:
             leads = await store.run(partial(job_result_leads, job_id=request.depends_on))
+        # It will take the scrape's leads: charge the most it can find.
+        charged = len(leads) or (max_leads if waiting else 0)
     priority = request.priority
     return NewJob(
         kind="enrich",
@@ -41,7 +46,7 @@ async def enrich_job(
         timeout_s=request.timeout_s or settings.default_timeout_s,
         spec=JobSpec(destinations=request.destinations),
         total=None if waiting and not leads else len(leads),
-        charged=len(leads),
+        charged=charged,
         tasks=lambda job_id: enrich_tasks(
             job_id, tenant, leads, settings.task_batch_size, priority
         ),
@@ -52,9 +57,10 @@ async def enrich_job(
     )
 
 
-def dependency_state(conn: sqlite3.Connection, tenant: str, job_id: str) -> str:
+def dependency_state(conn: sqlite3.Connection, tenant: str, job_id: str) -> tuple[str, int]:
+    """The state of the scrape job depended on, and the most leads it may find."""
     row = conn.execute(
-        "SELECT kind, state FROM jobs WHERE job_id = ? AND tenant = ?", (job_id, tenant)
+        "SELECT kind, state, spec FROM jobs WHERE job_id = ? AND tenant = ?", (job_id, tenant)
     ).fetchone()
     if row is None:
         raise invalid([FieldError("depends_on", f"no job {job_id!r}")])
@@ -64,7 +70,8 @@ def dependency_state(conn: sqlite3.Connection, tenant: str, job_id: str) -> str:
         raise invalid(
             [FieldError("depends_on", f"job {job_id} is {row['state']}: it will never complete")]
         )
-    return str(row["state"])
+    scrape = decode_spec(row["spec"]).scrape
+    return str(row["state"]), scrape.max_leads if scrape is not None else 0
 
 
 def scrape_job(request: ScrapeJobRequest, tenant: str, settings: GatewaySettings) -> NewJob:

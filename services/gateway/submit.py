@@ -23,12 +23,11 @@ from shared.broker import Broker, Outgoing
 from shared.errors import BrokerUnavailable
 from shared.jobs import CsvDestination, Destination, JobSpec
 from shared.logging import get_logger
-from shared.messages import Lead
-from shared.store import Store, epoch_s, utc_now
+from shared.messages import JobStopped, Lead
+from shared.store import IDEMPOTENCY_TTL_S, Store, epoch_s, stop_job, utc_now
 from shared.tasks import Lanes
 
 log = get_logger(__name__)
-IDEMPOTENCY_TTL_S = 24 * 3600
 _encode = msgspec.json.Encoder().encode
 
 
@@ -90,20 +89,33 @@ class JobSubmitter:
         if job.waiting:
             log.info("job.waiting", job_id=job_id, tenant=tenant, depends_on=job.depends_on)
             return Submission(job_id=job_id, state="waiting")
+        if job.total == 0:
+            return Submission(job_id=job_id, state="completed")
         try:
             notices = await self.lanes.open(job.lanes, tenant, job_id)
             await self.broker.publish(
                 [*notices, *job.tasks(job_id)], timeout_s=self.publish_timeout_s
             )
+            self.lanes.announced(notices)
         except BrokerUnavailable as e:
             reason = f"could not queue the job's tasks: {e}"
             await self.store.transaction(lambda conn: fail_job(conn, job_id, reason))
             log.error("job.publish_failed", job_id=job_id, error=str(e))
+            await self.broadcast_stop(job_id, tenant, reason)
             raise Problem(
                 503, reason, extra={"job_id": job_id}, headers={"Retry-After": "5"}
             ) from e
         log.info("job.accepted", job_id=job_id, tenant=tenant, kind=job.kind, total=job.total)
         return Submission(job_id=job_id, state="queued")
+
+    async def broadcast_stop(self, job_id: str, tenant: str, reason: str) -> None:
+        """Best effort: tasks may have landed although their confirms did not; tell the
+        workers to drop them. If the broker is down, there is nobody to tell anyway."""
+        stop = JobStopped(job_id=job_id, tenant=tenant, state="failed", reason=reason)
+        try:
+            await self.broker.publish([Outgoing(stop)], timeout_s=self.publish_timeout_s)
+        except BrokerUnavailable as e:
+            log.warning("job.stop_not_broadcast", job_id=job_id, error=str(e))
 
     def insert(
         self,
@@ -127,6 +139,8 @@ class JobSubmitter:
         refuse_over_quota(conn, tenant, job.charged, self.daily_quota_leads)
         refuse_csv_in_use(conn, tenant, job.spec.destinations)
         now = epoch_s()
+        # A job with nothing to do is done at once (a dependency that found no leads).
+        state = "waiting" if job.waiting else "completed" if job.total == 0 else "queued"
         conn.execute(
             "INSERT INTO jobs (job_id, tenant, kind, state, priority, total, created_at,"
             " timeout_s, depends_on, spec, progress_at, deadline_at, charged)"
@@ -135,7 +149,7 @@ class JobSubmitter:
                 job_id,
                 tenant,
                 job.kind,
-                "waiting" if job.waiting else "queued",
+                state,
                 job.priority,
                 job.total,
                 utc_now(),
@@ -159,6 +173,13 @@ class JobSubmitter:
                 for idx, dest in enumerate(job.spec.destinations)
             ],
         )
+        if state == "completed":
+            conn.execute("UPDATE jobs SET finished_at = created_at WHERE job_id = ?", (job_id,))
+        if job.charged:
+            conn.execute(
+                "INSERT INTO quota_charges (tenant, day, job_id, leads) VALUES (?, ?, ?, ?)",
+                (tenant, datetime.now(UTC).date().isoformat(), job_id, job.charged),
+            )
         if job.deferred is not None:
             conn.execute(
                 "INSERT INTO deferred_leads (job_id, leads) VALUES (?, ?)",
@@ -188,12 +209,13 @@ def replay_of(conn: sqlite3.Connection, tenant: str, key: str, digest: str) -> S
 
 
 def refuse_over_quota(conn: sqlite3.Connection, tenant: str, charged: int, quota: int) -> None:
-    """A tenant's jobs of today may take at most `quota` leads (0: no quota)."""
+    """A tenant's jobs of today may take at most `quota` leads (0: no quota). Charges are
+    kept apart from the jobs, so deleting a job does not give its leads back."""
     if quota <= 0:
         return
     today = datetime.now(UTC).date()
     used = conn.execute(
-        "SELECT COALESCE(SUM(charged), 0) FROM jobs WHERE tenant = ? AND created_at >= ?",
+        "SELECT COALESCE(SUM(leads), 0) FROM quota_charges WHERE tenant = ? AND day = ?",
         (tenant, today.isoformat()),
     ).fetchone()[0]
     if used + charged > quota:
@@ -228,8 +250,8 @@ def refuse_csv_in_use(
 
 
 def fail_job(conn: sqlite3.Connection, job_id: str, reason: str) -> None:
-    conn.execute(
-        "UPDATE jobs SET state = 'failed', error = ?, finished_at = ?"
-        " WHERE job_id = ? AND state IN ('queued', 'waiting', 'running')",
-        (reason, utc_now(), job_id),
-    )
+    """The job's tasks could not be queued: it fails, its quota charge is given back, and
+    its idempotency key is freed so that a retry of the POST makes a new job."""
+    stop_job(conn, job_id, "failed", reason)
+    conn.execute("DELETE FROM quota_charges WHERE job_id = ?", (job_id,))
+    conn.execute("DELETE FROM idempotency_keys WHERE job_id = ?", (job_id,))

@@ -17,7 +17,7 @@ from shared.store import Store, utc_now
 log = get_logger(__name__)
 ALERT_TIMEOUT_S = 10.0
 CHECK_EVERY_S = 2.0
-# Only what happened recently: a first start on an old store must not page for history.
+# Jobs that ended recently: a first start on an old store must not page for history.
 RECENT = "-1 day"
 
 
@@ -72,33 +72,34 @@ def remember(conn: sqlite3.Connection, alert: Alert) -> None:
 
 
 def due_alerts(conn: sqlite3.Connection) -> list[Alert]:
+    """What deserves an alert and has not had one (each query served by an index)."""
     alerts: list[Alert] = []
     for row in conn.execute(
-        "SELECT j.job_id, j.tenant, j.state, j.error, j.stalled, j.stall_reason FROM jobs j"
-        " WHERE (j.state IN ('failed', 'timed_out') OR j.stalled = 1)"
-        " AND COALESCE(j.finished_at, j.created_at) >= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)",
+        "SELECT job_id, tenant, state, error FROM jobs j WHERE state IN ('failed', 'timed_out')"
+        " AND finished_at >= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)"
+        " AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.job_id = j.job_id AND a.kind = j.state)",
         (RECENT,),
     ):
-        kind = "stalled" if row["stalled"] else row["state"]
-        reason = row["stall_reason"] if row["stalled"] else row["error"]
-        alerts.append(
-            Alert(
-                row["job_id"],
-                row["tenant"],
-                kind,
-                f"leadflow: job {row['job_id']} ({row['tenant']}) {kind}: {reason}",
-            )
-        )
+        alerts.append(job_alert(row, row["state"], row["error"]))
+    for row in conn.execute(
+        "SELECT job_id, tenant, stall_reason FROM jobs j WHERE stalled = 1"
+        " AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.job_id = j.job_id AND a.kind = 'stalled')"
+    ):
+        alerts.append(job_alert(row, "stalled", row["stall_reason"]))
     for row in conn.execute(
         "SELECT d.job_id, j.tenant, d.idx, d.type, d.failed, d.last_error FROM destinations d"
         " JOIN jobs j ON j.job_id = d.job_id WHERE d.failed > 0"
-        " AND j.created_at >= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)",
-        (RECENT,),
+        " AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.job_id = d.job_id"
+        " AND a.kind = 'destination:' || d.idx)"
     ):
         text = (
             f"leadflow: job {row['job_id']} ({row['tenant']}): {row['type']} destination "
             f"#{row['idx']} given up for {row['failed']} leads: {row['last_error']}"
         )
         alerts.append(Alert(row["job_id"], row["tenant"], f"destination:{row['idx']}", text))
-    sent = {(r[0], r[1]) for r in conn.execute("SELECT job_id, kind FROM alerts")}
-    return [a for a in alerts if (a.job_id, a.kind) not in sent]
+    return alerts
+
+
+def job_alert(row: sqlite3.Row, kind: str, reason: str | None) -> Alert:
+    text = f"leadflow: job {row['job_id']} ({row['tenant']}) {kind}: {reason}"
+    return Alert(row["job_id"], row["tenant"], kind, text)

@@ -101,7 +101,9 @@ class RouterService:
         self.broker.start()
         self._tasks = [
             asyncio.create_task(webhooks.run(), name="webhooks"),
-            asyncio.create_task(run_upkeep(settings.upkeep_interval_s, duties), name="upkeep"),
+            asyncio.create_task(
+                run_upkeep(self.store, settings.upkeep_interval_s, duties), name="upkeep"
+            ),
             asyncio.create_task(self._consume_when_connected(self._consumer), name="consume"),
         ]
 

@@ -44,6 +44,7 @@ class DependencyKeeper:
         notices = await self.lanes.open(("enrich",), tenant, job_id)
         tasks = enrich_tasks(job_id, tenant, leads, self.task_batch_size, priority)
         await self.broker.publish([*notices, *tasks])
+        self.lanes.announced(notices)
         await self.store.transaction(partial(mark_released, job_id=job_id, total=len(leads)))
         log.info("job.released", job_id=job_id, depends_on=dependency, leads=len(leads))
 

@@ -56,6 +56,18 @@ def record_events(conn: sqlite3.Connection, events: Sequence[Message]) -> Record
             log.warning("event.unknown_job", job_id=event.job_id, type=tag_of(event))
             continue
         touched.add(event.job_id)
+        if isinstance(event, LeadOutcomes | UsageRecorded):
+            # Paid calls are metered whatever became of the job since (once per event).
+            add_usage(conn, event.tenant, provider_metrics(event.provider_calls), event.event_id)
+        if isinstance(event, JobFailed):
+            stop_job(conn, event.job_id, "failed", event.reason)
+            # Broadcast even if an earlier delivery stopped the job: its broadcast may have
+            # been lost between that commit and the publish.
+            stop = JobStopped(
+                job_id=event.job_id, tenant=event.tenant, state="failed", reason=event.reason
+            )
+            outgoing.append(Outgoing(stop))
+            continue
         if state in STOPPED_STATES:
             continue  # its counts stay as they were when it stopped
         if isinstance(event, LeadOutcomes):
@@ -69,13 +81,6 @@ def record_events(conn: sqlite3.Connection, events: Sequence[Message]) -> Record
                 "UPDATE jobs SET cooling_down_until = ? WHERE job_id = ?",
                 (event.until, event.job_id),
             )
-        elif isinstance(event, UsageRecorded):
-            add_usage(conn, event.tenant, provider_metrics(event.provider_calls), event.event_id)
-        elif isinstance(event, JobFailed) and stop_job(conn, event.job_id, "failed", event.reason):
-            stop = JobStopped(
-                job_id=event.job_id, tenant=event.tenant, state="failed", reason=event.reason
-            )
-            outgoing.append(Outgoing(stop))
     for job_id in touched:
         cut_webhook_batches(conn, job_id)
     return recorded
@@ -92,11 +97,8 @@ def record_outcomes(
     added, upgraded = insert_leads(conn, event.job_id, event.leads, accept_new=accept_new)
     if added or upgraded:
         advance_progress(conn, event.job_id, added, upgraded)
-    usage = {
-        **provider_metrics(event.provider_calls),
-        "leads_enriched": added["enriched"] + upgraded,
-    }
-    add_usage(conn, event.tenant, usage, event.event_id)
+    # Counted as leads become enriched, so a redelivered event counts nothing again.
+    add_usage(conn, event.tenant, {"leads_enriched": added["enriched"] + upgraded})
     return added
 
 
@@ -108,14 +110,23 @@ def record_scraped(conn: sqlite3.Connection, event: LeadsScraped) -> Counter[str
         (event.job_id, event.page, len(event.leads)),
     ).rowcount
     if new_page:
+        # A source may list a person on two pages: the job counts each lead once.
+        new_leads = sum(
+            conn.execute(
+                "INSERT OR IGNORE INTO scrape_leads (job_id, lead_id) VALUES (?, ?)",
+                (event.job_id, lead.id),
+            ).rowcount
+            for lead in event.leads
+        )
         conn.execute(
             "UPDATE jobs SET scraped = scraped + ?, pages = pages + 1, cooling_down_until = NULL,"
             " state = CASE WHEN state IN ('queued', 'waiting') THEN 'running' ELSE state END,"
             " started_at = COALESCE(started_at, ?), progress_at = ?, stalled = 0,"
-            " stall_reason = NULL WHERE job_id = ?",
-            (len(event.leads), utc_now(), epoch_s(), event.job_id),
+            " stall_reason = NULL,"
+            " total = CASE WHEN total IS NULL THEN NULL ELSE scraped + ? END WHERE job_id = ?",
+            (new_leads, utc_now(), epoch_s(), new_leads, event.job_id),
         )
-        add_usage(conn, event.tenant, {"pages_scraped": 1, "leads_scraped": len(event.leads)})
+        add_usage(conn, event.tenant, {"pages_scraped": 1, "leads_scraped": new_leads})
         if not event.enrich:  # the scraped leads are the job's results
             results = [
                 ResultLead(**msgspec.structs.asdict(lead), status="scraped") for lead in event.leads
@@ -123,10 +134,8 @@ def record_scraped(conn: sqlite3.Connection, event: LeadsScraped) -> Counter[str
             added, _ = insert_leads(conn, event.job_id, results, accept_new=True)
             advance_progress(conn, event.job_id, added, 0)
     if event.final:
-        conn.execute(
-            "UPDATE jobs SET total = ? WHERE job_id = ? AND total IS NULL",
-            (event.total, event.job_id),
-        )
+        # The scraper's count includes repeats; the job's total is its distinct leads.
+        conn.execute("UPDATE jobs SET total = scraped WHERE job_id = ?", (event.job_id,))
         complete_if_done(conn, event.job_id)
     return added
 

@@ -10,11 +10,12 @@ from pathlib import Path
 
 from shared.logging import get_logger
 from shared.results import remove_exports
-from shared.store import Store, delete_job, epoch_s
+from shared.store import IDEMPOTENCY_TTL_S, Store, delete_job, epoch_s
 
 log = get_logger(__name__)
 EVERY_S = 3600.0
-IDEMPOTENCY_KEPT_S = 24 * 3600
+JOBS_PER_TRANSACTION = 20
+USAGE_EVENTS_KEPT_DAYS = 8
 
 
 class RetentionKeeper:
@@ -31,20 +32,32 @@ class RetentionKeeper:
         if self.days <= 0 or time.monotonic() - self._last < every_s:
             return
         self._last = time.monotonic()
-        expired = await self.store.transaction(lambda conn: expire(conn, self.days))
-        if self.delete_exports:
-            await remove_exports(self.exports_dir, [e for _, exports in expired for e in exports])
-        if expired:
-            log.info("retention.deleted", jobs=len(expired), days=self.days)
+        await self.store.transaction(forget_old_keys)
+        deleted = 0
+        # A few jobs a transaction: the router's writes (and the gateway's) wait on each one.
+        while expired := await self.store.transaction(lambda conn: expire(conn, self.days)):
+            if self.delete_exports:
+                await remove_exports(self.exports_dir, [e for _, ex in expired for e in ex])
+            deleted += len(expired)
+        if deleted:
+            log.info("retention.deleted", jobs=deleted, days=self.days)
+
+
+def forget_old_keys(conn: sqlite3.Connection) -> None:
+    """Idempotency keys after their 24 hours; usage dedup marks once no redelivery of their
+    event can come any more."""
+    conn.execute(
+        "DELETE FROM idempotency_keys WHERE created_at < ?", (epoch_s() - IDEMPOTENCY_TTL_S,)
+    )
+    conn.execute(
+        "DELETE FROM usage_events WHERE day < date('now', ?)", (f"-{USAGE_EVENTS_KEPT_DAYS} days",)
+    )
 
 
 def expire(conn: sqlite3.Connection, days: float) -> list[tuple[str, list[tuple[str, str]]]]:
-    conn.execute(
-        "DELETE FROM idempotency_keys WHERE created_at < ?", (epoch_s() - IDEMPOTENCY_KEPT_S,)
-    )
     old = conn.execute(
         "SELECT job_id FROM jobs WHERE state IN ('completed', 'failed', 'cancelled', 'timed_out')"
-        " AND finished_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?) LIMIT 1000",
-        (f"-{days} days",),
+        " AND finished_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?) LIMIT ?",
+        (f"-{days} days", JOBS_PER_TRANSACTION),
     ).fetchall()
     return [(row[0], delete_job(conn, row[0])) for row in old]

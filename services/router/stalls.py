@@ -13,7 +13,7 @@ from prometheus_client import Gauge
 from shared.broker import Broker
 from shared.health import Metrics
 from shared.logging import get_logger
-from shared.store import Store, epoch_s
+from shared.store import Store, decode_spec, epoch_s
 
 log = get_logger(__name__)
 
@@ -39,25 +39,38 @@ class StallDetector:
         self._last = time.monotonic()
         quiet_since = epoch_s() - self.stall_after_s
         candidates = await self.store.run(lambda conn: quiet_jobs(conn, quiet_since))
-        for job_id, kind, tenant in candidates:
-            queue = self.broker.topology.lane_queue(kind, tenant)
-            if await self.broker.consumer_count(queue) == 0:
-                reason = (
-                    f"no progress for {self.stall_after_s:g}s and no consumer on {queue}:"
-                    f" start a worker for {kind} jobs"
-                )
-                await self.store.transaction(partial(flag, job_id=job_id, reason=reason))
-                log.warning("job.stalled", job_id=job_id, reason=reason)
+        for job_id, tenant, kinds in candidates:
+            for kind in kinds:
+                queue = self.broker.topology.lane_queue(kind, tenant)
+                if await self.broker.consumer_count(queue) == 0:
+                    reason = (
+                        f"no progress for {self.stall_after_s:g}s and no consumer on {queue}:"
+                        f" start a worker for {kind} work"
+                    )
+                    await self.store.transaction(partial(flag, job_id=job_id, reason=reason))
+                    log.warning("job.stalled", job_id=job_id, reason=reason)
+                    break
         self._stalled.set(await self.store.run(count_stalled))
 
 
-def quiet_jobs(conn: sqlite3.Connection, quiet_since: float) -> list[tuple[str, str, str]]:
+def quiet_jobs(
+    conn: sqlite3.Connection, quiet_since: float
+) -> list[tuple[str, str, tuple[str, ...]]]:
+    """Unfinished jobs without progress, with the kinds of work they still need."""
     rows = conn.execute(
-        "SELECT job_id, kind, tenant FROM jobs WHERE state IN ('queued', 'running')"
+        "SELECT job_id, kind, tenant, total, spec FROM jobs WHERE state IN ('queued', 'running')"
         " AND stalled = 0 AND progress_at IS NOT NULL AND progress_at < ?",
         (quiet_since,),
     ).fetchall()
-    return [(row[0], row[1], row[2]) for row in rows]
+    return [(row["job_id"], row["tenant"], needed_work(row)) for row in rows]
+
+
+def needed_work(row: sqlite3.Row) -> tuple[str, ...]:
+    if row["kind"] != "scrape":
+        return (row["kind"],)
+    scrape = decode_spec(row["spec"]).scrape
+    paging = ("scrape",) if row["total"] is None else ()  # the last page is not in yet
+    return (*paging, "enrich") if scrape is not None and scrape.enrich else paging
 
 
 def flag(conn: sqlite3.Connection, job_id: str, reason: str) -> None:

@@ -1,25 +1,54 @@
-"""The router's periodic duties, one loop: deadlines, stalls, alerts, retention.
+"""The router's periodic duties, one loop: deadlines, dependencies, stalls, alerts, gauges,
+retention.
 
 Each duty is a `check()` that does nothing when there is nothing to do; one failing
-round (broker down, store busy) is logged and the next round tries again.
+round (broker down, store busy) is logged and the next round tries again. With a second
+router as a hot standby, only the holder of the upkeep lease (a row in the store, renewed
+every round) runs the duties, so a job is not released twice nor an alert sent twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 
 from shared.logging import get_logger
+from shared.store import Store, epoch_s
 
 log = get_logger(__name__)
 Check = Callable[[], Awaitable[None]]
+LEASE = "upkeep"
 
 
-async def run_upkeep(interval_s: float, checks: Sequence[tuple[str, Check]]) -> None:
+async def run_upkeep(store: Store, interval_s: float, checks: Sequence[tuple[str, Check]]) -> None:
+    owner = uuid.uuid4().hex
+    lease_s = max(5.0, 5 * interval_s)
     while True:
         await asyncio.sleep(interval_s)
+        try:
+            if not await store.transaction(partial(claim_lease, owner=owner, lease_s=lease_s)):
+                continue  # another router does the upkeep
+        except sqlite3.Error:
+            log.exception("upkeep.lease_failed")
+            continue
         for name, check in checks:
             try:
                 await check()
             except Exception:  # one duty failing must not stop the others; logged
                 log.exception("upkeep.failed", duty=name)
+
+
+def claim_lease(conn: sqlite3.Connection, owner: str, lease_s: float) -> bool:
+    """Take or renew the lease: ours if free, expired or already ours."""
+    now = epoch_s()
+    conn.execute(
+        "INSERT INTO upkeep_leases (name, owner, until) VALUES (?, ?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until"
+        " WHERE upkeep_leases.owner = excluded.owner OR upkeep_leases.until < ?",
+        (LEASE, owner, now + lease_s, now),
+    )
+    row = conn.execute("SELECT owner FROM upkeep_leases WHERE name = ?", (LEASE,)).fetchone()
+    return bool(row[0] == owner)

@@ -32,7 +32,8 @@ from shared.consumer import Delivery
 from shared.control import ControlListener
 from shared.errors import PermanentError
 from shared.health import Metrics
-from shared.messages import EnrichTask, JobCoolingDown, JobFailed, LeadsScraped, ScrapeTask
+from shared.messages import JobCoolingDown, JobFailed, LeadsScraped, ScrapeTask
+from shared.tasks import enrich_tasks
 
 MAX_INLINE_WAIT_S = 0.5
 
@@ -99,13 +100,8 @@ class ScrapeHandler:
         )
         out = [Outgoing(event, priority=delivery.priority)]
         if task.enrich:
-            size = self.enrich_batch_size
             out.extend(
-                Outgoing(
-                    EnrichTask(job_id=job_id, tenant=tenant, leads=leads[i : i + size]),
-                    priority=delivery.priority,
-                )
-                for i in range(0, len(leads), size)
+                enrich_tasks(job_id, tenant, leads, self.enrich_batch_size, delivery.priority)
             )
         if more:
             following = msgspec.structs.replace(
@@ -116,10 +112,12 @@ class ScrapeHandler:
 
 
 async def take_turn(source: Source, account: str) -> float:
-    """0 once the account may be called; a longer wait is returned, for the broker."""
-    while (wait := source.wait_for_turn(account)) > 0:
-        if wait > MAX_INLINE_WAIT_S:
-            return wait
+    """0 once the account may be called (a short wait is waited); a longer wait is
+    returned, not booked, for the broker's delay tier."""
+    wait = source.reserve_turn(account, MAX_INLINE_WAIT_S)
+    if wait > MAX_INLINE_WAIT_S:
+        return wait
+    if wait > 0:
         await asyncio.sleep(wait)
     return 0.0
 

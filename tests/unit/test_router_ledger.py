@@ -35,8 +35,13 @@ def add_job(conn: sqlite3.Connection, job_id: str, total: int, spec: JobSpec) ->
     )
     for idx, dest in enumerate(spec.destinations):
         conn.execute(
-            "INSERT INTO destinations (job_id, idx, type) VALUES (?, ?, ?)",
-            (job_id, idx, dest.__struct_config__.tag),
+            "INSERT INTO destinations (job_id, idx, type, name) VALUES (?, ?, ?, ?)",
+            (
+                job_id,
+                idx,
+                dest.__struct_config__.tag,
+                dest.file_name if isinstance(dest, CsvDestination) else None,
+            ),
         )
 
 

@@ -138,3 +138,25 @@ async def test_rejection_fails_the_lead_only_if_nobody_completes_it(cache: Provi
         [lead()], {}, "job", "t"
     )
     assert result.rejections == []
+
+
+async def test_a_refusal_still_counts_when_the_answer_comes_from_a_retry_or_the_cache(
+    cache: ProviderCache,
+) -> None:
+    class Rejecting(FakeProvider):
+        async def lookup(self, draft: LeadDraft, job_id: str) -> dict[str, str]:
+            self.calls += 1
+            raise ProviderRejected(f"{self.name}: HTTP 422 bad name")
+
+    alpha, beta = Rejecting("alpha"), FakeProvider("beta", down=True)
+    waterfall = Waterfall([alpha, beta], cache, ProviderMetrics(Metrics()))
+    [first] = await waterfall.run([lead()], {}, "job", "t")
+    assert first.errors == ["beta: HTTP 503"]  # retried later, with alpha's refusal carried
+    prior = {"l1": list(first.answers.values())}
+    beta.down = False
+    [retried] = await waterfall.run([lead()], prior, "job", "t")
+    assert alpha.calls == 1
+    assert retried.rejections == ["alpha: HTTP 422 bad name"]
+    [cached] = await waterfall.run([lead()], {}, "job-2", "t")
+    assert alpha.calls == 1
+    assert cached.rejections == ["alpha: HTTP 422 bad name"]

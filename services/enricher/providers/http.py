@@ -23,7 +23,7 @@ from services.enricher.draft import LeadDraft
 from services.enricher.metrics import ProviderMetrics
 from services.enricher.providers.base import ProviderRejected, ProviderUnavailable, Reply
 from shared.control import ControlListener
-from shared.ratelimit import TokenBucket
+from shared.ratelimit import TokenBucket, retry_after_s
 
 RETRYABLE_STATUS = frozenset({401, 403, 408, 409, 425, 429})
 BULK_LIMIT = 100  # people per bulk request, as the providers' bulk APIs allow
@@ -178,9 +178,10 @@ class PersonMatchProvider:
             raise ProviderUnavailable(
                 f"{self.name}: cooling down for {left:.1f}s", retry_after_s=left
             )
-        while (wait := self._bucket.take()) > 0:
-            if wait > MAX_RATE_WAIT_S:
-                raise ProviderUnavailable(f"{self.name}: over its request rate", retry_after_s=wait)
+        wait = self._bucket.reserve(MAX_RATE_WAIT_S)
+        if wait > MAX_RATE_WAIT_S:
+            raise ProviderUnavailable(f"{self.name}: over its request rate", retry_after_s=wait)
+        if wait > 0:
             await asyncio.sleep(wait)
 
     async def _post(self, url: str, payload: bytes, job_id: str) -> bytes | None:
@@ -191,7 +192,7 @@ class PersonMatchProvider:
             ) as response:
                 body = await response.read()
                 status = response.status
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                retry_after = retry_after_s(response.headers.get("Retry-After"))
         except TimeoutError as e:
             raise ProviderUnavailable(f"{self.name}: timed out after {self._timeout.total}s") from e
         except aiohttp.ClientError as e:
@@ -206,12 +207,3 @@ class PersonMatchProvider:
                 f"{self.name}: HTTP {status} {detail}", retry_after_s=retry_after, status=status
             )
         raise ProviderRejected(f"{self.name}: HTTP {status} {detail}")
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date: fall back to our own backoff

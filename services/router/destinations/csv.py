@@ -19,7 +19,7 @@ import aiofiles.os
 from shared.jobs import CsvDestination
 from shared.logging import get_logger
 from shared.results import decode_result, encode_csv, field_map
-from shared.store import STOPPED_STATES, Store, decode_spec
+from shared.store import STOPPED_STATES, Store, csv_owner, decode_spec
 
 log = get_logger(__name__)
 ROWS_PER_SYNC = 5000
@@ -72,6 +72,7 @@ def csv_targets(conn: sqlite3.Connection, job_id: str) -> list[tuple[str, int, C
         (job["tenant"], idx, dest)
         for idx, dest in enumerate(spec.destinations)
         if isinstance(dest, CsvDestination)
+        and csv_owner(conn, job["tenant"], dest.file_name) == job_id
     ]
 
 

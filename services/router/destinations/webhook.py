@@ -13,7 +13,6 @@ import base64
 import contextlib
 import hashlib
 import hmac
-import random
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import msgspec
 from prometheus_client import Counter
 
 from services.router.config import WebhookSettings
+from shared.consumer import RetryPolicy
 from shared.health import Metrics
 from shared.jobs import WebhookDestination
 from shared.logging import get_logger
@@ -64,6 +64,9 @@ class WebhookDispatcher:
         self.guard = guard
         self.settings = settings
         self._wake = asyncio.Event()
+        self.backoff = RetryPolicy(
+            backoff_base_s=settings.backoff_base_s, backoff_max_s=settings.backoff_max_s
+        )
         self._deliveries = Counter(
             "leadflow_webhook_deliveries_total",
             "Webhook batch delivery attempts by outcome.",
@@ -86,13 +89,26 @@ class WebhookDispatcher:
                 )
             )
             if batches:
-                await asyncio.gather(*(self._deliver(batch) for batch in batches))
+                await asyncio.gather(*(self._deliver_logged(batch) for batch in batches))
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)
 
+    async def _deliver_logged(self, batch: Batch) -> None:
+        """One batch's failure (a store error, a job deleted meanwhile) must not stop the
+        dispatcher: it is logged, and the batch's lease runs out for a later try."""
+        try:
+            await self._deliver(batch)
+        except Exception:
+            log.exception(
+                "webhook.delivery_crashed", job_id=batch.job_id, webhook_id=batch.webhook_id
+            )
+
     async def _deliver(self, batch: Batch) -> None:
-        dest, body = await self.store.run(lambda conn: build_payload(conn, batch))
+        payload = await self.store.run(lambda conn: build_payload(conn, batch))
+        if payload is None:
+            return  # the job was deleted meanwhile, and its batches with it
+        dest, body = payload
         error = await self._post(dest, batch, body)
         now = epoch_s()
         if error is None:
@@ -111,7 +127,7 @@ class WebhookDispatcher:
                 "webhook.given_up", job_id=batch.job_id, webhook_id=batch.webhook_id, error=error
             )
         else:
-            delay = self.backoff_s(batch.attempts + 1)
+            delay = self.backoff.backoff_s(batch.attempts + 1)
             await self.store.transaction(lambda conn: mark_retry(conn, batch, error, now + delay))
             self._deliveries.labels(outcome="retry").inc()
             log.warning(
@@ -143,12 +159,6 @@ class WebhookDispatcher:
             return f"timed out after {self.settings.timeout_s:g}s"
         except (aiohttp.ClientError, OSError) as e:
             return f"{type(e).__name__}: {e}"
-
-    def backoff_s(self, attempt: int) -> float:
-        ceiling = min(
-            self.settings.backoff_max_s, self.settings.backoff_base_s * 2 ** (attempt - 1)
-        )
-        return random.uniform(ceiling / 2, ceiling)
 
 
 def signed_headers(webhook_id: str, body: bytes, secret: str | None) -> dict[str, str]:
@@ -188,8 +198,12 @@ def claim_due(conn: sqlite3.Connection, now: float, limit: int, lease_s: float) 
     return [Batch(*row) for row in rows]
 
 
-def build_payload(conn: sqlite3.Connection, batch: Batch) -> tuple[WebhookDestination, bytes]:
+def build_payload(
+    conn: sqlite3.Connection, batch: Batch
+) -> tuple[WebhookDestination, bytes] | None:
     job = conn.execute("SELECT spec FROM jobs WHERE job_id = ?", (batch.job_id,)).fetchone()
+    if job is None:
+        return None
     dest = decode_spec(job["spec"]).destinations[batch.dest_idx]
     assert isinstance(dest, WebhookDestination)
     fields = field_map(dest.fields)

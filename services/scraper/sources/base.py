@@ -32,8 +32,8 @@ class Source(Protocol):
     accounts: tuple[str, ...]  # labels, e.g. acct0, acct1 (never the keys themselves)
     cooldown_s: float
 
-    def wait_for_turn(self, account: str) -> float:
-        """0 when a request may go now (and it is counted), else seconds to wait."""
+    def reserve_turn(self, account: str, max_wait_s: float) -> float:
+        """Seconds until the account's next turn, booked when at most `max_wait_s`."""
 
     async def fetch(
         self, account: str, query: dict[str, str], cursor: str | None, job_id: str

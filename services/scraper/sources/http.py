@@ -13,7 +13,7 @@ import msgspec
 from services.scraper.config import SourceSettings
 from services.scraper.sources.base import Page, SourceRateLimited, SourceRejected, SourceUnavailable
 from shared.messages import Lead
-from shared.ratelimit import TokenBucket
+from shared.ratelimit import TokenBucket, retry_after_s
 
 RETRYABLE_STATUS = frozenset({401, 408, 425})
 # 429, and 403 that search APIs answer when they soft-block an account for a while.
@@ -41,8 +41,8 @@ class SearchApiSource:
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
         self._session = session
 
-    def wait_for_turn(self, account: str) -> float:
-        return self._buckets[account].take()
+    def reserve_turn(self, account: str, max_wait_s: float) -> float:
+        return self._buckets[account].reserve(max_wait_s)
 
     async def fetch(
         self, account: str, query: dict[str, str], cursor: str | None, job_id: str
@@ -68,7 +68,7 @@ class SearchApiSource:
         detail = body[:200].decode(errors="replace")
         if status in COOL_DOWN_STATUS:
             raise SourceRateLimited(
-                f"{self.name}: HTTP {status} {detail}", retry_after_s=seconds(retry_after)
+                f"{self.name}: HTTP {status} {detail}", retry_after_s=retry_after_s(retry_after)
             )
         if status >= 500 or status in RETRYABLE_STATUS:
             raise SourceUnavailable(f"{self.name}: HTTP {status} {detail}")
@@ -79,10 +79,3 @@ class SearchApiSource:
         except msgspec.DecodeError as e:
             raise SourceUnavailable(f"{self.name}: malformed page ({e})") from e
         return Page(leads=reply.results, next_cursor=reply.next_cursor)
-
-
-def seconds(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None

@@ -13,9 +13,15 @@ import pwd
 import secrets
 import shutil
 import subprocess
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+import pytest
 
 from tests.helpers import free_port
 
@@ -137,3 +143,26 @@ def give_to_rabbitmq_user(path: Path) -> None:
             for name in [*dirs, *files]:
                 os.chown(os.path.join(root, name), user.pw_uid, user.pw_gid)
         os.chown(path, user.pw_uid, user.pw_gid)
+
+
+N = TypeVar("N", bound=BrokerNode)
+
+
+@contextmanager
+def node_of_its_own(make: Callable[[Path], N], prefix: str, need: str) -> Iterator[N]:
+    """A started node, stopped and removed afterwards; the test is skipped if none can run.
+
+    Its files are not under pytest's tmp dir: the server runs as the `rabbitmq` user,
+    which cannot enter pytest's private (0700) directories."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    node = make(base)
+    try:
+        node.start()
+    except NodeUnavailable as e:
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.skip(f"{need}: {e}")
+    try:
+        yield node
+    finally:
+        node.stop()
+        shutil.rmtree(base, ignore_errors=True)

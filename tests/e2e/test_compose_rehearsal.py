@@ -24,7 +24,6 @@ import signal
 import site
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ import pytest
 
 from devtools.samples import make_leads
 from devtools.stack import ROOT, SERVICES
-from tests.broker_node import BrokerNode, NodeUnavailable, give_to_rabbitmq_user
+from tests.broker_node import BrokerNode, NodeUnavailable, give_to_rabbitmq_user, node_of_its_own
 from tests.compose import (
     BROKER,
     DEFINITIONS,
@@ -214,19 +213,10 @@ def build_image_dir(app_dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[ComposeBroker]:
-    # Not under pytest's tmp dir: the server runs as `rabbitmq`, which cannot enter it.
-    base = Path(tempfile.mkdtemp(prefix="leadflow-compose-"))
-    node = ComposeBroker(base)
-    try:
-        node.start()
-    except NodeUnavailable as e:
-        shutil.rmtree(base, ignore_errors=True)
-        pytest.skip(f"the rehearsal needs a RabbitMQ node of its own: {e}")
-    try:
+    with node_of_its_own(
+        ComposeBroker, "leadflow-compose-", "the rehearsal needs a RabbitMQ node of its own"
+    ) as node:
         yield node
-    finally:
-        node.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from devtools.stack import Stack
-from tests.broker_node import BrokerNode, NodeUnavailable
+from tests.broker_node import BrokerNode, node_of_its_own
 
 
 @pytest.fixture(scope="session")
 def broker_node() -> Iterator[BrokerNode]:
-    # Not under pytest's tmp dir: the server runs as the `rabbitmq` user, which cannot
-    # enter pytest's private (0700) directories.
-    base = Path(tempfile.mkdtemp(prefix="leadflow-rabbitmq-"))
-    node = BrokerNode(base)
-    try:
-        node.start()
-    except NodeUnavailable as e:
-        shutil.rmtree(base, ignore_errors=True)
-        pytest.skip(f"fault tests need a broker node of their own: {e}")
-    try:
+    with node_of_its_own(
+        BrokerNode, "leadflow-rabbitmq-", "fault tests need a broker node of their own"
+    ) as node:
         yield node
-    finally:
-        node.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

@@ -226,6 +226,12 @@ def _check_range(
         raise ConfigError(name, f"{what} {bounds}", raw)
 
 
+def require_in_production(env: EnvReader, common: CommonSettings, name: str, expected: str) -> None:
+    """In production a dev default is no answer: `name` must be set."""
+    if common.is_production:
+        _require(env, name, expected)
+
+
 def _require(env: EnvReader, name: str, expected: str) -> None:
     if not env.is_set(name):
         raise ConfigError(name, expected, "<unset>")

@@ -15,6 +15,7 @@ from shared.config import (
     WorkerSettings,
     load_common,
     load_worker,
+    require_in_production,
     sandbox_url,
 )
 from shared.errors import ConfigError
@@ -44,8 +45,7 @@ class EnricherSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 def load_settings(env: EnvReader) -> EnricherSettings:
     common = load_common("enricher", env)
-    if common.is_production and not env.is_set("LEADFLOW_PROVIDERS"):
-        raise ConfigError("LEADFLOW_PROVIDERS", "the provider waterfall in production", "<unset>")
+    require_in_production(env, common, "LEADFLOW_PROVIDERS", "the provider waterfall in production")
     names = env.names("LEADFLOW_PROVIDERS", DEV_PROVIDERS)
     return EnricherSettings(
         common=common,
@@ -67,13 +67,8 @@ def load_fault(env: EnvReader, common: CommonSettings) -> str | None:
 
 def load_provider(env: EnvReader, common: CommonSettings, name: str) -> ProviderSettings:
     var = f"LEADFLOW_PROVIDER_{name.upper().replace('-', '_')}"
-    if common.is_production:
-        for suffix, what in (
-            ("_URL", "the provider's API URL"),
-            ("_KEY", "the provider's API key"),
-        ):
-            if not env.is_set(var + suffix):
-                raise ConfigError(var + suffix, what, "<unset>")
+    require_in_production(env, common, f"{var}_URL", "the provider's API URL")
+    require_in_production(env, common, f"{var}_KEY", "the provider's API key")
     return ProviderSettings(
         name=name,
         url=env.url(

@@ -16,6 +16,7 @@ from shared.config import (
     WorkerSettings,
     load_common,
     load_worker,
+    require_in_production,
     sandbox_url,
 )
 from shared.errors import ConfigError
@@ -42,8 +43,7 @@ class ScraperSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 def load_settings(env: EnvReader) -> ScraperSettings:
     common = load_common("scraper", env)
-    if common.is_production and not env.is_set("LEADFLOW_SOURCES"):
-        raise ConfigError("LEADFLOW_SOURCES", "the lead sources in production", "<unset>")
+    require_in_production(env, common, "LEADFLOW_SOURCES", "the lead sources in production")
     return ScraperSettings(
         common=common,
         worker=load_worker(env, "LEADFLOW_SCRAPE_PREFETCH", 4),
@@ -56,10 +56,8 @@ def load_settings(env: EnvReader) -> ScraperSettings:
 
 def load_source(env: EnvReader, common: CommonSettings, name: str) -> SourceSettings:
     var = f"LEADFLOW_SOURCE_{name.upper().replace('-', '_')}"
-    if common.is_production:
-        for suffix, what in (("_URL", "the source's API URL"), ("_KEYS", "the source's API keys")):
-            if not env.is_set(var + suffix):
-                raise ConfigError(var + suffix, what, "<unset>")
+    require_in_production(env, common, f"{var}_URL", "the source's API URL")
+    require_in_production(env, common, f"{var}_KEYS", "the source's API keys")
     keys = tuple(
         k.strip()
         for k in env.get_str(f"{var}_KEYS", f"{name}-acct-1,{name}-acct-2").split(",")

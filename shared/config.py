@@ -145,6 +145,9 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     log_format: LogFormat
     log_level: str
     shutdown_grace_s: float
+    # Tenant names are customer data: metric labels (queue names of lanes) name no tenant
+    # unless this is on (shared/labels.py).
+    metrics_tenant_labels: bool
 
     @property
     def is_production(self) -> bool:
@@ -182,6 +185,7 @@ def load_common(service: str, env: EnvReader) -> CommonSettings:
         log_format=env.choice("LEADFLOW_LOG_FORMAT", default_format, ("json", "console")),
         log_level=env.choice("LEADFLOW_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
         shutdown_grace_s=env.get_float("LEADFLOW_SHUTDOWN_GRACE_S", 20.0, maximum=600.0),
+        metrics_tenant_labels=env.get_bool("LEADFLOW_METRICS_TENANT_LABELS", False),
     )
 
 

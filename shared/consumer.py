@@ -9,7 +9,12 @@ with confirms → ack, and the error policy, so handlers stay pure business:
   tier with its attempt count + 1 and the error appended to its history header, until
   `max_attempts`, then it is dead-lettered with that history;
 - the broker itself failing mid-way: the message is requeued (or, after a reconnect,
-  redelivered by the broker) — never acked without its results confirmed.
+  redelivered by the broker) — never acked without its results confirmed;
+- the store unavailable (`StoreUnavailable`: locked, disk full): infrastructure, not bad
+  data, so no attempt is spent on it. A task goes through a delay tier with its attempt
+  count unchanged; the router's `BatchConsumer` holds its batch and tries it again with
+  backoff until the store takes it (a requeue would count against the quorum queue's
+  delivery limit and dead-letter good events).
 
 `TaskConsumer` handles deliveries concurrently (up to the prefetch). A delivery flagged
 `redelivered` means its previous consumer died or lost its connection holding it; such
@@ -25,7 +30,6 @@ router's single writer; its quorum queue's delivery limit bounds poison events.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -49,18 +53,25 @@ from shared.broker import (
     settle,
 )
 from shared.control import ControlListener
-from shared.errors import BrokerUnavailable, PermanentError
+from shared.errors import BrokerUnavailable, PermanentError, StoreUnavailable
 from shared.health import Metrics
 from shared.jobs import PRIORITY_LEVELS
+from shared.labels import queue_label
 from shared.logging import get_logger
 from shared.messages import Codec, JobStopped, LaneOpened, Message
 from shared.slots import FairSlots
+from shared.supervise import Backoff, Supervised, backoff_s, supervise
 
 M = TypeVar("M", bound=Message)
 log = get_logger(__name__)
 MAX_HISTORY = 20
 RETURNED_REMEMBERED = 10_000
 PREFETCH_AHEAD = 2
+# Waiting out store trouble: how soon a held batch is tried again (the router), and the
+# delay tier a task goes through (workers). A locked store also blocks each try for the
+# store's busy timeout, so the tries are spaced by that at least.
+STORE_BACKOFF = Backoff(base_s=0.5, max_s=15.0)
+STORE_RETRY_DELAY_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -80,8 +91,7 @@ class RetryPolicy:
 
     def backoff_s(self, attempt: int) -> float:
         """Exponential backoff with jitter for the `attempt`-th retry (1-based)."""
-        ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)
+        return backoff_s(attempt, self.backoff_base_s, self.backoff_max_s)
 
 
 GiveUp = Callable[[M, str], Sequence[Outgoing]]
@@ -176,6 +186,17 @@ class _Consumer(Generic[M]):
             return "requeue"
         attempt = attempt_of(message)
         reason = describe(error)
+        if isinstance(error, StoreUnavailable) and decoded is not None:
+            # Back later with the same attempt count: waiting out the store is not a try.
+            later = Outgoing(
+                decoded,
+                priority=priority_name(message.priority),
+                attempt=attempt,
+                retry=True,
+                delay_s=STORE_RETRY_DELAY_S,
+                headers={ERROR_HEADER: reason},
+            )
+            return await self.settle_with(message, [later], "retry")
         retryable = decoded is not None and not isinstance(error, PermanentError)
         if retryable and attempt + 1 < self.policy.max_attempts:
             assert decoded is not None
@@ -219,9 +240,11 @@ class _Consumer(Generic[M]):
         return outcome
 
     def count(self, outcome: str, elapsed_s: float | None = None, n: int = 1) -> None:
-        self.metrics.consumed.labels(queue=self.queue_name, outcome=outcome).inc(n)
+        broker = self.broker
+        queue = queue_label(broker.topology, self.queue_name, broker.settings.metrics_tenant_labels)
+        self.metrics.consumed.labels(queue=queue, outcome=outcome).inc(n)
         if elapsed_s is not None:
-            self.metrics.handle_seconds.labels(queue=self.queue_name).observe(elapsed_s)
+            self.metrics.handle_seconds.labels(queue=queue).observe(elapsed_s)
 
 
 class TaskConsumer(_Consumer[M]):
@@ -414,7 +437,11 @@ def _cancelling(task: asyncio.Task[Any] | None) -> bool:
 
 
 class BatchConsumer(_Consumer[M]):
-    """In-order handling of everything that has arrived, as one batch, by one worker."""
+    """In-order handling of everything that has arrived, as one batch, by one worker.
+
+    A batch whose handler finds the store unavailable is held (not acked, not requeued)
+    and tried again with backoff until the store takes it; the next deliveries wait
+    behind it, in order, and the broker stops sending at the prefetch."""
 
     def __init__(
         self,
@@ -430,13 +457,23 @@ class BatchConsumer(_Consumer[M]):
         self.handler = handler
         self.max_batch = max_batch
         self._arrived: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
-        self._worker: asyncio.Task[None] | None = None
+        self._worker: Supervised | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        self.held_since: float | None = None  # a batch waits for the store since then
 
     async def start(self) -> None:
-        self._worker = asyncio.create_task(self._work(), name=f"batch-{self.queue_name}")
-        await super().start()
+        """Start the worker and subscribe; safe to call again after a failed try."""
+        if self._worker is None:
+            self._worker = supervise(f"batch-{self.queue_name}", self._work)
+        if not self._subscriptions:
+            await super().start()
+
+    async def readiness(self) -> str | None:
+        """Ready once consuming with a live worker."""
+        if self._worker is None or not self._subscriptions:
+            return f"not consuming {self.queue_name} yet"
+        return await self._worker.readiness()
 
     async def stop(self, grace_s: float) -> None:
         await self.stop_taking()
@@ -445,8 +482,7 @@ class BatchConsumer(_Consumer[M]):
         except TimeoutError:
             log.warning("consumer.grace_expired", queue=self.queue_name)
         if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
+            await self._worker.stop()
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         self._idle.clear()
@@ -481,7 +517,7 @@ class BatchConsumer(_Consumer[M]):
         if not good:
             return
         try:
-            outgoing = await self.handler([m for _, m in good])
+            outgoing = await self._handle_waiting_out_store([m for _, m in good])
             await self.broker.publish(outgoing)
         except BrokerUnavailable:
             # The broker, not a message, failed: every one comes back, no need to split.
@@ -503,6 +539,37 @@ class BatchConsumer(_Consumer[M]):
         for message, _ in good:
             await self.settle(message)
         self.count("ack", time.perf_counter() - started, n=len(good))
+
+    async def _handle_waiting_out_store(self, items: list[M]) -> Sequence[Outgoing]:
+        """The handler's result; while the store is unavailable the batch is held and
+        tried again (handlers are idempotent: a redelivered event changes nothing)."""
+        tries = 0
+        while True:
+            try:
+                outgoing = await self.handler(items)
+            except StoreUnavailable as e:
+                tries += 1
+                if self.held_since is None:
+                    self.held_since = time.monotonic()
+                delay = STORE_BACKOFF.delay_s(tries)
+                log.warning(
+                    "consumer.store_unavailable_holding",
+                    queue=self.queue_name,
+                    messages=len(items),
+                    held_s=round(time.monotonic() - self.held_since, 1),
+                    retry_in_s=round(delay, 2),
+                    error=str(e),
+                )
+                await asyncio.sleep(delay)
+                continue
+            if self.held_since is not None:
+                log.info(
+                    "consumer.store_back",
+                    queue=self.queue_name,
+                    held_s=round(time.monotonic() - self.held_since, 1),
+                )
+                self.held_since = None
+            return outgoing
 
 
 def attempt_of(message: AbstractIncomingMessage) -> int:

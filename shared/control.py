@@ -1,5 +1,5 @@
-"""The control stream: cancellations, timeouts, new lanes and cooldowns, broadcast to
-every worker.
+"""The control stream: cancellations, timeouts, deletions, new lanes and cooldowns,
+broadcast to every worker.
 
 A worker reads the stream from its start (a stream keeps its messages for a retention
 period), so one that starts after a job was cancelled still knows it before it takes any
@@ -20,7 +20,14 @@ from aio_pika.abc import AbstractIncomingMessage
 from shared.broker import Broker, Outgoing, settle
 from shared.errors import BrokerUnavailable
 from shared.logging import get_logger
-from shared.messages import Codec, ControlMarker, CooldownStarted, JobStopped, LaneOpened
+from shared.messages import (
+    Codec,
+    ControlMarker,
+    CooldownStarted,
+    JobDeleted,
+    JobStopped,
+    LaneOpened,
+)
 
 log = get_logger(__name__)
 PREFETCH = 500
@@ -29,6 +36,7 @@ COOLDOWN_SLACK_S = 0.5
 
 StopCallback = Callable[[JobStopped], None]
 LaneCallback = Callable[[LaneOpened], Awaitable[None]]
+DeletedCallback = Callable[[JobDeleted], None]
 
 
 class ControlListener:
@@ -41,6 +49,7 @@ class ControlListener:
         self.cooldowns: dict[str, float] = {}
         self._stop_callbacks: list[StopCallback] = []
         self._lane_callbacks: list[LaneCallback] = []
+        self._deleted_callbacks: list[DeletedCallback] = []
         self._markers: dict[str, asyncio.Event] = {}
         self._started = False
 
@@ -69,6 +78,11 @@ class ControlListener:
 
     def on_lane(self, callback: LaneCallback) -> None:
         self._lane_callbacks.append(callback)
+
+    def on_deleted(self, callback: DeletedCallback) -> None:
+        """`callback` is called for every job deletion, from the start of the stream (again
+        after a reconnect re-reads it): it must be idempotent and quick."""
+        self._deleted_callbacks.append(callback)
 
     async def start(self) -> None:
         if self._started:
@@ -108,6 +122,9 @@ class ControlListener:
                 log.info("control.job_stopped", job_id=control.job_id, state=control.state)
                 for stop_callback in self._stop_callbacks:
                     stop_callback(control)
+        elif isinstance(control, JobDeleted):
+            for deleted_callback in self._deleted_callbacks:
+                deleted_callback(control)
         elif isinstance(control, LaneOpened):
             lane = (control.kind, control.tenant)
             if lane not in self.lanes:

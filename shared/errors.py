@@ -42,3 +42,9 @@ class DecodeError(PermanentError):
 
 class BrokerUnavailable(TransientError):
     """The broker cannot take a message right now (down, refused, unconfirmed)."""
+
+
+class StoreUnavailable(TransientError):
+    """The status store cannot be used right now: locked past the busy timeout, disk full
+    or failing, the file unreachable. Infrastructure, not bad data: callers wait it out
+    (or answer 503) and never spend a message's attempts on it."""

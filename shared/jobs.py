@@ -36,6 +36,17 @@ CsvName = Annotated[
     ),
 ]
 BatchSize = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+# Accepted, never answered: the store keeps it sealed (shared/secretbox.py) and no
+# response carries it.
+WebhookSecret = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=512,
+        description="Standard Webhooks signing secret (`whsec_<base64>`, or any string).",
+        extra_json_schema={"writeOnly": True},
+    ),
+]
 
 
 class WebhookDestination(
@@ -47,7 +58,7 @@ class WebhookDestination(
     forbid_unknown_fields=True,
 ):
     url: Annotated[str, msgspec.Meta(max_length=2048)]
-    secret: Annotated[str, msgspec.Meta(min_length=1, max_length=512)] | None = None
+    secret: WebhookSecret | None = None
     batch_size: BatchSize = 50
     fields: FieldMap | None = None
 

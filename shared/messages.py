@@ -10,12 +10,39 @@ whole enrichment of a lead, so one message per lead per hop would cap throughput
 
 from __future__ import annotations
 
-from typing import Literal
+from types import MappingProxyType
+from typing import Any, Literal
 
 import msgspec
 
 # `scraped`: a lead a scrape job found and was not asked to enrich.
 LeadStatus = Literal["enriched", "failed", "scraped"]
+
+# The longest value, in characters, of each text field of a lead: the one table of these
+# limits. The gateway refuses a longer value (422 naming the field, services/gateway/
+# schemas.py), the scraper fits a scraped lead to them (services/scraper/sources/base.py),
+# and the enricher's steps are budgeted for leads at these lengths (tests/unit/
+# test_step_budgets.py). `Lead` itself carries no limit: a message is never refused for it.
+LEAD_FIELD_MAX_CHARS: MappingProxyType[str, int] = MappingProxyType(
+    {
+        "id": 200,
+        "full_name": 500,
+        "first_name": 500,
+        "last_name": 500,
+        "title": 500,
+        "company": 500,
+        "company_domain": 500,
+        "linkedin_url": 2048,
+        "email": 500,
+        "phone": 64,
+        "location": 500,
+    }
+)
+
+
+def lead_limit(field: str, **constraints: Any) -> msgspec.Meta:
+    """The `msgspec.Meta` bounding a lead field as LEAD_FIELD_MAX_CHARS says."""
+    return msgspec.Meta(max_length=LEAD_FIELD_MAX_CHARS[field], **constraints)
 
 
 class Lead(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -151,6 +178,11 @@ class JobStopped(Message, frozen=True, tag="control.job_stopped"):
     reason: str
 
 
+class JobDeleted(Message, frozen=True, tag="control.job_deleted"):
+    """Broadcast: the job was deleted (by the user or retention); every enricher removes the
+    provider answers its leads used from its cache."""
+
+
 class LaneOpened(Message, frozen=True, tag="control.lane_opened"):
     """Broadcast: a tenant's lane for a kind of work exists; workers should consume it."""
 
@@ -182,6 +214,7 @@ AnyMessage = (
     | UsageRecorded
     | JobFailed
     | JobStopped
+    | JobDeleted
     | LaneOpened
     | CooldownStarted
     | ControlMarker

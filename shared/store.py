@@ -12,17 +12,21 @@ the single writer of their progress. WAL lets readers run beside that writer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
 
+from shared.errors import StoreUnavailable
 from shared.jobs import (
     DestinationStatus,
     JobSpec,
@@ -195,6 +199,24 @@ CREATE INDEX IF NOT EXISTS usage_events_by_day ON usage_events (day);
 CREATE INDEX IF NOT EXISTS destinations_by_csv_name ON destinations (name) WHERE type = 'csv';
 CREATE INDEX IF NOT EXISTS destinations_given_up ON destinations (job_id) WHERE failed > 0;
 """,
+    # Webhook secrets sealed per destination (and the one being rotated out), a
+    # destination disabled by its receiver (410 Gone), deliveries cancelled by the user.
+    """
+ALTER TABLE destinations ADD COLUMN secret TEXT;
+ALTER TABLE destinations ADD COLUMN previous_secret TEXT;
+ALTER TABLE destinations ADD COLUMN previous_secret_until REAL;
+ALTER TABLE destinations ADD COLUMN disabled_reason TEXT;
+ALTER TABLE destinations ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS webhook_batches_leased ON webhook_batches (lease_until)
+    WHERE state = 'pending';
+""",
+    # Readiness upserts a row here, so a store that cannot take writes shows.
+    """
+CREATE TABLE IF NOT EXISTS health_probe (
+    name TEXT PRIMARY KEY,
+    at REAL NOT NULL
+);
+""",
 )
 
 JOB_COLUMNS = (
@@ -212,21 +234,109 @@ def epoch_s() -> float:
     return time.time()
 
 
+# A writer waits this long for another one's lock before the store counts as unavailable:
+# far longer than any transaction here holds it, and short, because the wait blocks the
+# store thread and everything queued behind it (upkeep, webhooks, readiness). Past it,
+# callers wait the outage out (the router holds its batch) or answer 503 (the gateway).
+# A blocked writer takes a released lock at once.
+BUSY_TIMEOUT_S = 10.0
+# Readiness probes wait for the lock this long only, so they hold the store thread little.
+PROBE_BUSY_TIMEOUT_S = 1.0
+# Reads on the event loop's thread (`read_now`) must never hold the loop that long; WAL
+# readers rarely wait at all.
+READ_BUSY_TIMEOUT_S = 1.0
+# Primary SQLite result codes that mean the store, not the statement, is the problem:
+# BUSY, LOCKED, NOMEM, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL, NOTADB.
+# A constraint, a type mismatch or an SQL error (SQLITE_ERROR) is a bug or bad data.
+UNAVAILABLE_CODES = frozenset({5, 6, 7, 8, 10, 11, 13, 14, 15, 26})
+UNAVAILABLE_TEXTS = (
+    "database is locked",
+    "database table is locked",
+    "disk i/o error",
+    "unable to open",
+    "database or disk is full",
+    "readonly database",
+    "disk image is malformed",
+    "file is not a database",
+    "out of memory",
+)
+NOT_INFRASTRUCTURE = (
+    sqlite3.IntegrityError,
+    sqlite3.ProgrammingError,
+    sqlite3.DataError,
+    sqlite3.NotSupportedError,
+)
+# Outages that ended longer ago than this are not applied to deadlines any more (a
+# standby router that only takes over the upkeep later must not apply them again).
+OUTAGE_KEPT_S = 300.0
+
+
+def unavailable(error: BaseException) -> StoreUnavailable | None:
+    """The `StoreUnavailable` that `error` means, or None when it is not store trouble."""
+    if isinstance(error, StoreUnavailable):
+        return error
+    if not isinstance(error, sqlite3.DatabaseError) or isinstance(error, NOT_INFRASTRUCTURE):
+        return None
+    code = getattr(error, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        infrastructure = code & 0xFF in UNAVAILABLE_CODES
+    else:
+        infrastructure = any(text in str(error).lower() for text in UNAVAILABLE_TEXTS)
+    if not infrastructure:
+        return None
+    found = StoreUnavailable(f"store unavailable: {error}")
+    found.__cause__ = error
+    return found
+
+
 class Store:
-    """An SQLite database used from one worker thread."""
+    """An SQLite database used from one worker thread.
+
+    Store trouble (see `unavailable`) is raised as `StoreUnavailable`; the store then
+    counts as unavailable until a write succeeds again, and the time it was unavailable
+    is kept for `take_outage_s` (the router moves job deadlines by it)."""
 
     def __init__(
-        self, path: Path, migrations: tuple[str, ...] = MIGRATIONS, *, durable: bool = True
+        self,
+        path: Path,
+        migrations: tuple[str, ...] = MIGRATIONS,
+        *,
+        durable: bool = True,
+        busy_timeout_s: float = BUSY_TIMEOUT_S,
     ) -> None:
         self.path = path
         self._migrations = migrations
         self._durable = durable
+        self._busy_timeout_s = busy_timeout_s
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._conn: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
+        self._probe: asyncio.Future[None] | None = None
+        self._lock = threading.Lock()  # the store thread and the loop both touch these
+        self._down_since: float | None = None
+        self._down_reason = ""
+        self._outages: list[tuple[float, float]] = []  # (ended at, lasted s), epoch
 
     async def open(self) -> None:
         await self.run(lambda _: None)
+
+    @property
+    def unavailable_reason(self) -> str | None:
+        """Why the store is unusable now (since the last failure, until a write succeeds)."""
+        with self._lock:
+            if self._down_since is None:
+                return None
+            return (
+                f"store unavailable for {time.time() - self._down_since:.0f}s: {self._down_reason}"
+            )
+
+    def take_outage_s(self) -> float:
+        """Seconds the store was unavailable in outages that ended recently, once."""
+        now = time.time()
+        with self._lock:
+            taken = sum(lasted for ended, lasted in self._outages if now - ended < OUTAGE_KEPT_S)
+            self._outages.clear()
+        return taken
 
     async def close(self) -> None:
         await self.run(lambda _: self._close())
@@ -238,7 +348,7 @@ class Store:
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(connection)` on the store thread (autocommit unless it opens a transaction)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, fn)
+        return await loop.run_in_executor(self._executor, self._call, fn, False)
 
     def read_now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a small indexed read on the caller's thread, on a connection of its own.
@@ -246,9 +356,21 @@ class Store:
         For reads of a row or two that the hot path serves often (a job's status): a hop
         to the store thread costs more than the read itself. WAL readers never wait for the
         writer, so this does not block the event loop behind a write."""
-        if self._reader is None:
-            self._reader = connect(self.path, (), durable=self._durable)
-        return fn(self._reader)
+        try:
+            if self._reader is None:
+                self._reader = connect(
+                    self.path,
+                    (),
+                    durable=self._durable,
+                    busy_timeout_s=min(READ_BUSY_TIMEOUT_S, self._busy_timeout_s),
+                )
+            return fn(self._reader)
+        except sqlite3.Error as e:
+            trouble = unavailable(e)
+            if trouble is None:
+                raise
+            self._close_reader()
+            raise trouble from e
 
     async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(connection)` inside one write transaction on the store thread."""
@@ -257,44 +379,132 @@ class Store:
             with write_transaction(conn):
                 return fn(conn)
 
-        return await self.run(in_transaction)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, in_transaction, True)
 
-    async def check_writable(self) -> None:
-        """Raise unless a write lock can be taken (readiness)."""
+    async def check_writable(self, probe_name: str = "readiness") -> None:
+        """Raise unless a row can be written and committed (readiness): a full disk or a
+        read-only file shows here, not only a lock.
 
-        def probe(conn: sqlite3.Connection) -> None:
-            conn.execute("BEGIN IMMEDIATE")
+        Probes share one attempt in flight, and while the store is known to be
+        unavailable they answer at once: a readiness poll must not queue one more
+        30-second wait on the store thread behind a blocked writer."""
+        if self._probe is None or self._probe.done():
+            loop = asyncio.get_running_loop()
+            probe = partial(self._probe_writes, name=probe_name)
+            self._probe = loop.run_in_executor(self._executor, self._call, probe, True)
+            # Retrieved here so an abandoned probe's failure is not logged as unhandled.
+            self._probe.add_done_callback(lambda f: f.cancelled() or f.exception())
+        elif (reason := self.unavailable_reason) is not None:
+            raise StoreUnavailable(reason)
+        await asyncio.shield(self._probe)
+
+    def _probe_writes(self, conn: sqlite3.Connection, name: str) -> None:
+        wait_s = min(PROBE_BUSY_TIMEOUT_S, self._busy_timeout_s)
+        conn.execute(f"PRAGMA busy_timeout={int(wait_s * 1000)}")
+        try:
+            with write_transaction(conn):
+                write_probe(conn, name)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_s * 1000)}")
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T], writes: bool) -> T:
+        started = time.time()
+        try:
+            if self._conn is None:
+                self._conn = connect(
+                    self.path,
+                    self._migrations,
+                    durable=self._durable,
+                    busy_timeout_s=self._busy_timeout_s,
+                )
+            result = fn(self._conn)
+        except sqlite3.Error as e:
+            trouble = unavailable(e)
+            if trouble is None:
+                raise
+            # Unusable since this call began: a lock is waited for the whole busy timeout.
+            self._went_down(str(e), started)
+            self._leave_transaction()
+            raise trouble from e
+        if writes:
+            self._came_back()
+        return result
+
+    def _went_down(self, reason: str, since: float) -> None:
+        with self._lock:
+            self._down_reason = reason
+            if self._down_since is None:
+                self._down_since = since
+
+    def _came_back(self) -> None:
+        with self._lock:
+            if self._down_since is None:
+                return
+            now = time.time()
+            self._outages.append((now, now - self._down_since))
+            self._down_since = None
+
+    def _leave_transaction(self) -> None:
+        """After a failure, a connection may be left inside a transaction: roll it back, or
+        start afresh if even that fails."""
+        conn = self._conn
+        if conn is None or not conn.in_transaction:
+            return
+        try:
             conn.execute("ROLLBACK")
-
-        await self.run(probe)
-
-    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._conn is None:
-            self._conn = connect(self.path, self._migrations, durable=self._durable)
-        return fn(self._conn)
+        except sqlite3.Error:
+            self._close()
 
     def _close(self) -> None:
         if self._conn is not None:
-            self._conn.close()
+            with contextlib.suppress(sqlite3.Error):  # a broken connection: nothing to do
+                self._conn.close()
             self._conn = None
+
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            with contextlib.suppress(sqlite3.Error):  # a broken connection: nothing to do
+                self._reader.close()
+            self._reader = None
+
+
+def write_probe(conn: sqlite3.Connection, name: str) -> None:
+    """Upsert one small row: what readiness writes to show the store takes writes."""
+    conn.execute(
+        "INSERT INTO health_probe (name, at) VALUES (?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET at = excluded.at",
+        (name, epoch_s()),
+    )
 
 
 def connect(
-    path: Path, migrations: tuple[str, ...] = MIGRATIONS, *, durable: bool = True
+    path: Path,
+    migrations: tuple[str, ...] = MIGRATIONS,
+    *,
+    durable: bool = True,
+    busy_timeout_s: float = BUSY_TIMEOUT_S,
 ) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreUnavailable(f"store unavailable: cannot create {path.parent}: {e}") from e
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
+    )
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     # FULL: a committed lead survives power loss too, and commits are per batch anyway.
     conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
     if migrations:
         migrate(conn, migrations)
     return conn
 
 
 def migrate(conn: sqlite3.Connection, migrations: tuple[str, ...]) -> None:
+    if conn.execute("PRAGMA user_version").fetchone()[0] >= len(migrations):
+        return  # up to date: no write lock needed (a reconnect during an outage can read)
     with write_transaction(conn):
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         for number, script in enumerate(migrations[version:], start=version + 1):
@@ -310,10 +520,13 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        # A failed COMMIT (disk full, I/O error) leaves the transaction open: roll it
+        # back too, or the next BEGIN on this connection fails.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
 
 
 IDEMPOTENCY_TTL_S = 24 * 3600  # how long a repeated Idempotency-Key returns the first job
@@ -398,7 +611,7 @@ def decode_spec(raw: bytes) -> JobSpec:
 
 def job_status(conn: sqlite3.Connection, row: sqlite3.Row) -> JobStatus:
     dests = conn.execute(
-        "SELECT type, name, delivered, failed, last_error FROM destinations"
+        "SELECT type, name, delivered, failed, cancelled, last_error FROM destinations"
         " WHERE job_id = ? ORDER BY idx",
         (row["job_id"],),
     ).fetchall()
@@ -428,7 +641,7 @@ def job_status(conn: sqlite3.Connection, row: sqlite3.Row) -> JobStatus:
                 failed=d["failed"],
                 pending=0
                 if row["state"] in STOPPED_STATES
-                else max(0, row["done"] - d["delivered"] - d["failed"]),
+                else max(0, row["done"] - d["delivered"] - d["failed"] - d["cancelled"]),
                 last_error=d["last_error"],
             )
             for d in dests

@@ -3,31 +3,32 @@ stream, and one `TaskConsumer`, started in the right order and stopped gracefull
 
 A worker reads the control history before it takes any task, so a job cancelled, or an
 account put in cooldown, before it started is already known when its first task arrives.
+Its background work (that start, lag sampling) runs supervised (`shared.supervise`):
+retried with backoff on any error, and `/readyz` fails until it consumes and whenever a
+task is failing or dead.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import aiohttp
 
-from shared.broker import BROKER_ERRORS, Broker, Outgoing
+from shared.broker import Broker, Outgoing
 from shared.config import CommonSettings, WorkerSettings
 from shared.consumer import Delivery, GiveUp, RetryPolicy, TaskConsumer
 from shared.control import ControlListener
-from shared.errors import BrokerUnavailable
 from shared.health import Metrics, OpsServer
 from shared.lag import sample_lag
 from shared.logging import get_logger
 from shared.messages import Codec, Message
+from shared.supervise import Backoff, Supervised, stop_all, supervise
 
 M = TypeVar("M", bound=Message)
 log = get_logger(__name__)
-START_RETRY_S = 2.0
-RETRYABLE_START: tuple[type[BaseException], ...] = (BrokerUnavailable, TimeoutError, *BROKER_ERRORS)
+START_BACKOFF = Backoff(base_s=1.0, max_s=10.0)
 Handler = Callable[[M, Delivery], Coroutine[Any, Any, Sequence[Outgoing]]]
 
 
@@ -56,9 +57,8 @@ class WorkerRuntime(Generic[M]):
         self.broker = Broker(common, Codec(), self.metrics)
         self.control = ControlListener(self.broker, Codec())
         self.session: aiohttp.ClientSession | None = None
-        self._consuming = asyncio.Event()
         self._consumer: TaskConsumer[M] | None = None
-        self._starting: asyncio.Task[None] | None = None
+        self._tasks: list[Supervised] = []
         self.ops = OpsServer(
             common.http_host, common.http_port, [self.broker.readiness, self._ready], self.metrics
         )
@@ -82,7 +82,13 @@ class WorkerRuntime(Generic[M]):
             split=spec.split,
         )
         self.broker.start()
-        self._starting = asyncio.create_task(self._consume_when_connected(self._consumer))
+        consumer = self._consumer
+        self._tasks = [
+            supervise(
+                "consume", lambda: self._consume_when_connected(consumer), START_BACKOFF, once=True
+            ),
+            supervise("lag", lambda: sample_lag(self.broker, self.metrics, consumer.queue_names)),
+        ]
 
     def http_session(self) -> aiohttp.ClientSession:
         if self.session is None:
@@ -92,30 +98,26 @@ class WorkerRuntime(Generic[M]):
         return self.session
 
     async def _consume_when_connected(self, consumer: TaskConsumer[M]) -> None:
-        # Each step may fail on a broker hiccup; the worker keeps trying (and stays not
-        # ready meanwhile) rather than running without consuming.
-        while True:
-            await self.broker.wait_ready()
-            try:
-                await self.control.start()
-                await self.control.catch_up()
-                await consumer.start()
-                break
-            except RETRYABLE_START as e:
-                log.warning("worker.start_failed_retrying", error=f"{type(e).__name__}: {e}")
-                await asyncio.sleep(START_RETRY_S)
-        self._consuming.set()
-        await sample_lag(self.broker, self.metrics, consumer.queue_names)
+        # Each step may fail on a broker hiccup; supervised, the worker keeps trying (and
+        # stays not ready meanwhile) rather than running without consuming. Each step
+        # skips what an earlier try already did.
+        await self.broker.wait_ready()
+        await self.control.start()
+        await self.control.catch_up()
+        await consumer.start()
 
     async def _ready(self) -> str | None:
-        return (
-            None if self._consuming.is_set() else "not consuming yet (reading the control stream)"
-        )
+        if not self._tasks:
+            return "not started"
+        for task in self._tasks:
+            if task.once and not task.done and task.failing is None and task.died is None:
+                return "not consuming yet (reading the control stream)"
+            if (reason := await task.readiness()) is not None:
+                return reason
+        return None
 
     async def stop(self) -> None:
-        if self._starting is not None and not self._starting.done():
-            self._starting.cancel()
-            await asyncio.gather(self._starting, return_exceptions=True)
+        await stop_all(self._tasks)
         if self._consumer is not None:
             await self._consumer.stop(self.common.shutdown_grace_s)
         await self.broker.close()

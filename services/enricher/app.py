@@ -6,9 +6,10 @@ from services.enricher.cache import ProviderCache
 from services.enricher.config import EnricherSettings
 from services.enricher.handlers import EnrichHandler, give_up, split_task
 from services.enricher.metrics import ProviderMetrics
-from services.enricher.providers.http import PersonMatchProvider
+from services.enricher.providers import build_provider
 from services.enricher.waterfall import Waterfall
 from shared.messages import EnrichTask
+from shared.supervise import Supervised, supervise
 from shared.worker import WorkerRuntime, WorkerSpec
 
 KIND = "enrich"
@@ -28,15 +29,18 @@ class EnricherService:
         self.cache = ProviderCache(
             settings.common.data_dir / "provider-cache.db", settings.provider_cache_ttl_s
         )
+        self.purge: Supervised | None = None
 
     async def start(self) -> None:
         await self.cache.open()
         runtime = self.runtime
+        # Before the control stream is read: every deletion in its history is applied.
+        runtime.control.on_deleted(self.cache.job_deleted)
+        self.purge = supervise("cache-purge", self.cache.run_purge)
         session = runtime.http_session()
         metrics = ProviderMetrics(runtime.metrics)
         providers = [
-            PersonMatchProvider(p, session, runtime.control, metrics)
-            for p in self.settings.providers
+            build_provider(p, session, runtime.control, metrics) for p in self.settings.providers
         ]
         handler = EnrichHandler(
             Waterfall(providers, self.cache, metrics),
@@ -48,4 +52,6 @@ class EnricherService:
 
     async def stop(self) -> None:
         await self.runtime.stop()
+        if self.purge is not None:
+            await self.purge.stop()
         await self.cache.close()

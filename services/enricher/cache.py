@@ -4,19 +4,33 @@ A crash between a provider's answer and the ack of the task would otherwise make
 redelivered task call that provider again; the cache also saves credits when the same
 person comes back in another job of the same tenant. Entries expire after a TTL.
 It lives in its own SQLite file under the data dir (one per machine).
+
+The answers are personal data, so they are removable:
+- `cache_jobs` records which jobs used each entry (stored it, or were answered from it).
+  When a job is deleted (by the user or by retention) a `JobDeleted` message on the
+  control stream reaches every enricher, including one that starts later, and its
+  entries go, for every provider. An entry used by two jobs goes when either is deleted:
+  a deletion request covers the data the job holds, wherever else it is used, and the
+  other job only pays for the lookup again.
+- Expired rows are deleted by a background loop (`run_purge`), a few hundred a
+  transaction, so the enrichers' own cache writes never wait long behind it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import sqlite3
 from pathlib import Path
 
 import msgspec
 
-from shared.messages import ProviderAnswer
-from shared.store import Store, epoch_s
+from shared.logging import get_logger
+from shared.messages import JobDeleted, ProviderAnswer
+from shared.store import Store, epoch_s, write_transaction
 
+log = get_logger(__name__)
 CACHE_MIGRATIONS = (
     """
 CREATE TABLE IF NOT EXISTS provider_answers (
@@ -30,7 +44,26 @@ CREATE TABLE IF NOT EXISTS provider_answers (
 """,
     # `found` holds a whole ProviderAnswer from here on (a refusal is an answer too).
     "DELETE FROM provider_answers",
+    # Which jobs used an entry. Answers stored before this could not be traced back to
+    # their jobs, so a job deletion could not remove them: they go.
+    """
+CREATE TABLE IF NOT EXISTS cache_jobs (
+    job_id TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    used_at REAL NOT NULL,
+    PRIMARY KEY (job_id, tenant, fingerprint)
+);
+CREATE INDEX IF NOT EXISTS cache_jobs_by_entry ON cache_jobs (tenant, fingerprint);
+CREATE INDEX IF NOT EXISTS cache_jobs_by_age ON cache_jobs (used_at);
+CREATE INDEX IF NOT EXISTS provider_answers_by_entry ON provider_answers (tenant, fingerprint);
+CREATE INDEX IF NOT EXISTS provider_answers_by_age ON provider_answers (stored_at);
+DELETE FROM provider_answers
+""",
 )
+# Rows deleted per transaction: a purge never holds the write lock for long.
+PURGE_CHUNK = 500
+PURGE_EVERY_S = 600.0
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(ProviderAnswer).decode
 
@@ -46,6 +79,11 @@ class ProviderCache:
         # Losing the last cache writes on power loss costs a repeated call, not a lead.
         self.store = Store(path, CACHE_MIGRATIONS, durable=False)
         self.ttl_s = ttl_s
+        # Deleted jobs whose entries are still to be removed, and every job deleted since
+        # start: a straggling task of a deleted job must not put its answers back.
+        self._to_forget: set[str] = set()
+        self._forgotten: set[str] = set()
+        self._wake = asyncio.Event()
 
     @property
     def enabled(self) -> bool:
@@ -58,12 +96,14 @@ class ProviderCache:
         await self.store.close()
 
     async def get_many(
-        self, tenant: str, provider: str, keys: list[str]
+        self, tenant: str, provider: str, keys: list[str], *, job_id: str
     ) -> dict[str, ProviderAnswer]:
-        """The cached answers among `keys`, by fingerprint."""
+        """The cached answers among `keys`, by fingerprint; the hits are recorded as used
+        by `job_id`."""
         if not self.enabled or not keys:
             return {}
         oldest = epoch_s() - self.ttl_s
+        record = job_id not in self._forgotten
 
         def read(conn: sqlite3.Connection) -> list[tuple[str, bytes]]:
             marks = ", ".join("?" * len(keys))
@@ -72,19 +112,113 @@ class ProviderCache:
                 f" AND provider = ? AND fingerprint IN ({marks}) AND stored_at >= ?",
                 (tenant, provider, *keys, oldest),
             ).fetchall()
+            if rows and record:
+                with write_transaction(conn):
+                    record_use(conn, job_id, tenant, [row[0] for row in rows])
             return [(row[0], bytes(row[1])) for row in rows]
 
         return {key: _decode(raw) for key, raw in await self.store.run(read)}
 
     async def put_many(
-        self, tenant: str, provider: str, answers: dict[str, ProviderAnswer]
+        self, tenant: str, provider: str, answers: dict[str, ProviderAnswer], *, job_id: str
     ) -> None:
-        if not self.enabled or not answers:
+        if not self.enabled or not answers or job_id in self._forgotten:
             return
         now = epoch_s()
         rows = [(tenant, provider, key, _encode(answer), now) for key, answer in answers.items()]
-        await self.store.transaction(
-            lambda conn: conn.executemany(
-                "INSERT OR REPLACE INTO provider_answers VALUES (?, ?, ?, ?, ?)", rows
+
+        def put(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO provider_answers VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (tenant, provider, fingerprint) DO UPDATE"
+                " SET found = excluded.found, stored_at = excluded.stored_at",
+                rows,
             )
-        )
+            record_use(conn, job_id, tenant, list(answers))
+
+        await self.store.transaction(put)
+
+    # -- removal -------------------------------------------------------------------------
+
+    def job_deleted(self, deleted: JobDeleted) -> None:
+        """Control stream hook: remove the job's entries soon (the purge loop does it, with
+        retries, so the control stream never waits on this file's lock)."""
+        if deleted.job_id not in self._forgotten:
+            self._forgotten.add(deleted.job_id)
+            self._to_forget.add(deleted.job_id)
+            self._wake.set()
+
+    async def forget_job(self, job_id: str) -> int:
+        """Delete every entry `job_id` used, for every provider; the number of entries."""
+        total = 0
+        while removed := await self.store.transaction(lambda c: forget_chunk(c, job_id)):
+            total += removed
+        return total
+
+    async def purge_expired(self, now: float | None = None) -> int:
+        """Delete expired answers and usage records, a chunk a transaction; rows deleted."""
+        oldest = (epoch_s() if now is None else now) - self.ttl_s
+        total = 0
+        while removed := await self.store.transaction(lambda c: purge_chunk(c, oldest)):
+            total += removed
+        return total
+
+    async def purge_once(self) -> None:
+        for job_id in sorted(self._to_forget):
+            entries = await self.forget_job(job_id)
+            self._to_forget.discard(job_id)
+            log.info("cache.job_forgotten", job_id=job_id, entries=entries)
+        if removed := await self.purge_expired():
+            log.info("cache.expired_purged", rows=removed)
+
+    async def run_purge(self, every_s: float = PURGE_EVERY_S) -> None:
+        """Forever: forget deleted jobs as soon as they are announced, expired rows every
+        `every_s`. Run it supervised (shared/supervise.py): a failing round (file locked,
+        disk full) raises and is retried after a backoff, and a deletion stays pending
+        until it is done."""
+        while True:
+            await self.purge_once()
+            if self._to_forget:
+                continue  # announced during the round
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), every_s)
+
+
+def record_use(conn: sqlite3.Connection, job_id: str, tenant: str, keys: list[str]) -> None:
+    now = epoch_s()
+    conn.executemany(
+        "INSERT INTO cache_jobs (job_id, tenant, fingerprint, used_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (job_id, tenant, fingerprint) DO UPDATE SET used_at = excluded.used_at",
+        [(job_id, tenant, key, now) for key in keys],
+    )
+
+
+def forget_chunk(conn: sqlite3.Connection, job_id: str, limit: int = PURGE_CHUNK) -> int:
+    """Delete up to `limit` entries used by `job_id` (every provider's answer for each, and
+    every job's record of using it); the number of entries."""
+    entries = conn.execute(
+        "SELECT tenant, fingerprint FROM cache_jobs WHERE job_id = ? LIMIT ?", (job_id, limit)
+    ).fetchall()
+    pairs = [(row[0], row[1]) for row in entries]
+    conn.executemany("DELETE FROM provider_answers WHERE tenant = ? AND fingerprint = ?", pairs)
+    conn.executemany("DELETE FROM cache_jobs WHERE tenant = ? AND fingerprint = ?", pairs)
+    return len(pairs)
+
+
+def purge_chunk(conn: sqlite3.Connection, oldest: float, limit: int = PURGE_CHUNK) -> int:
+    """Delete up to `limit` answers stored before `oldest`, and as many usage records
+    older than that (the answers they point to have expired by then: an answer is never
+    older than its last use); the number of rows deleted."""
+    answers = conn.execute(
+        "DELETE FROM provider_answers WHERE (tenant, provider, fingerprint) IN"
+        " (SELECT tenant, provider, fingerprint FROM provider_answers"
+        " WHERE stored_at < ? LIMIT ?)",
+        (oldest, limit),
+    ).rowcount
+    uses = conn.execute(
+        "DELETE FROM cache_jobs WHERE (job_id, tenant, fingerprint) IN"
+        " (SELECT job_id, tenant, fingerprint FROM cache_jobs WHERE used_at < ? LIMIT ?)",
+        (oldest, limit),
+    ).rowcount
+    return int(answers + uses)

@@ -9,7 +9,8 @@ with the lead across retries (`ProviderAnswer`) and is kept in the provider cach
 a redelivered task (after a crash) finds. A provider that is unavailable is skipped for
 now; if a lead ends incomplete because of it, the lead is retried later. A provider that
 rejects a lead (4xx) is not asked again; if nobody completes the lead, it fails with the
-rejection as its reason.
+rejection as its reason. A provider parked (bad key, out of credits) cannot help: that counts
+like a rejection for the lead, but is no answer about it and is not cached.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from services.enricher.draft import LeadDraft
 from services.enricher.metrics import ProviderMetrics
 from services.enricher.providers.base import (
     Provider,
+    ProviderParked,
     ProviderRejected,
     ProviderUnavailable,
     Reply,
@@ -94,7 +96,7 @@ class Waterfall:
         tenant: str,
     ) -> None:
         keys = [fingerprint(provider.query(draft)) for draft, _ in asking]
-        cached = await self.cache.get_many(tenant, provider.name, keys)
+        cached = await self.cache.get_many(tenant, provider.name, keys, job_id=job_id)
         to_call = [(i, draft) for i, (draft, _) in enumerate(asking) if keys[i] not in cached]
         if cached:
             self.metrics.calls.labels(provider=provider.name, outcome="cached").inc(
@@ -109,6 +111,10 @@ class Waterfall:
                 if isinstance(reply, ProviderUnavailable):
                     result.unavailable(reply)
                     continue
+                if isinstance(reply, ProviderParked):
+                    # The account, not the lead, was refused: no paid call, nothing cached.
+                    result.rejections.append(str(reply))
+                    continue
                 result.calls[provider.name] += 1
                 if isinstance(reply, ProviderRejected):
                     log.warning(
@@ -120,7 +126,7 @@ class Waterfall:
                     answered[keys[i]] = ProviderAnswer(provider=provider.name, rejected=str(reply))
                 else:
                     answered[keys[i]] = ProviderAnswer(provider=provider.name, found=reply)
-            await self.cache.put_many(tenant, provider.name, answered)
+            await self.cache.put_many(tenant, provider.name, answered, job_id=job_id)
         for (draft, result), key in zip(asking, keys, strict=True):
             answer = cached.get(key) or answered.get(key)
             if answer is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.gateway.auth import auth_middleware
+from services.gateway.auth import auth_middleware, setup_auth
 from services.gateway.config import GatewaySettings
 from services.gateway.dashboard import setup_dashboard
 from services.gateway.deadletters import routes as dead_letter_routes
@@ -44,7 +44,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     )
 
     async def store_ready() -> str | None:
-        await store.check_writable()
+        await store.check_writable("gateway")
         return None
 
     add_ops_routes(app, [broker.readiness, store_ready], metrics)
@@ -53,6 +53,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app.add_routes(job_control_routes)
     app.add_routes(usage_routes)
     add_openapi_route(app)
+    setup_auth(app)
     setup_events(app)
     setup_dashboard(app)
     app.cleanup_ctx.append(_resources)

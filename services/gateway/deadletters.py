@@ -14,9 +14,15 @@ import msgspec
 from aiohttp import web
 
 from services.gateway.keys import BROKER, STORE, tenant_of
+from services.gateway.params import (
+    CURSOR,
+    DEAD_LETTERS_JOB,
+    DEAD_LETTERS_LIMIT,
+    DEAD_LETTERS_STATE,
+)
 from services.gateway.problems import FieldError, Problem, invalid
-from services.gateway.queries import decode_cursor, encode_cursor
-from services.gateway.routes import json_response, query_choice, query_int
+from services.gateway.queries import encode_cursor
+from services.gateway.routes import json_response
 from shared.broker import Outgoing
 from shared.errors import BrokerUnavailable
 from shared.messages import Codec
@@ -71,10 +77,10 @@ _decode_replay = msgspec.json.Decoder(ReplayRequest).decode
 @routes.get("/v1/dead-letters")
 async def list_dead_letters(request: web.Request) -> web.Response:
     tenant = tenant_of(request)
-    job_id = request.query.get("job_id") or None
-    state = query_choice(request, "state", ("parked", "replayed"))
-    limit = query_int(request, "limit", 50, 1, 500)
-    after = decode_cursor(request.query.get("cursor"))
+    job_id = DEAD_LETTERS_JOB.read(request)
+    state = DEAD_LETTERS_STATE.read(request)
+    limit = DEAD_LETTERS_LIMIT.read(request)
+    after = CURSOR.read(request)
     rows = await request.app[STORE].run(
         lambda conn: select_letters(
             conn, tenant, job_id=job_id, state=state, after=after, limit=limit + 1

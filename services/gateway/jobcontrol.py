@@ -1,26 +1,37 @@
-"""`POST /v1/jobs/{id}/cancel` and `DELETE /v1/jobs/{id}`.
+"""`POST /v1/jobs/{id}/cancel`, `DELETE /v1/jobs/{id}` and
+`PUT /v1/jobs/{id}/destinations/{index}/secret`.
 
 Cancelling broadcasts the stop on the control stream first (every worker, including ones
 that start later, drops the job's tasks and abandons its in-flight calls), then moves the
 job to `cancelled` with a conditional update, so it can never overwrite a job that
 finished meanwhile. If the broadcast cannot be sent, nothing changes and the client
-gets 503.
+gets 503. A completed job has nothing left to stop but its pending webhook deliveries:
+cancel stops those (deliveries.py), or answers 409 when there are none.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from functools import partial
 
+import msgspec
 from aiohttp import web
 
+from services.gateway.deliveries import (
+    DeliveriesCancelled,
+    SecretRotation,
+    cancel_pending_deliveries,
+    rotate_secret,
+)
 from services.gateway.keys import BROKER, SETTINGS, STORE, tenant_of
-from services.gateway.problems import Problem
+from services.gateway.problems import Problem, invalid
 from services.gateway.routes import json_response, require_job
+from services.gateway.validation import field_error_from
 from shared.broker import Outgoing
 from shared.errors import BrokerUnavailable
 from shared.jobs import TERMINAL_STATES, JobStatus
 from shared.logging import get_logger
-from shared.messages import JobStopped
+from shared.messages import JobDeleted, JobStopped
 from shared.results import remove_exports
 from shared.store import delete_job, fetch_job_row, job_status, stop_job
 
@@ -32,6 +43,8 @@ CANCEL_REASON = "cancelled by the user"
 @routes.post("/v1/jobs/{job_id}/cancel")
 async def cancel_job(request: web.Request) -> web.Response:
     job = await require_job(request)
+    if job.state == "completed":
+        return await cancel_deliveries(request, job)
     if job.state in TERMINAL_STATES:
         raise Problem(409, f"job {job.job_id} is already {job.state}")
     stop = JobStopped(
@@ -59,9 +72,66 @@ async def remove_job(request: web.Request) -> web.Response:
     job = await require_job(request)
     if job.state not in TERMINAL_STATES:
         raise Problem(409, f"job {job.job_id} is {job.state}; cancel it before deleting it")
+    # Broadcast first, as a cancel does: every enricher, including one that starts later,
+    # then removes the provider answers the job's leads used from its cache.
+    deleted = JobDeleted(job_id=job.job_id, tenant=tenant_of(request))
+    try:
+        await request.app[BROKER].publish([Outgoing(deleted)])
+    except BrokerUnavailable as e:
+        raise Problem(503, f"the deletion could not be broadcast to the workers: {e}") from e
     exports = await request.app[STORE].transaction(lambda conn: delete_job(conn, job.job_id))
     settings = request.app[SETTINGS]
     if settings.delete_exports:
         await remove_exports(settings.common.data_dir / "exports", exports)
     log.info("job.deleted", job_id=job.job_id)
     return web.Response(status=204)
+
+
+async def cancel_deliveries(request: web.Request, job: JobStatus) -> web.Response:
+    """A completed job: stop its pending webhook deliveries, or 409 if it has none."""
+
+    def cancel(conn: sqlite3.Connection) -> DeliveriesCancelled | None:
+        cancelled = cancel_pending_deliveries(conn, job.job_id)
+        if not cancelled.batches:
+            return None
+        status = job_status(conn, fetch_job_row(conn, job.job_id, None))
+        return DeliveriesCancelled(**msgspec.structs.asdict(status), cancelled_deliveries=cancelled)
+
+    answer = await request.app[STORE].transaction(cancel)
+    if answer is None:
+        raise Problem(409, f"job {job.job_id} is already completed and has no pending deliveries")
+    log.info(
+        "job.deliveries_cancelled",
+        job_id=job.job_id,
+        batches=answer.cancelled_deliveries.batches,
+        leads=answer.cancelled_deliveries.leads,
+    )
+    return json_response(answer, status=202)
+
+
+_rotation = msgspec.json.Decoder(SecretRotation)
+
+
+@routes.put("/v1/jobs/{job_id}/destinations/{index}/secret")
+async def replace_secret(request: web.Request) -> web.Response:
+    job = await require_job(request)
+    raw_index = request.match_info["index"]
+    if not raw_index.isdecimal() or len(raw_index) > 3:
+        raise Problem(404, f"job {job.job_id} has no destination {raw_index!r}")
+    try:
+        rotation = _rotation.decode(await request.read())
+    except msgspec.ValidationError as e:
+        raise invalid([field_error_from(str(e))]) from None
+    except msgspec.DecodeError as e:
+        raise Problem(400, f"the request body is not valid JSON: {e}") from None
+    box = request.app[SETTINGS].secret_box
+    rotated = await request.app[STORE].transaction(
+        partial(rotate_secret, job_id=job.job_id, index=int(raw_index), rotation=rotation, box=box)
+    )
+    log.info(
+        "webhook.secret_rotated",
+        job_id=job.job_id,
+        destination=rotated.destination,
+        previous_until=rotated.previous_secret_until,
+    )
+    return json_response(rotated)

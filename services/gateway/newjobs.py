@@ -2,7 +2,8 @@
 
 An enrich job that depends on a scrape job waits for it (its own leads kept aside, or the
 scrape's leads taken when it completes); one whose dependency already completed starts at
-once on its leads; a dependency that failed or was stopped is refused.
+once on its leads; a dependency that failed or was stopped is refused. Webhook secrets
+leave the spec here, sealed (shared/secretbox.py), before anything is stored.
 """
 
 from __future__ import annotations
@@ -10,13 +11,16 @@ from __future__ import annotations
 import sqlite3
 from functools import partial
 
+import msgspec
+
 from services.gateway.config import GatewaySettings
 from services.gateway.problems import FieldError, invalid
 from services.gateway.schemas import EnrichJobRequest, ScrapeJobRequest
 from services.gateway.submit import NewJob
 from shared.broker import Outgoing
-from shared.jobs import JobSpec, ScrapeSpec
+from shared.jobs import Destination, JobSpec, ScrapeSpec, WebhookDestination
 from shared.messages import Lead, ScrapeTask
+from shared.secretbox import SecretBox
 from shared.store import STOPPED_STATES, Store, decode_spec, job_result_leads
 from shared.tasks import enrich_tasks
 
@@ -40,11 +44,13 @@ async def enrich_job(
         # It will take the scrape's leads: charge the most it can find.
         charged = len(leads) or (max_leads if waiting else 0)
     priority = request.priority
+    destinations, sealed = seal_secrets(request.destinations, settings.secret_box)
     return NewJob(
         kind="enrich",
         priority=priority,
         timeout_s=request.timeout_s or settings.default_timeout_s,
-        spec=JobSpec(destinations=request.destinations),
+        spec=JobSpec(destinations=destinations),
+        sealed_secrets=sealed,
         total=None if waiting and not leads else len(leads),
         charged=charged,
         tasks=lambda job_id: enrich_tasks(
@@ -95,13 +101,31 @@ def scrape_job(request: ScrapeJobRequest, tenant: str, settings: GatewaySettings
         )
         return [Outgoing(task, priority=request.priority)]
 
+    destinations, sealed = seal_secrets(request.destinations, settings.secret_box)
     return NewJob(
         kind="scrape",
         priority=request.priority,
         timeout_s=request.timeout_s or settings.default_timeout_s,
-        spec=JobSpec(destinations=request.destinations, scrape=scrape),
+        spec=JobSpec(destinations=destinations, scrape=scrape),
+        sealed_secrets=sealed,
         total=None,
         charged=request.max_leads,
         tasks=first_page,
         lanes=("scrape", "enrich") if request.enrich else ("scrape",),
     )
+
+
+def seal_secrets(
+    destinations: list[Destination], box: SecretBox
+) -> tuple[list[Destination], dict[int, str]]:
+    """The destinations to store in the spec, without their secrets, and each webhook
+    secret sealed by destination index (kept on the destination's row, where a rotation
+    can replace it)."""
+    stored: list[Destination] = []
+    sealed: dict[int, str] = {}
+    for idx, dest in enumerate(destinations):
+        if isinstance(dest, WebhookDestination) and dest.secret is not None:
+            sealed[idx] = box.seal(dest.secret)
+            dest = msgspec.structs.replace(dest, secret=None)
+        stored.append(dest)
+    return stored, sealed

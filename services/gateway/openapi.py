@@ -15,8 +15,22 @@ from aiohttp import web
 
 from services.gateway.dashboard import ASSETS
 from services.gateway.deadletters import DeadLetterPage, ReplayRequest, ReplayResult
+from services.gateway.deliveries import DeliveriesCancelled, SecretRotated, SecretRotation
+from services.gateway.params import (
+    CURSOR,
+    DEAD_LETTERS_JOB,
+    DEAD_LETTERS_LIMIT,
+    DEAD_LETTERS_STATE,
+    JOBS_KIND,
+    JOBS_LIMIT,
+    JOBS_STATE,
+    LEADS_FORMAT,
+    LEADS_LIMIT_DOC,
+    LEADS_STATUS,
+    USAGE_FROM,
+    USAGE_TO,
+)
 from services.gateway.problems import STATUS_TYPES, ProblemDetails
-from services.gateway.routes import LEAD_PAGE_DEFAULT, LEAD_PAGE_MAX
 from services.gateway.schemas import (
     EnrichJobRequest,
     JobAccepted,
@@ -25,7 +39,7 @@ from services.gateway.schemas import (
     ScrapeJobRequest,
 )
 from services.gateway.usage import UsageReport
-from shared.jobs import JOB_STATES, JobStatus
+from shared.jobs import JobStatus
 from shared.messages import ResultLead
 
 OPENAPI_PATH = "/openapi.json"
@@ -35,7 +49,6 @@ PROBLEM_JSON = "application/problem+json"
 NDJSON = "application/x-ndjson"
 AUTH_SCHEME = "bearerAuth"
 PUBLIC: list[dict[str, list[str]]] = []  # an empty `security` overrides the global one
-JOB_LIST_DEFAULT, JOB_LIST_MAX = 50, 200  # GET /v1/jobs `limit`, as routes.jobs_index reads it
 
 
 class HealthStatus(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -60,6 +73,9 @@ def build_openapi() -> dict[str, Any]:
         ReplayResult,
         ScrapeJobRequest,
         UsageReport,
+        DeliveriesCancelled,
+        SecretRotation,
+        SecretRotated,
     )
     refs, schemas = msgspec.json.schema_components(types, ref_template=REF)
     ref = {t.__name__: r for t, r in zip(types, refs, strict=True)}
@@ -126,10 +142,7 @@ def job_paths(ref: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 "operationId": "getUsage",
                 "summary": "Metered usage per UTC day (default: today)",
                 "tags": ["usage"],
-                "parameters": [
-                    query_param("from", {"type": "string", "format": "date"}),
-                    query_param("to", {"type": "string", "format": "date"}),
-                ],
+                "parameters": [USAGE_FROM.openapi(), USAGE_TO.openapi()],
                 "responses": {
                     "200": json_answer("Usage", ref["UsageReport"]),
                     **problems(401, 422),
@@ -142,10 +155,10 @@ def job_paths(ref: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 "summary": "The tenant's jobs, newest first",
                 "tags": ["jobs"],
                 "parameters": [
-                    query_param("state", {"type": "string", "enum": list(JOB_STATES)}),
-                    query_param("kind", {"type": "string", "enum": ["enrich", "scrape"]}),
-                    limit_param(JOB_LIST_DEFAULT, JOB_LIST_MAX),
-                    cursor_param(),
+                    JOBS_STATE.openapi(),
+                    JOBS_KIND.openapi(),
+                    JOBS_LIMIT.openapi(),
+                    CURSOR.openapi(),
                 ],
                 "responses": {
                     "200": json_answer("A page of jobs", ref["JobPage"]),
@@ -181,11 +194,42 @@ def job_paths(ref: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "post": {
                 "operationId": "cancelJob",
                 "summary": "Cancel a job; its remaining leads are dropped",
+                "description": "On a completed job, cancels its pending webhook deliveries "
+                "(`cancelled_deliveries` says how many); 409 when there is nothing to stop.",
                 "tags": ["jobs"],
                 "parameters": [job_id],
                 "responses": {
-                    "202": json_answer("Cancellation requested", ref["JobStatus"]),
+                    "202": json_answer(
+                        "Cancellation requested, or a completed job's deliveries cancelled",
+                        {"anyOf": [ref["DeliveriesCancelled"], ref["JobStatus"]]},
+                    ),
                     **problems(401, 404, 409),
+                },
+            }
+        },
+        "/v1/jobs/{job_id}/destinations/{index}/secret": {
+            "put": {
+                "operationId": "rotateWebhookSecret",
+                "summary": "Replace a webhook destination's secret; the old one signs too "
+                "during `overlap_s`",
+                "tags": ["jobs"],
+                "parameters": [
+                    job_id,
+                    {
+                        "name": "index",
+                        "in": "path",
+                        "required": True,
+                        "description": "The destination's position in the job's `destinations`.",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": 999},
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": ref["SecretRotation"]}},
+                },
+                "responses": {
+                    "200": json_answer("Secret replaced", ref["SecretRotated"]),
+                    **problems(400, 401, 404, 422),
                 },
             }
         },
@@ -200,10 +244,10 @@ def dead_letter_paths(ref: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 "summary": "The tenant's dead letters (messages that exhausted their attempts)",
                 "tags": ["dead letters"],
                 "parameters": [
-                    query_param("job_id", {"type": "string"}),
-                    query_param("state", {"type": "string", "enum": ["parked", "replayed"]}),
-                    limit_param(50, 500),
-                    cursor_param(),
+                    DEAD_LETTERS_JOB.openapi(),
+                    DEAD_LETTERS_STATE.openapi(),
+                    DEAD_LETTERS_LIMIT.openapi(),
+                    CURSOR.openapi(),
                 ],
                 "responses": {
                     "200": json_answer("A page of dead letters", ref["DeadLetterPage"]),
@@ -234,7 +278,10 @@ def events_operation(job_id: dict[str, Any]) -> dict[str, Any]:
         "operationId": "streamJobEvents",
         "summary": "Server-Sent Events of a job until it is terminal",
         "description": "`lead` (a ResultLead, id = its seq), `progress` and `state` events; "
-        "resumes after `Last-Event-ID`; `: ping` comments keep idle streams open.",
+        "resumes after `Last-Event-ID`; `: ping` comments keep idle streams open. The server "
+        "ends a stream after `LEADFLOW_SSE_MAX_LIFETIME_S` without a terminal state: reconnect "
+        "with `Last-Event-ID`. 429 (with `Retry-After`) when the tenant or the gateway has "
+        "as many streams open as allowed.",
         "tags": ["jobs"],
         "parameters": [
             job_id,
@@ -252,7 +299,7 @@ def events_operation(job_id: dict[str, Any]) -> dict[str, Any]:
                 "description": "An event stream",
                 "content": {"text/event-stream": {"schema": {"type": "string"}}},
             },
-            **problems(400, 401, 404, 422),
+            **problems(400, 401, 404, 422, 429),
         },
     }
 
@@ -282,10 +329,10 @@ def leads_operation(job_id: dict[str, Any], ref: dict[str, dict[str, Any]]) -> d
         "tags": ["jobs"],
         "parameters": [
             job_id,
-            query_param("format", {"type": "string", "enum": ["json", "ndjson", "csv"]}),
-            query_param("status", {"type": "string", "enum": ["enriched", "failed"]}),
-            limit_param(LEAD_PAGE_DEFAULT, LEAD_PAGE_MAX),
-            cursor_param(),
+            LEADS_FORMAT.openapi(),
+            LEADS_STATUS.openapi(),
+            LEADS_LIMIT_DOC.openapi(),
+            CURSOR.openapi(),
         ],
         "responses": {
             "200": {
@@ -378,17 +425,6 @@ def query_param(name: str, schema: dict[str, Any]) -> dict[str, Any]:
         "allowEmptyValue": True,
         "schema": schema,
     }
-
-
-def limit_param(default: int, maximum: int) -> dict[str, Any]:
-    schema = {"type": "integer", "minimum": 1, "maximum": maximum, "default": default}
-    return query_param("limit", schema)
-
-
-def cursor_param() -> dict[str, Any]:
-    param = query_param("cursor", {"type": "string"})
-    param["description"] = "`next_cursor` of the previous page."
-    return param
 
 
 def text_answer(description: str, media_type: str) -> dict[str, Any]:

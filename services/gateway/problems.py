@@ -1,4 +1,8 @@
-"""RFC 9457 problem details, and the middleware that turns every error into one."""
+"""RFC 9457 problem details, and the middleware that turns every error into one.
+
+Store trouble (`StoreUnavailable`: the store locked, its disk full or failing) is the
+service being unavailable, not a bug: 503 with `Retry-After`, never 500.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,16 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from shared.errors import StoreUnavailable
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 PROBLEM_BASE = "https://leadflow.dev/problems/"
 CONTENT_TYPE = "application/problem+json"
 ENTITY_HEADERS = ("content-type", "content-length")
+# What a client is told to wait when the store is unavailable (most outages are a lock
+# held for a while, or an operator freeing disk space).
+STORE_RETRY_AFTER_S = 5
 
 STATUS_TYPES = {
     400: ("malformed-request", "Malformed request"),
@@ -92,6 +100,14 @@ def invalid(errors: list[FieldError], status: int = 422) -> Problem:
     return Problem(status, f"{first.field}: {first.message}{more}", errors=errors)
 
 
+def store_unavailable() -> Problem:
+    return Problem(
+        503,
+        "the status store is unavailable for a moment; retry later",
+        headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
+    )
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -101,6 +117,11 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     except Problem as problem:
         return problem.response()
+    except StoreUnavailable as e:
+        log.warning(
+            "request.store_unavailable", path=request.path, method=request.method, error=str(e)
+        )
+        return store_unavailable().response()
     except web.HTTPException as e:
         if e.status < 400:
             raise

@@ -22,19 +22,29 @@ class Page:
     next_cursor: str | None
 
 
+# Positions are SQLite rowids and sequence numbers: 64-bit signed integers.
+MAX_POSITION = 2**63 - 1
+CURSOR_MAX_CHARS = len(base64.urlsafe_b64encode(f"p{MAX_POSITION}".encode()).rstrip(b"="))
+
+
 def encode_cursor(position: int) -> str:
     return base64.urlsafe_b64encode(f"p{position}".encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str | None, param: str = "cursor") -> int | None:
+    """The position in a cursor this API issued; 422 naming `param` for anything else."""
     if cursor is None or cursor == "":
         return None
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if text.startswith("p") and text[1:].isdigit():
-            return int(text[1:])
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        pass
+    if len(cursor) <= CURSOR_MAX_CHARS:
+        try:
+            text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            text = ""
+        digits = text[1:]
+        if text.startswith("p") and digits.isascii() and digits.isdigit():
+            position = int(digits)
+            if position <= MAX_POSITION:
+                return position
     raise invalid([FieldError(param, "not a cursor this API returned")])
 
 

@@ -9,16 +9,24 @@ from aiohttp import web
 
 from services.gateway.keys import GUARD, SETTINGS, STORE, SUBMITTER, tenant_of
 from services.gateway.newjobs import enrich_job, scrape_job
+from services.gateway.params import (
+    CURSOR,
+    JOBS_KIND,
+    JOBS_LIMIT,
+    JOBS_STATE,
+    LEADS_FORMAT,
+    LEADS_PAGE_LIMIT,
+    LEADS_STATUS,
+    LEADS_STREAM_LIMIT,
+)
 from services.gateway.problems import FieldError, Problem, invalid
 from services.gateway.queries import decode_cursor, get_job, list_jobs, list_leads
 from services.gateway.schemas import EnrichJobRequest, JobAccepted, ScrapeJobRequest
 from services.gateway.submit import NewJob
 from services.gateway.validation import decode_request, validate_enrich, validate_scrape
-from shared.jobs import JOB_STATES, JobStatus
+from shared.jobs import JobStatus
 from shared.results import decode_result, encode_csv, field_map
 
-LEAD_PAGE_DEFAULT = 100
-LEAD_PAGE_MAX = 1000
 STREAM_CHUNK = 1000
 _encode = msgspec.json.Encoder().encode
 
@@ -70,10 +78,10 @@ async def job_status(request: web.Request) -> web.Response:
 
 @routes.get("/v1/jobs")
 async def jobs_index(request: web.Request) -> web.Response:
-    state = query_choice(request, "state", JOB_STATES)
-    kind = query_choice(request, "kind", ("enrich", "scrape"))
-    limit = query_int(request, "limit", 50, 1, 200)
-    before = decode_cursor(request.query.get("cursor"))
+    state = JOBS_STATE.read(request)
+    kind = JOBS_KIND.read(request)
+    limit = JOBS_LIMIT.read(request)
+    before = CURSOR.read(request)
     tenant = tenant_of(request)
     jobs, next_cursor = await request.app[STORE].run(
         lambda conn: list_jobs(conn, tenant, state=state, kind=kind, limit=limit, before=before)
@@ -84,12 +92,12 @@ async def jobs_index(request: web.Request) -> web.Response:
 @routes.get("/v1/jobs/{job_id}/leads")
 async def job_leads(request: web.Request) -> web.StreamResponse:
     job = await require_job(request)
-    fmt = query_choice(request, "format", ("json", "ndjson", "csv")) or "json"
-    status = query_choice(request, "status", ("enriched", "failed"))
-    after = decode_cursor(request.query.get("cursor"))
+    fmt = LEADS_FORMAT.read(request) or "json"
+    status = LEADS_STATUS.read(request)
+    after = CURSOR.read(request)
     store = request.app[STORE]
     if fmt == "json":
-        limit = query_int(request, "limit", LEAD_PAGE_DEFAULT, 1, LEAD_PAGE_MAX)
+        limit = LEADS_PAGE_LIMIT.read(request)
         page = await store.run(
             lambda conn: list_leads(conn, job.job_id, status=status, limit=limit, after=after)
         )
@@ -101,7 +109,7 @@ async def job_leads(request: web.Request) -> web.StreamResponse:
             + b"}"
         )
         return web.Response(body=body, content_type="application/json")
-    page_limit = query_int(request, "limit", 0, 1, 10**9) if "limit" in request.query else None
+    page_limit = LEADS_STREAM_LIMIT.read_given(request)
     return await stream_leads(request, job.job_id, fmt, status, after, page_limit)
 
 
@@ -164,25 +172,3 @@ async def require_job(request: web.Request) -> JobStatus:
     if job is None:
         raise Problem(404, f"no job {job_id!r}")
     return job
-
-
-def query_choice(request: web.Request, name: str, choices: tuple[str, ...]) -> str | None:
-    value = request.query.get(name)
-    if value is None or value == "":
-        return None
-    if value not in choices:
-        raise invalid([FieldError(name, f"must be one of {', '.join(choices)}")])
-    return value
-
-
-def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    value = request.query.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise invalid([FieldError(name, "must be an integer")]) from None
-    if not low <= number <= high:
-        raise invalid([FieldError(name, f"must be between {low} and {high}")])
-    return number

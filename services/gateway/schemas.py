@@ -12,24 +12,24 @@ from typing import Annotated
 import msgspec
 
 from shared.jobs import Destination, JobStatus, Priority
-from shared.messages import ResultLead
+from shared.messages import ResultLead, lead_limit
 
-Text = Annotated[str, msgspec.Meta(max_length=500)]
 DAY_S = 86_400
 
 
 class LeadIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
-    full_name: Text | None = None
-    first_name: Text | None = None
-    last_name: Text | None = None
-    title: Text | None = None
-    company: Text | None = None
-    company_domain: Text | None = None
-    linkedin_url: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
-    email: Text | None = None
-    phone: Annotated[str, msgspec.Meta(max_length=64)] | None = None
-    location: Text | None = None
+    # Bounds: shared/messages.py LEAD_FIELD_MAX_CHARS, the table the scraper fits leads to.
+    id: Annotated[str, lead_limit("id", min_length=1)] | None = None
+    full_name: Annotated[str, lead_limit("full_name")] | None = None
+    first_name: Annotated[str, lead_limit("first_name")] | None = None
+    last_name: Annotated[str, lead_limit("last_name")] | None = None
+    title: Annotated[str, lead_limit("title")] | None = None
+    company: Annotated[str, lead_limit("company")] | None = None
+    company_domain: Annotated[str, lead_limit("company_domain")] | None = None
+    linkedin_url: Annotated[str, lead_limit("linkedin_url")] | None = None
+    email: Annotated[str, lead_limit("email")] | None = None
+    phone: Annotated[str, lead_limit("phone")] | None = None
+    location: Annotated[str, lead_limit("location")] | None = None
 
 
 class EnrichJobRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

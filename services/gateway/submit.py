@@ -46,6 +46,8 @@ class NewJob:
     depends_on: str | None = None
     waiting: bool = False
     deferred: list[Lead] | None = field(default=None)  # a waiting job's own leads
+    # Webhook secrets by destination index, sealed (shared/secretbox.py); `spec` has none.
+    sealed_secrets: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -162,13 +164,14 @@ class JobSubmitter:
             ),
         )
         conn.executemany(
-            "INSERT INTO destinations (job_id, idx, type, name) VALUES (?, ?, ?, ?)",
+            "INSERT INTO destinations (job_id, idx, type, name, secret) VALUES (?, ?, ?, ?, ?)",
             [
                 (
                     job_id,
                     idx,
                     dest.__struct_config__.tag,
                     dest.file_name if isinstance(dest, CsvDestination) else None,
+                    job.sealed_secrets.get(idx),
                 )
                 for idx, dest in enumerate(job.spec.destinations)
             ],

@@ -10,6 +10,7 @@ import msgspec
 from aiohttp import web
 
 from services.gateway.keys import STORE, tenant_of
+from services.gateway.params import USAGE_FROM, USAGE_TO
 from services.gateway.problems import FieldError, invalid
 from services.gateway.routes import json_response
 
@@ -39,8 +40,8 @@ class UsageReport(Usage, frozen=True, kw_only=True):
 @routes.get("/v1/usage")
 async def usage(request: web.Request) -> web.Response:
     today = datetime.now(UTC).date()
-    first = query_day(request, "from", today)
-    last = query_day(request, "to", today)
+    first = USAGE_FROM.read(request, today)
+    last = USAGE_TO.read(request, today)
     if first > last:
         raise invalid([FieldError("from", "must not be after `to`")])
     if (last - first).days >= MAX_DAYS:
@@ -76,16 +77,6 @@ def summed(counts: Counter[str]) -> dict[str, object]:
             if metric.startswith(PROVIDER_PREFIX)
         },
     }
-
-
-def query_day(request: web.Request, name: str, default: date) -> date:
-    value = request.query.get(name)
-    if not value:
-        return default
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise invalid([FieldError(name, "a day as YYYY-MM-DD")]) from None
 
 
 def usage_rows(

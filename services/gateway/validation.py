@@ -8,6 +8,7 @@ at once, so a client fixes every field in one round trip.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
@@ -30,7 +31,13 @@ DOMAIN = re.compile(
     r"(/\S*)?$",
     re.IGNORECASE,
 )
-CSV_NAME_CHARS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
+# Matched with `fullmatch`: `$` would also match before a final line break ("report\n").
+CSV_NAME_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]*")
+# Device names Windows reserves whatever the extension: an export copied to (or served
+# from) a Windows share must stay openable.
+WINDOWS_DEVICE_NAMES = frozenset(
+    {"con", "prn", "aux", "nul", *(f"{port}{n}" for port in ("com", "lpt") for n in range(1, 10))}
+)
 KNOWN_FIELDS = frozenset(RESULT_FIELDS)
 R = TypeVar("R", EnrichJobRequest, ScrapeJobRequest)
 _decoders: dict[type, msgspec.json.Decoder[Any]] = {
@@ -128,7 +135,10 @@ def lead_errors(leads: list[LeadIn]) -> Iterable[FieldError]:
 
 def refuse_path_like_csv_names(destinations: list[Destination]) -> None:
     errors = [
-        FieldError(f"destinations[{i}].name", "must be a plain file name, not a path")
+        FieldError(
+            f"destinations[{i}].name",
+            "must be a plain file name, not a path, without control characters",
+        )
         for i, dest in enumerate(destinations)
         if isinstance(dest, CsvDestination) and is_path_like(dest.name)
     ]
@@ -137,7 +147,27 @@ def refuse_path_like_csv_names(destinations: list[Destination]) -> None:
 
 
 def is_path_like(name: str) -> bool:
-    return "/" in name or "\\" in name or name.startswith(".") or ".." in name or ":" in name
+    """A separator, a parent or hidden name, a drive or stream (`:`), or any control,
+    format or unassigned character (a line break in a file name breaks every tool)."""
+    return (
+        "/" in name
+        or "\\" in name
+        or name.startswith(".")
+        or ".." in name
+        or ":" in name
+        or any(unicodedata.category(char).startswith("C") for char in name)
+    )
+
+
+def csv_name_error(name: str) -> str | None:
+    """Why a (not path-like) CSV name is not a plain, portable file name."""
+    if not CSV_NAME_CHARS.fullmatch(name):
+        return "use letters, digits, '.', '-', '_' and spaces, starting with a letter or digit"
+    if name.endswith((" ", ".")):
+        return "must not end with a space or a dot"
+    if name.split(".", 1)[0].strip().lower() in WINDOWS_DEVICE_NAMES:
+        return "is a device name on Windows (CON, NUL, COM1...); choose another"
+    return None
 
 
 async def destination_errors(destinations: list[Destination], guard: NetGuard) -> list[FieldError]:
@@ -161,10 +191,8 @@ async def destination_errors(destinations: list[Destination], guard: NetGuard) -
             except TargetRefused as e:
                 errors.append(FieldError(f"{at}.url", str(e)))
         elif isinstance(dest, CsvDestination):
-            if not CSV_NAME_CHARS.match(dest.name):
-                errors.append(
-                    FieldError(f"{at}.name", "use letters, digits, '.', '-', '_' and spaces")
-                )
+            if (name_error := csv_name_error(dest.name)) is not None:
+                errors.append(FieldError(f"{at}.name", name_error))
             key = dest.file_name.lower()
             if key in csv_names:
                 errors.append(

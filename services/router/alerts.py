@@ -1,6 +1,10 @@
 """Alerts: a job that failed, timed out or stalled, and a destination given up, are
 logged and posted to `LEADFLOW_ALERT_WEBHOOK_URL` (a Slack-compatible `{"text": ...}`
-body) once each: the alert is remembered per (job, kind) when sent."""
+body) once each: the alert is remembered per (job, kind) when sent.
+
+The post goes through the webhooks' guard like a webhook does (the session's resolver,
+the IP-literal check, no redirects): an alert text carries tenants' job ids and errors,
+and a redirect must not carry them, or the request, into the private network."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from functools import partial
 import aiohttp
 
 from shared.logging import get_logger
+from shared.netguard import NetGuard, TargetRefused
 from shared.store import Store, utc_now
 
 log = get_logger(__name__)
@@ -30,10 +35,18 @@ class Alert:
 
 
 class Alerter:
-    def __init__(self, store: Store, session: aiohttp.ClientSession, url: str | None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        session: aiohttp.ClientSession,
+        url: str | None,
+        guard: NetGuard,
+    ) -> None:
+        """`session` must resolve through `GuardedResolver(guard)` (the webhooks' session)."""
         self.store = store
         self.session = session
         self.url = url
+        self.guard = guard
         self._last = 0.0
 
     async def check(self) -> None:
@@ -51,15 +64,19 @@ class Alerter:
         if self.url is None:
             return True
         try:
+            self.guard.check_literal_host(self.url)
             async with self.session.post(
                 self.url,
                 json={"text": alert.text},
                 timeout=aiohttp.ClientTimeout(total=ALERT_TIMEOUT_S),
+                allow_redirects=False,
             ) as response:
-                if response.status < 300:
+                if 200 <= response.status < 300:
                     return True
                 log.error("alert.post_failed", job_id=alert.job_id, status=response.status)
-        except (aiohttp.ClientError, TimeoutError) as e:
+        except TargetRefused as e:
+            log.error("alert.post_failed", job_id=alert.job_id, error=f"refused target: {e}")
+        except (aiohttp.ClientError, OSError, TimeoutError) as e:
             log.error("alert.post_failed", job_id=alert.job_id, error=f"{type(e).__name__}: {e}")
         return False  # tried again on the next round
 

@@ -2,11 +2,14 @@
 
 It consumes the event stream as the single active consumer of a quorum queue; a second
 router process waits as a hot standby and takes over when the first one goes away.
+
+Every background loop (consumer start, dead letters, webhook delivery, upkeep, lag
+sampling) runs supervised (`shared.supervise`): an error is logged and the loop starts
+again after a backoff, and `/readyz` fails while one is failing or dead, while the store
+cannot be written, and until the router consumes.
 """
 
 from __future__ import annotations
-
-import asyncio
 
 import aiohttp
 
@@ -29,6 +32,7 @@ from shared.lag import sample_lag
 from shared.messages import Codec, Message
 from shared.netguard import GuardedResolver, NetGuard
 from shared.store import Store
+from shared.supervise import Supervised, stop_all, supervise
 
 
 class RouterService:
@@ -41,15 +45,26 @@ class RouterService:
         self.ops = OpsServer(
             common.http_host,
             common.http_port,
-            [self.broker.readiness, self._store_ready],
+            [self.broker.readiness, self._store_ready, self._consuming, self._tasks_ready],
             self.metrics,
         )
         self._session: aiohttp.ClientSession | None = None
         self._consumer: BatchConsumer[Message] | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[Supervised] = []
 
     async def _store_ready(self) -> str | None:
-        await self.store.check_writable()
+        await self.store.check_writable("router")
+        return None
+
+    async def _consuming(self) -> str | None:
+        if self._consumer is None:
+            return "not started"
+        return await self._consumer.readiness()
+
+    async def _tasks_ready(self) -> str | None:
+        for task in self._tasks:
+            if (reason := await task.readiness()) is not None:
+                return reason
         return None
 
     async def start(self) -> None:
@@ -86,39 +101,51 @@ class RouterService:
                 "stalls",
                 StallDetector(self.store, self.broker, self.metrics, settings.stall_after_s).check,
             ),
-            ("alerts", Alerter(self.store, self._session, settings.alert_webhook_url).check),
+            (
+                "alerts",
+                Alerter(self.store, self._session, settings.alert_webhook_url, guard).check,
+            ),
             ("job gauges", JobGauges(self.store, self.metrics).check),
             (
                 "retention",
                 RetentionKeeper(
                     self.store,
+                    self.broker,
                     settings.common.data_dir / "exports",
                     settings.retention_days,
                     settings.delete_exports,
+                    settings.dead_letter_retention_days,
                 ).check,
             ),
         ]
         self.broker.start()
-        self._tasks = [
-            asyncio.create_task(webhooks.run(), name="webhooks"),
-            asyncio.create_task(
-                run_upkeep(self.store, settings.upkeep_interval_s, duties), name="upkeep"
-            ),
-            asyncio.create_task(self._consume_when_connected(self._consumer), name="consume"),
-        ]
+        consumer = self._consumer
+        dead_letters = DeadLetterKeeper(self.broker, self.store, Codec())
 
-    async def _consume_when_connected(self, consumer: BatchConsumer[Message]) -> None:
-        await self.broker.wait_ready()
-        await consumer.start()
-        await DeadLetterKeeper(self.broker, self.store, Codec()).start()
-        await sample_lag(self.broker, self.metrics, lambda: [self.broker.topology.events_queue])
+        async def consume_when_connected() -> None:
+            # The same retry loop as the workers': each step may fail on a broker hiccup,
+            # and is tried again (not ready meanwhile) rather than leaving a router that
+            # does not consume. Both starts skip what an earlier try already did.
+            await self.broker.wait_ready()
+            await consumer.start()
+            await dead_letters.start()
+
+        self._tasks = [
+            supervise("consume", consume_when_connected, once=True),
+            supervise("webhooks", webhooks.run),
+            supervise("upkeep", lambda: run_upkeep(self.store, settings.upkeep_interval_s, duties)),
+            supervise(
+                "lag",
+                lambda: sample_lag(
+                    self.broker, self.metrics, lambda: [self.broker.topology.events_queue]
+                ),
+            ),
+        ]
 
     async def stop(self) -> None:
         if self._consumer is not None:
             await self._consumer.stop(self.settings.common.shutdown_grace_s)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_all(self._tasks)
         await self.broker.close()
         if self._session is not None:
             await self._session.close()

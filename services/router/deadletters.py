@@ -3,11 +3,13 @@ store, where `GET /v1/dead-letters` lists them per tenant and a replay sends the
 
 A queue cannot be listed without consuming it, so the DLQs are a durable hand-off and
 the store is the parking lot. A row is keyed by the dead message's id, so a redelivery
-after a crash parks nothing twice.
+after a crash parks nothing twice. While the store is unavailable a dead letter is held
+(not acked) and parked once the store takes it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import sqlite3
 from dataclasses import dataclass
@@ -18,6 +20,8 @@ import msgspec
 from aio_pika.abc import AbstractIncomingMessage
 
 from shared.broker import ERROR_HEADER, HISTORY_HEADER, Broker, settle
+from shared.consumer import STORE_BACKOFF
+from shared.errors import StoreUnavailable
 from shared.logging import get_logger
 from shared.messages import Codec, EnrichTask, LeadOutcomes, routing_key
 from shared.store import Store, utc_now
@@ -45,16 +49,30 @@ class DeadLetterKeeper:
         self.broker = broker
         self.store = store
         self.codec = codec
+        self._consuming: set[str] = set()
 
     async def start(self) -> None:
+        """Consume every dead-letter queue; safe to call again after a failed try."""
         for work_queue in self.broker.topology.dead_letter_sources():
+            if work_queue in self._consuming:
+                continue
             dead_queue = self.broker.topology.dead_queue(work_queue)
             queue = await self.broker.consume_channel(dead_queue, PREFETCH)
             await queue.consume(partial(self._keep, work_queue))
+            self._consuming.add(work_queue)
 
     async def _keep(self, work_queue: str, message: AbstractIncomingMessage) -> None:
         letter = self.describe(work_queue, message)
-        await self.store.transaction(lambda conn: park(conn, letter))
+        tries = 0
+        while True:
+            try:
+                await self.store.transaction(lambda conn: park(conn, letter))
+                break
+            except StoreUnavailable as e:
+                tries += 1
+                delay = STORE_BACKOFF.delay_s(tries)
+                log.warning("dead_letter.store_unavailable_holding", error=str(e), retry_in_s=delay)
+                await asyncio.sleep(delay)
         log.warning(
             "dead_letter.parked",
             queue=work_queue,

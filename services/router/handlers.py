@@ -1,7 +1,13 @@
-"""What the router does with a batch of events: record, export, hand to delivery."""
+"""What the router does with a batch of events: record, export, hand to delivery.
+
+A disk that cannot take the CSV exports (full, read-only, failing) is store trouble like
+the database's own: raised as `StoreUnavailable`, so the batch is held and tried again
+instead of spending the events' attempts.
+"""
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 
 from prometheus_client import Counter
@@ -10,9 +16,13 @@ from services.router.destinations.csv import CsvExporter
 from services.router.destinations.webhook import WebhookDispatcher
 from services.router.ledger import record_events
 from shared.broker import Outgoing
+from shared.errors import StoreUnavailable
 from shared.health import Metrics
 from shared.messages import Message
 from shared.store import Store
+
+# Errors of the disk itself, not of a file name or of the data.
+DISK_TROUBLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 
 
 class EventHandler:
@@ -36,6 +46,11 @@ class EventHandler:
         # The CSV catches up from the store, so a sync interrupted by a crash is redone
         # by the redelivered events of the same jobs.
         for job_id in sorted(recorded.touched):
-            await self.csv.sync(job_id)
+            try:
+                await self.csv.sync(job_id)
+            except OSError as e:
+                if e.errno not in DISK_TROUBLE:
+                    raise
+                raise StoreUnavailable(f"exports unavailable: {e}") from e
         self.webhooks.nudge()
         return recorded.outgoing

@@ -4,6 +4,12 @@
 once per (job_id, lead_id): a redelivered or duplicated event inserts nothing, so counts
 move only for leads that are new. Webhook batches are cut in the same transaction, so a
 batch always holds leads that are committed, and each lead lands in exactly one batch.
+
+A stopped job (cancelled, timed out, failed) takes no more outcomes, except those of
+leads an operator replayed from its dead letters: a replay is an explicit request, so a
+lead whose events were parked while the job ended still gets its outcome, and the job's
+counts follow. Its state stays terminal and its destinations get nothing more (the
+results are in the store and the API).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from shared.store import STOPPED_STATES, decode_spec, epoch_s, stop_job, utc_now
 
 log = get_logger(__name__)
 _encode = msgspec.json.Encoder().encode
+_decode_ids = msgspec.json.Decoder(list[str]).decode
 
 
 @dataclass
@@ -69,7 +76,10 @@ def record_events(conn: sqlite3.Connection, events: Sequence[Message]) -> Record
             outgoing.append(Outgoing(stop))
             continue
         if state in STOPPED_STATES:
-            continue  # its counts stay as they were when it stopped
+            # Its counts stay as they were when it stopped, but for replayed leads.
+            if isinstance(event, LeadOutcomes):
+                recorded.outcomes += record_replayed(conn, event)
+            continue
         if isinstance(event, LeadOutcomes):
             recorded.outcomes += record_outcomes(
                 conn, event, accept_new=state not in TERMINAL_STATES
@@ -100,6 +110,32 @@ def record_outcomes(
     # Counted as leads become enriched, so a redelivered event counts nothing again.
     add_usage(conn, event.tenant, {"leads_enriched": added["enriched"] + upgraded})
     return added
+
+
+def record_replayed(conn: sqlite3.Connection, event: LeadOutcomes) -> Counter[str]:
+    """The outcomes of a stopped job's leads that were replayed from its dead letters."""
+    replayed = replayed_lead_ids(conn, event.job_id)
+    leads = [lead for lead in event.leads if lead.id in replayed]
+    if not leads:
+        return Counter()
+    added, upgraded = insert_leads(conn, event.job_id, leads, accept_new=True)
+    if added or upgraded:
+        advance_progress(conn, event.job_id, added, upgraded)
+        log.info(
+            "job.replayed_outcomes_recorded",
+            job_id=event.job_id,
+            added=sum(added.values()),
+            upgraded=upgraded,
+        )
+    add_usage(conn, event.tenant, {"leads_enriched": added["enriched"] + upgraded})
+    return added
+
+
+def replayed_lead_ids(conn: sqlite3.Connection, job_id: str) -> set[str]:
+    rows = conn.execute(
+        "SELECT lead_ids FROM dead_letters WHERE job_id = ? AND state = 'replayed'", (job_id,)
+    )
+    return {lead_id for row in rows for lead_id in _decode_ids(row[0])}
 
 
 def record_scraped(conn: sqlite3.Connection, event: LeadsScraped) -> Counter[str]:

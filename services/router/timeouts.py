@@ -1,5 +1,11 @@
 """Job deadlines: a job still unfinished at `created + timeout_s` is stopped like a
-cancel (the stop is broadcast to the workers) and ends `timed_out`."""
+cancel (the stop is broadcast to the workers) and ends `timed_out`.
+
+Time the store could not be written does not count against a job: the router could not
+record the outcomes that arrived meanwhile, so a deadline moves by the length of every
+store outage this router saw (`Store.take_outage_s`). A job times out because its work
+did not finish, never because its results could not be written down.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +26,16 @@ class DeadlineKeeper:
         self.broker = broker
 
     async def check(self) -> None:
-        expired = await self.store.run(lambda conn: past_deadline(conn, epoch_s()))
+        if self.store.unavailable_reason is not None:
+            return  # a stop now could not be recorded; the outage moves deadlines anyway
+        outage_s = self.store.take_outage_s()
+        # A write transaction: the store takes writes now, so a stop broadcast below can
+        # be recorded too (a broadcast job that stays running would lose its tasks).
+        expired = await self.store.transaction(
+            partial(extend_and_find_expired, outage_s=outage_s, now=epoch_s())
+        )
+        if outage_s:
+            log.warning("deadlines.extended_for_store_outage", seconds=round(outage_s, 1))
         for job_id, tenant, timeout_s in expired:
             reason = f"timed out after {timeout_s}s"
             # Broadcast first: if the broker is down this raises and the next round retries.
@@ -29,6 +44,22 @@ class DeadlineKeeper:
             stopped = partial(stop_job, job_id=job_id, state="timed_out", reason=reason)
             if await self.store.transaction(stopped):
                 log.warning("job.timed_out", job_id=job_id, timeout_s=timeout_s)
+
+
+def extend_and_find_expired(
+    conn: sqlite3.Connection, outage_s: float, now: float
+) -> list[tuple[str, str, int]]:
+    if outage_s > 0:
+        extend_deadlines(conn, outage_s)
+    return past_deadline(conn, now)
+
+
+def extend_deadlines(conn: sqlite3.Connection, seconds: float) -> None:
+    conn.execute(
+        "UPDATE jobs SET deadline_at = deadline_at + ?"
+        " WHERE state IN ('queued', 'waiting', 'running') AND deadline_at IS NOT NULL",
+        (seconds,),
+    )
 
 
 def past_deadline(conn: sqlite3.Connection, now: float) -> list[tuple[str, str, int]]:

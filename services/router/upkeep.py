@@ -2,7 +2,8 @@
 retention.
 
 Each duty is a `check()` that does nothing when there is nothing to do; one failing
-round (broker down, store busy) is logged and the next round tries again. With a second
+round (broker down, store unavailable) is logged and the next round tries again; the
+loop itself runs supervised, so whatever escapes it is logged and it starts again. With a second
 router as a hot standby, only the holder of the upkeep lease (a row in the store, renewed
 every round) runs the duties, so a job is not released twice nor an alert sent twice.
 """
@@ -15,6 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
+from shared.errors import BrokerUnavailable, StoreUnavailable
 from shared.logging import get_logger
 from shared.store import Store, epoch_s
 
@@ -31,12 +33,17 @@ async def run_upkeep(store: Store, interval_s: float, checks: Sequence[tuple[str
         try:
             if not await store.transaction(partial(claim_lease, owner=owner, lease_s=lease_s)):
                 continue  # another router does the upkeep
+        except StoreUnavailable as e:
+            log.warning("upkeep.store_unavailable", error=str(e))
+            continue
         except sqlite3.Error:
             log.exception("upkeep.lease_failed")
             continue
         for name, check in checks:
             try:
                 await check()
+            except (StoreUnavailable, BrokerUnavailable) as e:  # infrastructure: next round
+                log.warning("upkeep.postponed", duty=name, error=str(e))
             except Exception:  # one duty failing must not stop the others; logged
                 log.exception("upkeep.failed", duty=name)
 

@@ -1,6 +1,7 @@
 """The sandbox service: stands in for the paid external APIs in local runs and tests.
 
-It serves the fake enrichment providers and the fake lead source, and `/_sandbox/*`: the
+It serves the fake enrichment providers, emulations of the paid vendors' APIs
+(`/vendors/<vendor>/...`, see `vendors.py`) and the fake lead source, and `/_sandbox/*`: the
 current knobs (`GET`/`PUT config`, a partial update), what was asked of it (`GET stats`)
 and `POST reset` between runs.
 """
@@ -16,6 +17,7 @@ from services.sandbox.config import Knobs, SandboxSettings
 from services.sandbox.faults import Faults
 from services.sandbox.providers import FakeProviders, Stats
 from services.sandbox.sources import FakeSources, SourceStats
+from services.sandbox.vendors import FakeVendors
 from shared.health import Metrics, add_ops_routes
 from shared.logging import get_logger
 
@@ -26,6 +28,7 @@ def create_app(settings: SandboxSettings) -> web.Application:
     faults = Faults(msgspec.structs.replace(settings.knobs), settings.seed)
     providers = FakeProviders(faults)
     sources = FakeSources(faults)
+    vendors = FakeVendors(faults)
 
     async def get_config(_: web.Request) -> web.Response:
         return web.json_response(msgspec.to_builtins(faults.knobs))
@@ -41,18 +44,25 @@ def create_app(settings: SandboxSettings) -> web.Application:
 
     async def get_stats(_: web.Request) -> web.Response:
         return web.json_response(
-            {**providers.stats.as_json(), "hangs": faults.hangs, "sources": sources.stats.requests}
+            {
+                **providers.stats.as_json(),
+                **vendors.stats.as_json(),
+                "hangs": faults.hangs,
+                "sources": sources.stats.requests,
+            }
         )
 
     async def reset(_: web.Request) -> web.Response:
         providers.stats = Stats()
         sources.stats = SourceStats()
+        vendors.reset()
         faults.reset(msgspec.structs.replace(settings.knobs))
         return web.json_response({"status": "reset"})
 
     app = web.Application(client_max_size=8 * 1024**2)
     app.add_routes(providers.routes())
     app.add_routes(sources.routes())
+    app.add_routes(vendors.routes())
     app.add_routes(
         [
             web.get("/_sandbox/config", get_config),

@@ -3,6 +3,8 @@ tenants; a broker that is down or refuses the job's tasks; settings that fail fa
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import pytest
 
 from devtools.samples import make_leads
 from devtools.stack import ROOT, Stack
+from services.gateway.queries import encode_cursor
 from tests.helpers import AMQP_URL, Api, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -81,6 +84,33 @@ BAD_REQUESTS: list[tuple[str, Any, int, str]] = [
         422,
         "destinations[0].fields.E",
     ),
+    (
+        "CSV name with a line break",
+        {"leads": [ONE_LEAD], "destinations": [{"type": "csv", "name": "report\n"}]},
+        400,
+        "destinations[0].name",
+    ),
+    (
+        "CSV name of a Windows device",
+        {"leads": [ONE_LEAD], "destinations": [{"type": "csv", "name": "NUL"}]},
+        422,
+        "destinations[0].name",
+    ),
+    (
+        "lead field over its limit",
+        {"leads": [ONE_LEAD, {**ONE_LEAD, "company": "," * 501}]},
+        422,
+        "leads[1].company",
+    ),
+    (
+        "webhook to NAT64 of a private address",
+        {
+            "leads": [ONE_LEAD],
+            "destinations": [{"type": "webhook", "url": "http://[64:ff9b::a9fe:a9fe]/x"}],
+        },
+        422,
+        "destinations[0].url",
+    ),
     ("bad priority", {"leads": [ONE_LEAD], "priority": "urgent"}, 422, "priority"),
     ("too many leads", {"leads": [ONE_LEAD] * 10_001}, 413, "leads"),
 ]
@@ -131,14 +161,55 @@ async def test_unknown_job_is_404_problem(api: Api) -> None:
 
 
 async def test_bad_query_parameters_name_the_parameter(api: Api) -> None:
-    for query, param in (
-        ("state=sleeping", "state"),
-        ("limit=0", "limit"),
-        ("cursor=zz", "cursor"),
+    for path, query, param in (
+        ("/v1/jobs", "state=sleeping", "state"),
+        ("/v1/jobs", "limit=0", "limit"),
+        ("/v1/jobs", "limit=%2B5", "limit"),
+        ("/v1/jobs", "cursor=zz", "cursor"),
+        ("/v1/jobs", f"cursor={encode_cursor(2**64)}", "cursor"),
+        ("/v1/dead-letters", f"cursor={encode_cursor(2**63)}", "cursor"),
+        ("/v1/dead-letters", "job_id=" + "j" * 101, "job_id"),
+        ("/v1/usage", "from=2024-W01-1", "from"),
     ):
-        status, problem = await api.request("GET", f"/v1/jobs?{query}")
+        status, problem = await api.request("GET", f"{path}?{query}")
         assert status == 422, query
         assert problem["errors"][0]["field"] == param
+
+
+async def test_formulas_are_neutralised_in_csv_and_cursors_are_bounded(
+    stack: Stack, api: Api
+) -> None:
+    """Item 5 and 7 of the hardening issue, through the real services."""
+    formula = '=HYPERLINK("http://evil.example","open")'
+    lead = {"id": "f1", "full_name": "Ada Lovelace", "company": formula, "title": "-2+3"}
+    body = {
+        "leads": [lead],
+        "destinations": [{"type": "csv", "name": "formulas", "fields": {"@Company": "company"}}],
+    }
+    job_id = (await api.submit(body))["job_id"]
+    assert (await api.wait_job(job_id))["state"] == "completed"
+
+    (result,) = await api.all_leads(job_id)
+    assert (result["company"], result["title"]) == (formula, "-2+3")  # JSON keeps the value
+    status, text = await api.request("GET", f"/v1/jobs/{job_id}/leads?format=csv")
+    assert status == 200
+    header, row = list(csv.reader(io.StringIO(text, newline="")))
+    assert row[header.index("company")] == "'" + formula
+    assert row[header.index("title")] == "'-2+3"
+    export = stack.data_dir / "exports" / "default" / "formulas.csv"
+    with export.open(newline="") as f:
+        assert list(csv.reader(f)) == [["'@Company"], ["'" + formula]]
+
+    too_far = encode_cursor(2**63)
+    for path in (
+        "/v1/jobs?",
+        f"/v1/jobs/{job_id}/leads?",
+        f"/v1/jobs/{job_id}/leads?format=csv&",
+        "/v1/dead-letters?",
+    ):
+        status, problem = await api.request("GET", f"{path}cursor={too_far}")
+        assert status == 422, (path, problem)
+        assert problem["errors"][0]["field"] == "cursor"
 
 
 async def test_tenants_see_only_their_own_jobs(

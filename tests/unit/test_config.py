@@ -6,6 +6,7 @@ import pytest
 
 from services.enricher.config import load_settings as load_enricher
 from services.gateway.config import load_settings as load_gateway
+from services.router.config import load_settings as load_router
 from shared.config import EnvReader, load_common
 from shared.errors import ConfigError
 
@@ -27,6 +28,7 @@ def test_dev_defaults_need_no_variables() -> None:
         ("LEADFLOW_ENV", "prod", "one of"),
         ("LEADFLOW_SHUTDOWN_GRACE_S", "nan", "a number"),
         ("LEADFLOW_BROKER_PREFIX", "a/b", "letters"),
+        ("LEADFLOW_METRICS_TENANT_LABELS", "maybe", "true or false"),
     ],
 )
 def test_malformed_values_name_the_variable(variable: str, value: str, expected: str) -> None:
@@ -66,3 +68,22 @@ def test_providers_default_to_the_sandbox_in_dev() -> None:
     settings = load_enricher(EnvReader({"LEADFLOW_SANDBOX_URL": "http://sandbox:9000"}))
     assert [p.name for p in settings.providers] == ["alpha", "beta"]
     assert settings.providers[0].url == "http://sandbox:9000/providers/alpha"
+
+
+def test_tenant_names_stay_out_of_metric_labels_unless_asked() -> None:
+    assert load_common("enricher", EnvReader({})).metrics_tenant_labels is False
+    asked = EnvReader({"LEADFLOW_METRICS_TENANT_LABELS": "true"})
+    assert load_common("enricher", asked).metrics_tenant_labels is True
+
+
+def test_dead_letters_are_kept_30_days_by_default() -> None:
+    assert load_router(EnvReader({})).dead_letter_retention_days == 30.0
+    with pytest.raises(ConfigError, match="LEADFLOW_DEAD_LETTER_RETENTION_DAYS"):
+        load_router(EnvReader({"LEADFLOW_DEAD_LETTER_RETENTION_DAYS": "-1"}))
+
+
+def test_the_provider_cache_keeps_nothing_longer_than_the_control_stream() -> None:
+    # A deletion is announced on the control stream, kept 7 days: an entry older than that
+    # could outlive the announcement of its job's deletion.
+    with pytest.raises(ConfigError, match="LEADFLOW_PROVIDER_CACHE_TTL_S"):
+        load_enricher(EnvReader({"LEADFLOW_PROVIDER_CACHE_TTL_S": str(8 * 86400)}))

@@ -16,7 +16,7 @@ from services.router.destinations.webhook import claim_due, mark_delivered, sign
 from services.router.ledger import record_events
 from shared.jobs import CsvDestination, JobSpec, WebhookDestination
 from shared.messages import LeadsEnriched, LeadsFailed, ResultLead
-from shared.store import Store, fetch_job_row, job_status
+from shared.store import Store, fetch_job_row, job_status, stop_job
 
 
 @pytest.fixture
@@ -82,6 +82,39 @@ async def test_outcomes_for_a_finished_or_unknown_job_change_nothing(store: Stor
     )
     job = await status(store, "j2")
     assert job["progress"]["done"] == 1  # type: ignore[index]
+
+
+def park_replayed(conn: sqlite3.Connection, job_id: str, lead_ids: list[str]) -> None:
+    """A dead letter of the job's events, replayed by an operator."""
+    conn.execute(
+        "INSERT INTO dead_letters (message_id, queue, tenant, job_id, message_type, lead_ids,"
+        " error, attempts, history, body, dead_at, state, replayed_at)"
+        " VALUES (?, 'events', 't', ?, 'lead.enriched', ?, 'x', 1, '[]', x'', 'now',"
+        " 'replayed', 'now')",
+        (f"dl-{job_id}-{lead_ids[0]}", job_id, msgspec.json.encode(lead_ids)),
+    )
+
+
+async def test_a_replay_records_outcomes_for_a_job_that_ended_meanwhile(store: Store) -> None:
+    # The events of b, c and d were parked as dead letters while the job timed out.
+    await store.transaction(lambda c: add_job(c, "j5", 4, JobSpec()))
+    await store.transaction(lambda c: record_events(c, [enriched("j5", "a")]))
+    await store.transaction(lambda c: stop_job(c, "j5", "timed_out", "timed out after 60s"))
+    late = enriched("j5", "b", "c", "d")
+    await store.transaction(lambda c: record_events(c, [late]))
+    assert (await status(store, "j5"))["progress"]["done"] == 1  # type: ignore[index]
+
+    # An operator replays the dead letters of b and c (d's event was not parked).
+    await store.transaction(lambda c: park_replayed(c, "j5", ["b", "c"]))
+    await store.transaction(lambda c: record_events(c, [late, late]))
+    job = await status(store, "j5")
+    assert job["state"] == "timed_out", "a terminal state never changes"
+    assert job["progress"]["done"] == 3  # type: ignore[index]
+    assert job["progress"]["enriched"] == 3  # type: ignore[index]
+    ids = await store.run(
+        lambda c: [r[0] for r in c.execute("SELECT lead_id FROM leads WHERE job_id = 'j5'")]
+    )
+    assert sorted(ids) == ["a", "b", "c"]
 
 
 async def test_webhook_batches_are_cut_full_then_flushed_at_completion(store: Store) -> None:

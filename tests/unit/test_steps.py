@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from services.enricher.draft import LeadDraft
 from services.enricher.steps import run_final_steps, run_local_steps
@@ -74,6 +78,78 @@ def test_given_first_and_last_are_kept() -> None:
 )
 def test_company_names_lose_legal_suffixes(raw: str, clean: str) -> None:
     assert clean_company_name(raw) == clean
+
+
+# The regex the company step used before it was made linear (quadratic on long runs of
+# separators): the new code must clean every name as it did.
+OLD_LEGAL_SUFFIX = re.compile(
+    r"[\s,]+(inc|incorporated|llc|l\.l\.c|ltd|limited|gmbh|ag|s\.?a\.?s?|plc|corp|corporation"
+    r"|co|company|b\.?v|n\.?v|pty|oy|ab|as|srl|spa|kk)\.?$",
+    re.IGNORECASE,
+)
+
+
+def old_clean_company_name(name: str) -> str:
+    text = " ".join(name.replace("\u00a0", " ").split()).strip(" ,.-")
+    previous = None
+    while previous != text:
+        previous = text
+        stripped = OLD_LEGAL_SUFFIX.sub("", text).strip(" ,.-")
+        text = stripped or text
+    return text
+
+
+NAME_PIECES = st.sampled_from(
+    [
+        " ",
+        ",",
+        ".",
+        "-",
+        "\u00a0",
+        "\t",
+        "a",
+        "Acme",
+        "S",
+        "A",
+        "s",
+        "V",
+        "inc",
+        "Inc.",
+        "LLC",
+        "l.l.c",
+        "ltd",
+        "Co",
+        "company",
+        "corp",
+        "GmbH",
+        "b.v",
+        "N.V.",
+        "sas",
+        "S.A.S.",
+        "kk",
+        "as",
+        "ab",
+        "oy",
+        "incorporated",
+        "Holdings",
+    ]
+)
+
+
+@settings(max_examples=2000, derandomize=True, database=None)
+@given(pieces=st.lists(NAME_PIECES, max_size=12))
+@example(pieces=["Acme", " ", "S.A.S."])
+@example(pieces=["Acme", ",", "Inc.", " ", "ltd", "."])
+@example(pieces=["-", " ", "Inc"])
+@example(pieces=["a", ",", ",", " ", "co", "-", " ", "as"])
+def test_company_cleaning_matches_the_former_regex(pieces: list[str]) -> None:
+    name = "".join(pieces)
+    assert clean_company_name(name) == old_clean_company_name(name)
+
+
+def test_company_cleaning_of_long_separator_runs_keeps_its_letters() -> None:
+    assert clean_company_name("a" + "," * 20_000 + "b") == "a" + "," * 20_000 + "b"
+    assert clean_company_name("Acme" + ", Inc." * 4000) == "Acme"
 
 
 @pytest.mark.parametrize(

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import msgspec
 import pytest
 
 from services.gateway.problems import Problem
 from services.gateway.schemas import EnrichJobRequest, LeadIn
-from services.gateway.validation import assign_ids, decode_request, field_error_from
+from services.gateway.validation import (
+    assign_ids,
+    decode_request,
+    field_error_from,
+    validate_enrich,
+)
+from services.scraper.sources.base import SourceResult
+from shared.messages import LEAD_FIELD_MAX_CHARS, Lead
+from shared.netguard import NetGuard
 
 
 @pytest.mark.parametrize(
@@ -38,3 +49,66 @@ def test_unparseable_body_is_a_400_problem() -> None:
     with pytest.raises(Problem) as problem:
         decode_request(b"{nope", EnrichJobRequest)
     assert problem.value.status == 400
+
+
+def enrich_body(lead: Mapping[str, object], destinations: list[object] | None = None) -> bytes:
+    return msgspec.json.encode({"leads": [lead], "destinations": destinations or []})
+
+
+def test_every_lead_field_has_a_limit_from_the_one_table() -> None:
+    assert set(LEAD_FIELD_MAX_CHARS) == set(Lead.__struct_fields__) == set(LeadIn.__struct_fields__)
+    assert set(SourceResult.__struct_fields__) == set(Lead.__struct_fields__)
+
+
+@pytest.mark.parametrize("field", sorted(LEAD_FIELD_MAX_CHARS))
+def test_a_lead_field_over_its_limit_is_a_422_naming_it(field: str) -> None:
+    limit = LEAD_FIELD_MAX_CHARS[field]
+    lead = {"full_name": "Ada Lovelace", field: "a" * limit}
+    decode_request(enrich_body(lead), EnrichJobRequest)  # at the limit: accepted
+    with pytest.raises(Problem) as problem:
+        decode_request(enrich_body({**lead, field: "a" * (limit + 1)}), EnrichJobRequest)
+    assert problem.value.status == 422
+    assert [e.field for e in problem.value.errors or []] == [f"leads[0].{field}"]
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("report\n", 400),  # `$` matched before the line break: a file named "report\n.csv"
+        ("report\r", 400),
+        ("rep\tort", 400),
+        ("rep\x00ort", 400),
+        ("rep\u202eort", 400),  # right-to-left override (a format character)
+        ("../report", 400),
+        ("reports/q1", 400),
+        ("C:report", 400),
+        (".hidden", 400),
+        ("report.", 422),
+        ("report ", 422),
+        ("CON", 422),
+        ("nul.csv", 422),
+        ("Com1.backup", 422),
+        ("-report", 422),
+        ("r\u00e9port", 422),
+    ],
+)
+async def test_csv_names_must_be_plain_portable_file_names(name: str, status: int) -> None:
+    body = decode_request(
+        enrich_body({"full_name": "Ada Lovelace"}, [{"type": "csv", "name": name}]),
+        EnrichJobRequest,
+    )
+    with pytest.raises(Problem) as problem:
+        await validate_enrich(body, 100, NetGuard(()))
+    assert problem.value.status == status
+    assert [e.field for e in problem.value.errors or []] == ["destinations[0].name"]
+
+
+@pytest.mark.parametrize(
+    "name", ["report", "Q1 leads_v2.csv", "2024-06.export", "console", "nullable"]
+)
+async def test_plain_csv_names_are_accepted(name: str) -> None:
+    body = decode_request(
+        enrich_body({"full_name": "Ada Lovelace"}, [{"type": "csv", "name": name}]),
+        EnrichJobRequest,
+    )
+    assert len(await validate_enrich(body, 100, NetGuard(()))) == 1

@@ -1,9 +1,18 @@
-"""What a provider adapter is, and the two ways a call can fail."""
+"""What a provider adapter is, and the ways a call can fail.
+
+Besides "ask again later" (`ProviderUnavailable`) and "this lead is refused"
+(`ProviderRejected`), a vendor can refuse the account itself: a bad key or no credits left
+(`ProviderParked`). That is no answer about the lead, so it is never cached, and the adapter
+stops calling the vendor (asking again would fail the same way, or cost money the account
+does not have).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Literal, Protocol
+
+import msgspec
 
 from services.enricher.draft import LeadDraft
 from shared.errors import TransientError
@@ -23,7 +32,24 @@ class ProviderRejected(Exception):
     """The provider refused this lead (4xx): asking again would get the same answer."""
 
 
-# Per lead: the fields found ({} when the provider knows nothing), its refusal, or why it
+ParkReason = Literal["bad_key", "out_of_credits"]
+
+
+class ProviderParked(ProviderRejected):
+    """The vendor refused the account (bad key, out of credits): no more calls to it."""
+
+    def __init__(self, message: str, *, reason: ParkReason) -> None:
+        super().__init__(message)
+        self.reason: ParkReason = reason
+
+
+# Every vendor's email status words are normalised to these (the raw word is kept beside).
+EmailStatus = Literal["valid", "accept_all", "unknown", "invalid"]
+EMAIL_STATUSES: tuple[EmailStatus, ...] = ("valid", "accept_all", "unknown", "invalid")
+
+
+# Per lead: the fields found (`email`, `email_status` normalised, `email_status_raw` as the
+# vendor said it, `company_domain`) ({} when the provider knows nothing), its refusal, or why it
 # could not answer now.
 Reply = dict[str, str] | ProviderRejected | ProviderUnavailable
 
@@ -39,3 +65,22 @@ class Provider(Protocol):
 
     async def lookup_many(self, drafts: Sequence[LeadDraft], job_id: str) -> list[Reply]:
         """One reply per lead, in order."""
+
+
+class Verification(msgspec.Struct, frozen=True, kw_only=True):
+    """A verifier's verdict on one email address."""
+
+    email: str
+    status: EmailStatus
+    raw_status: str | None = None
+    score: int | None = None
+
+
+VerifyReply = Verification | ProviderRejected | ProviderUnavailable
+
+
+class Verifier(Protocol):
+    name: str
+
+    async def verify(self, email: str, job_id: str) -> VerifyReply:
+        """The vendor's verdict on one email address."""

@@ -44,10 +44,14 @@ def parse_full_name(full: str) -> tuple[str | None, str | None]:
         elif before and after:
             text = f"{after} {before}"  # "Lovelace, Ada"
     words = [w for w in text.replace(",", " ").split() if w]
-    while words and is_affix(words[0], HONORIFICS):
-        words.pop(0)
-    while words and is_affix(words[-1], SUFFIXES):
-        words.pop()
+    # Sliced once, not popped from the front one word at a time (quadratic on "dr dr dr...").
+    start = 0
+    while start < len(words) and is_affix(words[start], HONORIFICS):
+        start += 1
+    end = len(words)
+    while end > start and is_affix(words[end - 1], SUFFIXES):
+        end -= 1
+    words = words[start:end]
     if not words:
         return None, None
     if len(words) == 1:

@@ -21,9 +21,10 @@ let view = 0;
 // ---- HTTP ----------------------------------------------------------------------------
 
 class ApiError extends Error {
-  constructor(status, detail) {
+  constructor(status, detail, retryAfterS = null) {
     super(detail);
     this.status = status;
+    this.retryAfterS = retryAfterS; // from Retry-After (429, 503), in seconds
   }
 }
 
@@ -44,7 +45,8 @@ async function problemOf(response) {
   } catch {
     // not problem+json: keep the status text
   }
-  return new ApiError(response.status, detail);
+  const retryAfter = response.headers.get("Retry-After");
+  return new ApiError(response.status, detail, /^\d+$/.test(retryAfter ?? "") ? Number(retryAfter) : null);
 }
 
 async function api(path, { method = "GET", body, accept = "application/json" } = {}) {
@@ -138,23 +140,28 @@ class JobStream {
     let failures = 0;
     while (!this.stopped) {
       let terminal = false;
+      let waitMs = 0;
       try {
         terminal = await this.readOnce(() => { failures = 0; });
       } catch (error) {
         if (this.stopped) return;
-        if (error instanceof ApiError && error.status < 500) {
+        // 429: too many streams open (or too many wrong keys) for now; wait as told.
+        if (error instanceof ApiError && error.status < 500 && error.status !== 429) {
           this.handlers.onError?.(error); // a wrong key or an unknown job: retrying won't help
           return;
         }
         failures += 1;
+        if (error instanceof ApiError && error.retryAfterS !== null) waitMs = error.retryAfterS * 1000;
       }
       if (terminal) {
         this.handlers.onEnd?.();
         return;
       }
       if (this.stopped) return;
-      // The stream ended early (network, gateway restart): back off, then resume.
-      await new Promise((resolve) => setTimeout(resolve, Math.min(this.retryMs * 2 ** Math.min(failures, 4), 30000)));
+      // The stream ended (its lifetime, network, gateway restart): back off, then resume
+      // after the last event received (Last-Event-ID).
+      const backoffMs = Math.min(this.retryMs * 2 ** Math.min(failures, 4), 30000);
+      await new Promise((resolve) => setTimeout(resolve, Math.max(waitMs, backoffMs)));
     }
   }
 

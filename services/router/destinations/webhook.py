@@ -1,9 +1,25 @@
-"""The webhook destination: signed batches, retried with backoff until a retry window ends.
+"""The webhook destination: signed batches, delivered by a pool, fair between tenants.
 
-Batches are cut by the ledger (fixed lead ranges, a stable `webhook-id` each); this
-dispatcher claims due batches with a lease (so a standby router or a restart never sends
-one batch twice at once), posts them signed per Standard Webhooks, and records the
-outcome on the batch and on the job's destination status.
+Batches are cut by the ledger (fixed lead ranges, a stable `webhook-id` each). This
+dispatcher keeps up to `concurrency` deliveries in flight as independent tasks: a slot
+frees the moment its delivery ends, so a receiver that hangs holds only its own slots,
+never a round of everyone else's. Each claim (one store transaction) leases due batches
+(so a standby router or a restart never sends one batch twice at once):
+
+- round-robin by tenant, starting after the tenant served last;
+- at most `receiver_concurrency` in flight per receiver and `tenant_concurrency` per
+  tenant, counted from the leases in the store (so across routers too). The receiver is
+  the URL's origin (scheme, host, port), not the job's destination: what hangs is a
+  server, and every job of every tenant pointing at it shares its fate;
+- a receiver whose last `circuit_failures` deliveries all failed has an open circuit:
+  its batches are pushed past the cool-off instead of being tried (or given up, past
+  the retry window); after the cool-off one delivery tests it (half-open);
+- a destination whose receiver answered `410 Gone` is disabled: its pending batches
+  fail at once with the reason, later ones without a request; the job is not failed.
+
+Secrets are stored sealed (shared/secretbox.py) on the destination's row and opened here
+only to sign; during a rotation's overlap both signatures are sent, space-separated, as
+Standard Webhooks allows.
 """
 
 from __future__ import annotations
@@ -13,28 +29,37 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import math
 import sqlite3
 import time
-from dataclasses import dataclass
+from collections import Counter as Tally
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from services.router.config import WebhookSettings
 from shared.consumer import RetryPolicy
 from shared.health import Metrics
-from shared.jobs import WebhookDestination
+from shared.jobs import JobSpec, WebhookDestination
 from shared.logging import get_logger
 from shared.netguard import NetGuard, TargetRefused
 from shared.results import decode_result, field_map, project
+from shared.secretbox import SecretBox, SecretUnreadable
 from shared.store import Store, decode_spec, epoch_s
 
 log = get_logger(__name__)
 # A claimed batch is someone else's for the call's timeout plus this margin.
 LEASE_MARGIN_S = 30.0
 IDLE_POLL_S = 1.0
+# Claim failures (store trouble) back off up to this attempt's delay, then keep trying.
+CLAIM_BACKOFF_CAP = 8
+GONE_REASON = "receiver answered 410 Gone: destination disabled"
 _encode = msgspec.json.Encoder().encode
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True)
@@ -48,6 +73,96 @@ class Batch:
     size: int
     attempts: int
     created_at: float
+    tenant: str = ""
+    receiver: str = ""
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What a receiver's circuit allows right now (a snapshot handed to the claim)."""
+
+    open_until: float = 0.0  # > now: open, do not try before
+    trial: bool = False  # half-open: one delivery may test it
+    last_error: str | None = None
+
+
+@dataclass
+class Circuit:
+    failures: int = 0  # consecutive
+    open_until: float = 0.0
+    last_error: str | None = None
+
+
+class Circuits:
+    """Per receiver: closed, open after `threshold` failures in a row, half-open after
+    the cool-off (one trial delivery: success closes it, failure opens it again).
+
+    Kept per router process: a standby router learns a receiver's trouble on its own.
+    While a trial is in flight its lease makes the receiver busy, so no second one starts.
+    """
+
+    def __init__(self, threshold: int, cooloff_s: float) -> None:
+        self.threshold = threshold
+        self.cooloff_s = cooloff_s
+        self._circuits: dict[str, Circuit] = {}
+
+    def gates(self, now: float) -> dict[str, Gate]:
+        gates: dict[str, Gate] = {}
+        for receiver, c in self._circuits.items():
+            if c.failures < self.threshold:
+                continue
+            if now < c.open_until:
+                gates[receiver] = Gate(open_until=c.open_until, last_error=c.last_error)
+            else:
+                gates[receiver] = Gate(trial=True, last_error=c.last_error)
+        return gates
+
+    def record(self, receiver: str, error: str | None, now: float) -> None:
+        circuit = self._circuits.setdefault(receiver, Circuit())
+        was_open = circuit.failures >= self.threshold
+        if error is None:
+            if was_open:
+                log.info("webhook.circuit_closed", receiver=receiver)
+            del self._circuits[receiver]
+            return
+        circuit.failures += 1
+        circuit.last_error = error
+        if circuit.failures >= self.threshold:
+            circuit.open_until = now + self.cooloff_s
+            log.warning(
+                "webhook.circuit_open",
+                receiver=receiver,
+                failures=circuit.failures,
+                cooloff_s=self.cooloff_s,
+                error=error,
+            )
+
+    def open_count(self) -> int:
+        return sum(1 for c in self._circuits.values() if c.failures >= self.threshold)
+
+
+@dataclass(frozen=True)
+class Limits:
+    receiver: int
+    tenant: int
+
+
+UNLIMITED = 1_000_000
+
+
+@dataclass
+class ClaimRules:
+    """How a claim chooses (the defaults: no limits, no circuits), and what else it did."""
+
+    limits: Limits = Limits(receiver=UNLIMITED, tenant=UNLIMITED)
+    gates: dict[str, Gate] = field(default_factory=dict)
+    last_tenant: str = ""
+    retry_window_s: float = math.inf
+    specs: SpecCache = field(default_factory=lambda: SpecCache())
+    # Filled in by the claim.
+    deferred: int = 0  # batches pushed past an open circuit
+    given_up: int = 0  # past the retry window behind an open circuit
+    disabled: int = 0  # of destinations disabled by a 410
 
 
 class WebhookDispatcher:
@@ -63,36 +178,98 @@ class WebhookDispatcher:
         self.session = session
         self.guard = guard
         self.settings = settings
+        self.box: SecretBox = settings.secret_box
         self._wake = asyncio.Event()
         self.backoff = RetryPolicy(
             backoff_base_s=settings.backoff_base_s, backoff_max_s=settings.backoff_max_s
         )
+        self.circuits = Circuits(settings.circuit_failures, settings.circuit_cooloff_s)
+        self.limits = Limits(settings.receiver_concurrency, settings.tenant_concurrency)
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._last_tenant = ""
+        self._specs = SpecCache()
         self._deliveries = Counter(
             "leadflow_webhook_deliveries_total",
             "Webhook batch delivery attempts by outcome.",
             ["outcome"],
             registry=metrics.registry,
         )
+        self._open_circuits = Gauge(
+            "leadflow_webhook_circuits_open",
+            "Webhook receivers not tried until their cool-off ends.",
+            registry=metrics.registry,
+        )
 
     def nudge(self) -> None:
         self._wake.set()
 
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
     async def run(self) -> None:
-        while True:
-            self._wake.clear()
-            batches = await self.store.transaction(
-                lambda conn: claim_due(
-                    conn,
-                    epoch_s(),
-                    self.settings.concurrency,
-                    self.settings.timeout_s + LEASE_MARGIN_S,
-                )
-            )
-            if batches:
-                await asyncio.gather(*(self._deliver_logged(batch) for batch in batches))
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)
+        failures = 0
+        try:
+            while True:
+                self._wake.clear()
+                free = self.settings.concurrency - len(self._inflight)
+                if free <= 0:
+                    await self._idle()
+                    continue
+                try:
+                    claimed = await self.claim(free)
+                except Exception:
+                    # Store trouble: never let it end delivery for good.
+                    failures += 1
+                    log.exception("webhook.claim_failed", failures=failures)
+                    await asyncio.sleep(self.backoff.backoff_s(min(failures, CLAIM_BACKOFF_CAP)))
+                    continue
+                failures = 0
+                for batch in claimed:
+                    self._start(batch)
+                if not claimed:
+                    await self._idle()
+        finally:
+            for task in self._inflight:
+                task.cancel()
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    async def _idle(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)
+
+    def _start(self, batch: Batch) -> None:
+        task = asyncio.create_task(self._deliver_logged(batch), name=f"webhook {batch.webhook_id}")
+        self._inflight.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._wake.set()  # a slot is free
+
+    async def claim(self, free: int) -> list[Batch]:
+        """Lease up to `free` due batches, fairly; apply circuits and disabled destinations."""
+        now = epoch_s()
+        gates = self.circuits.gates(now)
+        self._open_circuits.set(self.circuits.open_count())
+        rules = ClaimRules(
+            limits=self.limits,
+            gates=gates,
+            last_tenant=self._last_tenant,
+            retry_window_s=self.settings.retry_window_s,
+            specs=self._specs,
+        )
+        lease_s = self.settings.timeout_s + LEASE_MARGIN_S
+        batches = await self.store.transaction(
+            lambda conn: claim_due(conn, now, free, lease_s, rules)
+        )
+        if batches:
+            self._last_tenant = batches[-1].tenant
+        if rules.given_up:
+            self._deliveries.labels(outcome="given_up").inc(rules.given_up)
+        if rules.disabled:
+            self._deliveries.labels(outcome="disabled").inc(rules.disabled)
+        return batches
 
     async def _deliver_logged(self, batch: Batch) -> None:
         """One batch's failure (a store error, a job deleted meanwhile) must not stop the
@@ -105,12 +282,17 @@ class WebhookDispatcher:
             )
 
     async def _deliver(self, batch: Batch) -> None:
-        payload = await self.store.run(lambda conn: build_payload(conn, batch))
+        payload = await self.store.run(lambda conn: build_payload(conn, batch, epoch_s()))
         if payload is None:
             return  # the job was deleted meanwhile, and its batches with it
-        dest, body = payload
-        error = await self._post(dest, batch, body)
+        status, error = await self._post(payload, batch)
         now = epoch_s()
+        if status == 410:
+            await self.store.transaction(lambda conn: disable_destination(conn, batch))
+            self._deliveries.labels(outcome="disabled").inc()
+            log.error("webhook.destination_disabled", job_id=batch.job_id, dest=batch.dest_idx)
+            return
+        self.circuits.record(batch.receiver, error, now)
         if error is None:
             await self.store.transaction(lambda conn: mark_delivered(conn, batch))
             self._deliveries.labels(outcome="delivered").inc()
@@ -138,41 +320,49 @@ class WebhookDispatcher:
                 retry_in_s=round(delay, 2),
             )
 
-    async def _post(self, dest: WebhookDestination, batch: Batch, body: bytes) -> str | None:
-        """POST the batch; None on success, else why it failed."""
+    async def _post(self, payload: Payload, batch: Batch) -> tuple[int | None, str | None]:
+        """POST the batch: (HTTP status or None, None on success else why it failed)."""
         try:
-            self.guard.check_literal_host(dest.url)
-            headers = signed_headers(batch.webhook_id, body, dest.secret)
+            self.guard.check_literal_host(payload.url)
+            secrets = [self.box.open(sealed) for sealed in payload.sealed_secrets]
+            headers = signed_headers(batch.webhook_id, payload.body, *secrets)
             async with self.session.post(
-                dest.url,
-                data=body,
+                payload.url,
+                data=payload.body,
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s),
                 allow_redirects=False,
             ) as response:
                 if 200 <= response.status < 300:
-                    return None
-                return f"HTTP {response.status}"
+                    return response.status, None
+                return response.status, f"HTTP {response.status}"
         except TargetRefused as e:
-            return f"refused target: {e}"
+            return None, f"refused target: {e}"
+        except SecretUnreadable as e:
+            return None, str(e)
         except TimeoutError:
-            return f"timed out after {self.settings.timeout_s:g}s"
+            return None, f"timed out after {self.settings.timeout_s:g}s"
         except (aiohttp.ClientError, OSError) as e:
-            return f"{type(e).__name__}: {e}"
+            return None, f"{type(e).__name__}: {e}"
 
 
-def signed_headers(webhook_id: str, body: bytes, secret: str | None) -> dict[str, str]:
-    """Standard Webhooks: HMAC-SHA256 over `id.timestamp.body`, base64, as `v1,<sig>`."""
+def signed_headers(webhook_id: str, body: bytes, *secrets: str | None) -> dict[str, str]:
+    """Standard Webhooks: HMAC-SHA256 over `id.timestamp.body`, base64, as `v1,<sig>`;
+    one signature per secret, space-separated (a rotation's overlap sends two)."""
     timestamp = str(int(time.time()))
     headers = {
         "Content-Type": "application/json",
         "webhook-id": webhook_id,
         "webhook-timestamp": timestamp,
     }
-    if secret:
-        signed = f"{webhook_id}.{timestamp}.".encode() + body
-        digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
-        headers["webhook-signature"] = "v1," + base64.b64encode(digest).decode()
+    signed = f"{webhook_id}.{timestamp}.".encode() + body
+    signatures = [
+        "v1," + base64.b64encode(hmac.new(secret_key(s), signed, hashlib.sha256).digest()).decode()
+        for s in secrets
+        if s
+    ]
+    if signatures:
+        headers["webhook-signature"] = " ".join(signatures)
     return headers
 
 
@@ -186,23 +376,191 @@ def secret_key(secret: str) -> bytes:
     return secret.encode()
 
 
-def claim_due(conn: sqlite3.Connection, now: float, limit: int, lease_s: float) -> list[Batch]:
-    rows = conn.execute(
-        "UPDATE webhook_batches SET lease_until = ? WHERE rowid IN ("
-        " SELECT rowid FROM webhook_batches WHERE state = 'pending' AND next_attempt_at <= ?"
-        " AND lease_until <= ? ORDER BY next_attempt_at LIMIT ?)"
-        " RETURNING job_id, dest_idx, batch_no, webhook_id, first_seq, last_seq, size,"
-        " attempts, created_at",
-        (now + lease_s, now, now, limit),
-    ).fetchall()
-    return [Batch(*row) for row in rows]
+def receiver_of(url: str) -> str:
+    """The origin a URL posts to: what hangs or fails together."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme, 0)
+    except ValueError:
+        return url
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
 
 
-def build_payload(
-    conn: sqlite3.Connection, batch: Batch
-) -> tuple[WebhookDestination, bytes] | None:
+class SpecCache:
+    """Job specs by job id, for the claim (used on the store thread only). A spec never
+    changes once recorded, so entries are only ever dropped to bound the memory."""
+
+    MAX = 10_000
+
+    def __init__(self) -> None:
+        self._specs: dict[str, JobSpec] = {}
+
+    def receiver(self, job_id: str, dest_idx: int, raw_spec: bytes) -> str:
+        spec = self._specs.get(job_id)
+        if spec is None:
+            if len(self._specs) >= self.MAX:
+                self._specs.clear()
+            spec = self._specs[job_id] = decode_spec(raw_spec)
+        dest = spec.destinations[dest_idx]
+        return receiver_of(dest.url) if isinstance(dest, WebhookDestination) else ""
+
+
+def claim_due(
+    conn: sqlite3.Connection,
+    now: float,
+    free: int,
+    lease_s: float,
+    rules: ClaimRules | None = None,
+) -> list[Batch]:
+    """Lease up to `free` due batches as `rules` choose; fail those of disabled
+    destinations, defer (or give up) those behind an open circuit."""
+    rules = rules or ClaimRules()
+    specs = rules.specs
+    busy_receivers: Tally[str] = Tally()
+    busy_tenants: Tally[str] = Tally()
+    for row in conn.execute(
+        "SELECT b.job_id, b.dest_idx, j.tenant, j.spec FROM webhook_batches b"
+        " JOIN jobs j ON j.job_id = b.job_id WHERE b.state = 'pending' AND b.lease_until > ?",
+        (now,),
+    ):
+        busy_receivers[specs.receiver(row[0], row[1], row[3])] += 1
+        busy_tenants[row[2]] += 1
+    candidates: list[Batch] = []
+    disabled: dict[tuple[str, int], str] = {}
+    # The first few due batches of each destination: enough to fill its receiver's share,
+    # whatever backlog another destination has.
+    for row in conn.execute(
+        "SELECT * FROM (SELECT b.job_id, b.dest_idx, b.batch_no, b.webhook_id, b.first_seq,"
+        " b.last_seq, b.size, b.attempts, b.created_at, j.tenant, j.spec, d.disabled_reason,"
+        " ROW_NUMBER() OVER (PARTITION BY b.job_id, b.dest_idx"
+        " ORDER BY b.next_attempt_at, b.batch_no) AS rank"
+        " FROM webhook_batches b JOIN jobs j ON j.job_id = b.job_id"
+        " JOIN destinations d ON d.job_id = b.job_id AND d.idx = b.dest_idx"
+        " WHERE b.state = 'pending' AND b.next_attempt_at <= ? AND b.lease_until <= ?)"
+        " WHERE rank <= ? ORDER BY created_at, batch_no",
+        (now, now, rules.limits.receiver),
+    ):
+        if row["disabled_reason"] is not None:
+            disabled[(row["job_id"], row["dest_idx"])] = row["disabled_reason"]
+            continue
+        candidates.append(
+            Batch(
+                job_id=row["job_id"],
+                dest_idx=row["dest_idx"],
+                batch_no=row["batch_no"],
+                webhook_id=row["webhook_id"],
+                first_seq=row["first_seq"],
+                last_seq=row["last_seq"],
+                size=row["size"],
+                attempts=row["attempts"],
+                created_at=row["created_at"],
+                tenant=row["tenant"],
+                receiver=specs.receiver(row["job_id"], row["dest_idx"], row["spec"]),
+            )
+        )
+    for (job_id, dest_idx), reason in disabled.items():
+        rules.disabled += fail_pending(conn, job_id, dest_idx, reason)
+    chosen, blocked = choose(candidates, free, rules, busy_receivers, busy_tenants, now)
+    for batch, gate in blocked:
+        if now - batch.created_at >= rules.retry_window_s:
+            mark_given_up(conn, batch, f"receiver failing, circuit open: {gate.last_error}")
+            rules.given_up += 1
+        else:
+            conn.execute(
+                "UPDATE webhook_batches SET next_attempt_at = ? WHERE job_id = ? AND dest_idx = ?"
+                " AND batch_no = ?",
+                (gate.open_until, batch.job_id, batch.dest_idx, batch.batch_no),
+            )
+            rules.deferred += 1
+    conn.executemany(
+        "UPDATE webhook_batches SET lease_until = ? WHERE job_id = ? AND dest_idx = ?"
+        " AND batch_no = ?",
+        [(now + lease_s, b.job_id, b.dest_idx, b.batch_no) for b in chosen],
+    )
+    return chosen
+
+
+def choose(
+    candidates: list[Batch],
+    free: int,
+    rules: ClaimRules,
+    busy_receivers: Tally[str],
+    busy_tenants: Tally[str],
+    now: float,
+) -> tuple[list[Batch], list[tuple[Batch, Gate]]]:
+    """Pick up to `free` batches, one per tenant per round (tenants in name order, starting
+    after the last one served), within the limits; return them and those behind an open
+    circuit."""
+    limits, gates = rules.limits, rules.gates
+    queues: dict[str, deque[Batch]] = defaultdict(deque)
+    blocked: list[tuple[Batch, Gate]] = []
+    trials: set[str] = set()
+    for batch in candidates:
+        gate = gates.get(batch.receiver)
+        if gate is not None and gate.open_until > now:
+            blocked.append((batch, gate))
+        else:
+            queues[batch.tenant].append(batch)
+    names = sorted(queues)
+    start = next((i for i, name in enumerate(names) if name > rules.last_tenant), 0)
+    order = names[start:] + names[:start]
+    chosen: list[Batch] = []
+    while len(chosen) < free:
+        picked = False
+        for tenant in order:
+            if len(chosen) >= free:
+                break
+            if busy_tenants[tenant] >= limits.tenant:
+                continue
+            found = _next_admissible(queues[tenant], limits, gates, trials, busy_receivers)
+            if found is None:
+                continue
+            chosen.append(found)
+            busy_receivers[found.receiver] += 1
+            busy_tenants[tenant] += 1
+            picked = True
+        if not picked:
+            break
+    return chosen, blocked
+
+
+def _next_admissible(
+    queue: deque[Batch],
+    limits: Limits,
+    gates: dict[str, Gate],
+    trials: set[str],
+    busy_receivers: Tally[str],
+) -> Batch | None:
+    """The tenant's next batch whose receiver has room (a half-open one: one trial)."""
+    for _ in range(len(queue)):
+        batch = queue.popleft()
+        gate = gates.get(batch.receiver)
+        if gate is not None and gate.trial:
+            if batch.receiver in trials or busy_receivers[batch.receiver] > 0:
+                continue
+            trials.add(batch.receiver)
+            return batch
+        if busy_receivers[batch.receiver] < limits.receiver:
+            return batch
+        # Receiver full: this batch waits for a later claim.
+    return None
+
+
+@dataclass(frozen=True)
+class Payload:
+    url: str
+    body: bytes
+    sealed_secrets: list[str]  # the current one first, then one being rotated out
+
+
+def build_payload(conn: sqlite3.Connection, batch: Batch, now: float) -> Payload | None:
     job = conn.execute("SELECT spec FROM jobs WHERE job_id = ?", (batch.job_id,)).fetchone()
-    if job is None:
+    dest_row = conn.execute(
+        "SELECT secret, previous_secret, previous_secret_until FROM destinations"
+        " WHERE job_id = ? AND idx = ?",
+        (batch.job_id, batch.dest_idx),
+    ).fetchone()
+    if job is None or dest_row is None:
         return None
     dest = decode_spec(job["spec"]).destinations[batch.dest_idx]
     assert isinstance(dest, WebhookDestination)
@@ -212,7 +570,11 @@ def build_payload(
         (batch.job_id, batch.first_seq, batch.last_seq),
     ).fetchall()
     leads = [project(decode_result(r[0]), fields) for r in rows]
-    return dest, _encode({"job_id": batch.job_id, "leads": leads})
+    # A job recorded before secrets were sealed keeps its secret in the spec.
+    secrets = [s for s in (dest_row["secret"] or dest.secret,) if s]
+    if dest_row["previous_secret"] and (dest_row["previous_secret_until"] or 0) > now:
+        secrets.append(dest_row["previous_secret"])
+    return Payload(dest.url, _encode({"job_id": batch.job_id, "leads": leads}), secrets)
 
 
 def mark_delivered(conn: sqlite3.Connection, batch: Batch) -> None:
@@ -230,7 +592,7 @@ def _finish(conn: sqlite3.Connection, batch: Batch, state: str, error: str | Non
         (state, error, batch.job_id, batch.dest_idx, batch.batch_no),
     ).rowcount
     if not updated:
-        return
+        return  # cancelled or failed meanwhile: counted there
     column = "delivered" if state == "delivered" else "failed"
     conn.execute(
         f"UPDATE destinations SET {column} = {column} + ?,"
@@ -240,12 +602,37 @@ def _finish(conn: sqlite3.Connection, batch: Batch, state: str, error: str | Non
 
 
 def mark_retry(conn: sqlite3.Connection, batch: Batch, error: str, next_at: float) -> None:
-    conn.execute(
+    updated = conn.execute(
         "UPDATE webhook_batches SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?,"
-        " lease_until = 0 WHERE job_id = ? AND dest_idx = ? AND batch_no = ?",
+        " lease_until = 0 WHERE job_id = ? AND dest_idx = ? AND batch_no = ? AND state = 'pending'",
         (error, next_at, batch.job_id, batch.dest_idx, batch.batch_no),
-    )
+    ).rowcount
+    if updated:
+        conn.execute(
+            "UPDATE destinations SET last_error = ? WHERE job_id = ? AND idx = ?",
+            (error, batch.job_id, batch.dest_idx),
+        )
+
+
+def disable_destination(conn: sqlite3.Connection, batch: Batch) -> None:
+    """The receiver said the endpoint is gone: no more requests to it for this destination."""
     conn.execute(
-        "UPDATE destinations SET last_error = ? WHERE job_id = ? AND idx = ?",
-        (error, batch.job_id, batch.dest_idx),
+        "UPDATE destinations SET disabled_reason = ? WHERE job_id = ? AND idx = ?",
+        (GONE_REASON, batch.job_id, batch.dest_idx),
     )
+    fail_pending(conn, batch.job_id, batch.dest_idx, GONE_REASON)
+
+
+def fail_pending(conn: sqlite3.Connection, job_id: str, dest_idx: int, reason: str) -> int:
+    """Fail every pending batch of a disabled destination (one in flight included: its
+    outcome is then ignored); returns how many."""
+    sizes = conn.execute(
+        "UPDATE webhook_batches SET state = 'failed', last_error = ?, lease_until = 0"
+        " WHERE job_id = ? AND dest_idx = ? AND state = 'pending' RETURNING size",
+        (reason, job_id, dest_idx),
+    ).fetchall()
+    conn.execute(
+        "UPDATE destinations SET failed = failed + ?, last_error = ? WHERE job_id = ? AND idx = ?",
+        (sum(row[0] for row in sizes), reason, job_id, dest_idx),
+    )
+    return len(sizes)

@@ -11,9 +11,18 @@ import aiohttp
 import msgspec
 
 from services.scraper.config import SourceSettings
-from services.scraper.sources.base import Page, SourceRateLimited, SourceRejected, SourceUnavailable
-from shared.messages import Lead
+from services.scraper.sources.base import (
+    Page,
+    SourceRateLimited,
+    SourceRejected,
+    SourceResult,
+    SourceUnavailable,
+    fit_scraped_lead,
+)
+from shared.logging import get_logger
 from shared.ratelimit import TokenBucket, retry_after_s
+
+log = get_logger(__name__)
 
 RETRYABLE_STATUS = frozenset({401, 408, 425})
 # 429, and 403 that search APIs answer when they soft-block an account for a while.
@@ -22,7 +31,7 @@ COOL_DOWN_STATUS = frozenset({403, 429})
 
 class SearchReply(msgspec.Struct, kw_only=True):
     # A result keeps the source's id as the lead id; fields a lead has not are skipped.
-    results: list[Lead]
+    results: list[SourceResult]
     next_cursor: str | None = None
 
 
@@ -78,4 +87,14 @@ class SearchApiSource:
             reply = _decode_reply(body)
         except msgspec.DecodeError as e:
             raise SourceUnavailable(f"{self.name}: malformed page ({e})") from e
-        return Page(leads=reply.results, next_cursor=reply.next_cursor)
+        leads = []
+        fitted: dict[str, int] = {}
+        for result in reply.results:
+            lead, changed = fit_scraped_lead(result)
+            leads.append(lead)
+            for name in changed:
+                fitted[name] = fitted.get(name, 0) + 1
+        if fitted:
+            # Once a page, not once a lead: a source that sends long fields sends many.
+            log.warning("scrape.fields_over_limit", source=self.name, leads_by_field=fitted)
+        return Page(leads=leads, next_cursor=reply.next_cursor)

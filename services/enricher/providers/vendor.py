@@ -1,0 +1,188 @@
+"""What every vendor adapter shares: one HTTP request with a timeout, under the provider's
+concurrency limit, request rate and cooldown; the vendor's "slow down" signal starts a
+cooldown broadcast to every enricher; a bad key or exhausted credits parks the provider.
+
+Parking is per process for now: once parked, every later call fails at once with the same
+`ProviderParked`, without a request. (Alerting, and sharing the park across enrichers, is
+the credit ledger's work.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+import msgspec
+
+from services.enricher.config import ProviderSettings
+from services.enricher.metrics import ProviderMetrics
+from services.enricher.providers.base import (
+    ParkReason,
+    ProviderParked,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+from shared.control import ControlListener
+from shared.logging import get_logger
+from shared.ratelimit import TokenBucket, retry_after_s
+
+MAX_RATE_WAIT_S = 1.0
+T = TypeVar("T")
+log = get_logger(__name__)
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes
+    retry_after_s: float | None
+
+    def detail(self) -> str:
+        return self.body[:200].decode(errors="replace")
+
+
+class VendorClient:
+    """HTTP to one vendor account; the adapter decides what each answer means."""
+
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        session: aiohttp.ClientSession,
+        control: ControlListener,
+        metrics: ProviderMetrics,
+        auth_headers: Mapping[str, str],
+    ) -> None:
+        self.name = settings.name
+        self.target = f"provider:{settings.name}"
+        self.base_url = settings.url
+        self.parked: ProviderParked | None = None
+        self._latency = metrics.seconds.labels(provider=settings.name)
+        self._control = control
+        self._bucket = TokenBucket(settings.rate_per_s)
+        self._cooldown_s = settings.cooldown_s
+        self._headers = dict(auth_headers)
+        self._timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
+        self._session = session
+        self._slots = asyncio.Semaphore(settings.concurrency)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        job_id: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> Answer:
+        """The vendor's answer, whatever its status; network trouble is `ProviderUnavailable`."""
+        if self.parked is not None:
+            raise self.parked
+        headers = {**self._headers, "X-Leadflow-Job": job_id}
+        data = None
+        if body is not None:
+            data = _encode(body)
+            headers["Content-Type"] = "application/json"
+        async with self._slots:
+            await self._wait_turn()
+            try:
+                with self._latency.time():
+                    async with self._session.request(
+                        method,
+                        self.base_url + path,
+                        params=params,
+                        data=data,
+                        headers=headers,
+                        timeout=self._timeout,
+                    ) as response:
+                        return Answer(
+                            response.status,
+                            await response.read(),
+                            retry_after_s(response.headers.get("Retry-After")),
+                        )
+            except TimeoutError as e:
+                raise ProviderUnavailable(
+                    f"{self.name}: timed out after {self._timeout.total}s"
+                ) from e
+            except aiohttp.ClientError as e:
+                raise ProviderUnavailable(f"{self.name}: {type(e).__name__}: {e}") from e
+
+    async def _wait_turn(self) -> None:
+        """Respect the cooldown and the request rate; a long wait is left to the broker."""
+        left = self._control.cooldown_left(self.target)
+        if left > 0:
+            raise ProviderUnavailable(
+                f"{self.name}: cooling down for {left:.1f}s", retry_after_s=left
+            )
+        wait = self._bucket.reserve(MAX_RATE_WAIT_S)
+        if wait > MAX_RATE_WAIT_S:
+            raise ProviderUnavailable(f"{self.name}: over its request rate", retry_after_s=wait)
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    async def throttled(self, answer: Answer) -> ProviderUnavailable:
+        """The vendor's rate-limit signal: cool down (its Retry-After, or the configured)."""
+        pause = answer.retry_after_s or self._cooldown_s
+        await self._control.start_cooldown(self.target, time.time() + pause)
+        return ProviderUnavailable(
+            f"{self.name}: rate limited (HTTP {answer.status})",
+            retry_after_s=pause,
+            status=429,
+        )
+
+    def park(self, reason: ParkReason, answer: Answer) -> ProviderParked:
+        parked = ProviderParked(
+            f"{self.name}: parked, {reason.replace('_', ' ')} (HTTP {answer.status} "
+            f"{answer.detail()})".rstrip(),
+            reason=reason,
+        )
+        if self.parked is None:
+            log.error("provider.parked", provider=self.name, reason=reason, status=answer.status)
+            self.parked = parked
+        return parked
+
+    def unavailable(self, answer: Answer) -> ProviderUnavailable:
+        return ProviderUnavailable(
+            f"{self.name}: HTTP {answer.status} {answer.detail()}".rstrip(),
+            retry_after_s=answer.retry_after_s,
+            status=answer.status,
+        )
+
+    def rejected(self, answer: Answer) -> ProviderRejected:
+        return ProviderRejected(f"{self.name}: HTTP {answer.status} {answer.detail()}".rstrip())
+
+
+def decode(provider: str, decoder: Callable[[bytes], T], body: bytes) -> T:
+    try:
+        return decoder(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise ProviderUnavailable(f"{provider}: malformed reply ({e})") from e
+
+
+def person_name(
+    draft_get: Callable[[str], str | None],
+) -> tuple[str | None, str | None, str | None]:
+    """(first, last, full): first and last when both are known, else the full name."""
+    first, last = draft_get("first_name"), draft_get("last_name")
+    if first and last:
+        return first, last, None
+    return None, None, draft_get("full_name")
+
+
+def fields(
+    email: str | None, status: str, raw_status: str | None, domain: str | None
+) -> dict[str, str]:
+    """A found person as a waterfall reply (only what is there)."""
+    found: dict[str, str] = {}
+    if email:
+        found["email"] = email
+        found["email_status"] = status
+        if raw_status:
+            found["email_status_raw"] = raw_status
+    if domain:
+        found["company_domain"] = domain
+    return found

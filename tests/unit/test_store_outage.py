@@ -1,0 +1,238 @@
+"""Store trouble is told apart from bugs, raised as `StoreUnavailable`, waited out by the
+router's consumer without spending attempts, and shown by readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+import shared.consumer
+from shared.broker import ATTEMPT_HEADER, Outgoing
+from shared.consumer import STORE_RETRY_DELAY_S, BatchConsumer, RetryPolicy
+from shared.errors import StoreUnavailable
+from shared.health import Metrics
+from shared.messages import Codec, LeadsEnriched, Message, ResultLead
+from shared.store import Store, unavailable
+from shared.supervise import Backoff
+from shared.topology import Topology
+
+BUSY_S = 0.2
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    store = Store(tmp_path / "db.sqlite", busy_timeout_s=BUSY_S)
+    await store.open()
+    yield store
+    await store.close()
+
+
+@contextmanager
+def write_lock_held(path: Path) -> Iterator[None]:
+    """Another connection holds the store's write lock (a backup, another writer)."""
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+def locked_error(path: Path) -> sqlite3.OperationalError:
+    with write_lock_held(path):
+        conn = sqlite3.connect(path, isolation_level=None, timeout=0.01)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            return e
+        finally:
+            conn.close()
+    raise AssertionError("the lock was not held")
+
+
+async def test_store_trouble_is_told_apart_from_bugs_and_bad_data(store: Store) -> None:
+    assert isinstance(unavailable(locked_error(store.path)), StoreUnavailable)
+    assert isinstance(unavailable(sqlite3.OperationalError("disk I/O error")), StoreUnavailable)
+    full = sqlite3.OperationalError("database or disk is full")
+    assert isinstance(unavailable(full), StoreUnavailable)
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    conn.execute("INSERT INTO t VALUES (1)")
+    with pytest.raises(sqlite3.IntegrityError) as constraint:
+        conn.execute("INSERT INTO t VALUES (1)")
+    with pytest.raises(sqlite3.OperationalError) as no_table:
+        conn.execute("SELECT * FROM missing")
+    conn.close()
+    with pytest.raises(sqlite3.ProgrammingError) as closed:
+        conn.execute("SELECT 1")
+    assert unavailable(constraint.value) is None
+    assert unavailable(no_table.value) is None
+    assert unavailable(closed.value) is None
+    assert unavailable(ValueError("nope")) is None
+
+
+async def test_a_locked_store_raises_store_unavailable_then_recovers(store: Store) -> None:
+    with write_lock_held(store.path):
+        with pytest.raises(StoreUnavailable):
+            await store.transaction(lambda c: c.execute("INSERT INTO health_probe VALUES ('x', 1)"))
+        assert store.unavailable_reason is not None
+        assert "locked" in store.unavailable_reason
+        # A bug is still a bug, not store trouble.
+        with pytest.raises(sqlite3.OperationalError):
+            await store.run(lambda c: c.execute("SELECT * FROM missing"))
+    await store.transaction(lambda c: c.execute("INSERT INTO health_probe VALUES ('x', 1)"))
+    assert store.unavailable_reason is None
+    assert store.take_outage_s() > 0
+    assert store.take_outage_s() == 0  # taken once
+
+
+async def test_readiness_writes_a_probe_row_and_fails_while_locked(store: Store) -> None:
+    await store.check_writable("test")
+    rows = await store.run(lambda c: c.execute("SELECT name FROM health_probe").fetchall())
+    assert [row[0] for row in rows] == ["test"]
+
+    with write_lock_held(store.path):
+        with pytest.raises(StoreUnavailable):
+            await store.check_writable("test")
+        # While a probe waits on the lock, more probes answer at once with the reason
+        # instead of queueing one more wait each on the store thread.
+        slow = asyncio.ensure_future(store.check_writable("test"))
+        await asyncio.sleep(0)
+        with pytest.raises(StoreUnavailable, match="locked"):
+            await asyncio.wait_for(store.check_writable("test"), BUSY_S / 4)
+        with pytest.raises(StoreUnavailable):
+            await slow
+    await store.check_writable("test")
+
+
+async def test_a_failed_commit_leaves_no_transaction_open(store: Store) -> None:
+    def setup(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        conn.execute(
+            "CREATE TABLE child (pid INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"
+        )
+        conn.execute("PRAGMA foreign_keys = ON")
+
+    await store.run(setup)
+    # The deferred check fails at COMMIT: the transaction must not stay open.
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.transaction(lambda c: c.execute("INSERT INTO child VALUES (7)"))
+    await store.transaction(lambda c: c.execute("INSERT INTO parent VALUES (7)"))
+
+
+@dataclass
+class FakeMessage:
+    body: bytes
+    headers: dict[str, Any] = field(default_factory=dict)
+    message_id: str = "m1"
+    priority: int | None = None
+    redelivered: bool = False
+    settled: list[str] = field(default_factory=list)
+
+    async def ack(self) -> None:
+        self.settled.append("ack")
+
+    async def nack(self, requeue: bool = True) -> None:
+        self.settled.append(f"nack(requeue={requeue})")
+
+
+@dataclass
+class FakeBroker:
+    published: list[Outgoing] = field(default_factory=list)
+    dead: list[bytes] = field(default_factory=list)
+    topology: Topology = field(default_factory=lambda: Topology("test"))
+    settings: Any = field(default_factory=lambda: SimpleNamespace(metrics_tenant_labels=False))
+
+    async def publish(self, outgoing: Sequence[Outgoing], **_: Any) -> None:
+        self.published.extend(outgoing)
+
+    async def publish_dead(self, queue: str, body: bytes, headers: dict[str, Any]) -> None:
+        self.dead.append(body)
+
+
+def event(lead_id: str) -> LeadsEnriched:
+    return LeadsEnriched(job_id="j", tenant="t", leads=[ResultLead(id=lead_id)])
+
+
+def consumer(broker: FakeBroker, handler: Any) -> BatchConsumer[Message]:
+    return BatchConsumer(
+        broker,  # type: ignore[arg-type]
+        "events",
+        Message,
+        handler,
+        max_batch=10,
+        codec=Codec(),
+        metrics=Metrics(),
+        prefetch=10,
+        policy=RetryPolicy(max_attempts=3),
+        give_up=lambda _m, _r: (),
+    )
+
+
+def consumed(c: BatchConsumer[Message], outcome: str) -> float:
+    value = c.metrics.registry.get_sample_value(
+        "leadflow_messages_consumed_total", {"queue": "events", "outcome": outcome}
+    )
+    return value or 0.0
+
+
+async def test_batch_consumer_holds_a_batch_while_the_store_is_unavailable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(shared.consumer, "STORE_BACKOFF", Backoff(base_s=0.001, max_s=0.002))
+    calls: list[int] = []
+
+    async def handler(events: list[Message]) -> Sequence[Outgoing]:
+        calls.append(len(events))
+        if len(calls) <= 6:  # more tries than max_attempts: none of them may count
+            raise StoreUnavailable("store unavailable: database is locked")
+        return ()
+
+    broker = FakeBroker()
+    c = consumer(broker, handler)
+    codec = Codec()
+    messages = [FakeMessage(codec.encode(event(i)), message_id=i) for i in ("a", "b")]
+    await c._handle_batch(messages)  # type: ignore[arg-type]
+
+    assert calls == [2] * 7, "the whole batch is tried again, never split"
+    assert [m.settled for m in messages] == [["ack"], ["ack"]], "acked once, never requeued"
+    assert broker.published == [], "no retry tier"
+    assert broker.dead == [], "no dead letter"
+    assert consumed(c, "ack") == 2
+    assert c.held_since is None
+
+
+async def test_a_bug_in_the_store_code_still_spends_attempts() -> None:
+    async def handler(events: list[Message]) -> Sequence[Outgoing]:
+        raise sqlite3.OperationalError("no such column: nope")
+
+    broker = FakeBroker()
+    c = consumer(broker, handler)
+    message = FakeMessage(Codec().encode(event("a")))
+    await c._handle_batch([message])  # type: ignore[arg-type]
+    assert [o.attempt for o in broker.published] == [1]
+    assert broker.published[0].retry
+    assert message.settled == ["ack"]
+
+
+async def test_a_task_that_meets_store_trouble_comes_back_without_spending_an_attempt() -> None:
+    broker = FakeBroker()
+    c = consumer(broker, None)
+    message = FakeMessage(Codec().encode(event("a")), headers={ATTEMPT_HEADER: 2})
+    outcome = await c.fail(message, event("a"), StoreUnavailable("disk full"))  # type: ignore[arg-type]
+    assert outcome == "retry"
+    [later] = broker.published
+    assert later.retry
+    assert later.attempt == 2
+    assert later.delay_s == STORE_RETRY_DELAY_S
+    assert message.settled == ["ack"]

@@ -15,7 +15,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from devtools.stack import ROOT, Stack, http_ok
+from devtools.probe import http_ok
+from devtools.stack import ROOT, Stack
 
 SAMPLE = ROOT / "samples" / "leads.csv"
 SHOWN_COLUMNS = (

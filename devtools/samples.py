@@ -1,5 +1,8 @@
 """Realistic sample leads, deterministic for a seed: the demo file, tests and benchmarks.
 
+The names, titles and companies are the sandbox world's (services/sandbox/world.py), the
+people its lead source serves too.
+
 `python -m devtools.samples 300 > samples/leads.csv` regenerates the shipped file.
 """
 
@@ -10,112 +13,8 @@ import random
 import sys
 from typing import Any
 
-FIRST = (
-    "Ada",
-    "Grace",
-    "Alan",
-    "Katherine",
-    "Linus",
-    "Margaret",
-    "Tim",
-    "Barbara",
-    "Dennis",
-    "Frances",
-    "Guido",
-    "Radia",
-    "Ken",
-    "Hedy",
-    "John",
-    "Sophie",
-    "Mateo",
-    "Aiko",
-    "Olusegun",
-    "Priya",
-    "Lars",
-    "Chloé",
-    "José",
-    "Zoë",
-    "Siobhan",
-    "Wei",
-    "Fatima",
-    "Noah",
-    "Ingrid",
-    "Ravi",
-)
-LAST = (
-    "Lovelace",
-    "Hopper",
-    "Turing",
-    "Johnson",
-    "Torvalds",
-    "Hamilton",
-    "Berners-Lee",
-    "Liskov",
-    "Ritchie",
-    "Allen",
-    "van Rossum",
-    "Perlman",
-    "Thompson",
-    "Lamarr",
-    "McCarthy",
-    "Wilson",
-    "García",
-    "Tanaka",
-    "Adeyemi",
-    "Sharma",
-    "Nilsson",
-    "Dubois",
-    "Müller",
-    "O'Brien",
-    "Zhang",
-    "Haddad",
-    "Kowalski",
-    "Rossi",
-    "de Vries",
-    "Okafor",
-)
-TITLES = (
-    "VP Engineering",
-    "Head of Sales",
-    "Chief Technology Officer",
-    "Senior Software Engineer",
-    "Marketing Manager",
-    "Director of Operations",
-    "Founder & CEO",
-    "Account Executive",
-    "Data Scientist",
-    "HR Business Partner",
-    "Product Manager",
-    "CFO",
-    "Growth Lead",
-    "Customer Success Manager",
-    "General Counsel",
-    "Staff Engineer",
-    "SDR",
-    "Talent Acquisition",
-)
-COMPANIES = (
-    "Analytical Engines Ltd",
-    "Acme Corp",
-    "Globex Inc.",
-    "Initech LLC",
-    "Umbrella GmbH",
-    "Hooli",
-    "Pied Piper",
-    "Stark Industries",
-    "Wayne Enterprises",
-    "Cyberdyne Systems",
-    "Soylent Co",
-    "Tyrell Corporation",
-    "Wonka Industries",
-    "Vandelay Industries",
-    "Massive Dynamic",
-    "Aperture Science",
-    "Black Mesa",
-    "Oscorp",
-    "Nakatomi Trading",
-    "Gringotts Bank plc",
-)
+from services.sandbox.world import COMPANIES, FIRST, LAST, TITLES
+
 LOCATIONS = ("London, UK", "Berlin, DE", "Paris, FR", "New York, US", "Lagos, NG", "Tokyo, JP")
 
 

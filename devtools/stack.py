@@ -12,20 +12,14 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devtools.probe import http_ok
+from shared.config import DEFAULT_PORTS
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("sandbox", "enricher", "scraper", "router", "gateway")
-DEFAULT_PORTS = {
-    "gateway": 8080,
-    "enricher": 8081,
-    "router": 8082,
-    "scraper": 8083,
-    "sandbox": 8090,
-}
 
 
 class StartError(RuntimeError):
@@ -125,14 +119,6 @@ class Stack:
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
-
-
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - our own URL
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def pid_file(data_dir: Path, name: str) -> Path:

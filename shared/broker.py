@@ -1,8 +1,13 @@
-"""Broker wiring: a robust connection, the topology, confirmed publishing.
+"""Broker wiring: a robust connection to a node of the cluster, the topology, confirmed
+publishing.
 
-`Broker.start()` returns at once and connects in the background (retrying until the
-broker answers), so a service starts, serves `/readyz` (503 while disconnected) and
-recovers on its own. Publishing is persistent, mandatory (an unroutable message raises
+`Broker.start()` returns at once and connects in the background (retrying until a node
+answers), so a service starts, serves `/readyz` (503 while disconnected) and recovers on
+its own. With several nodes (`LEADFLOW_AMQP_URL` listing a cluster's), the connection
+goes to the first that answers and, when its node goes, to another one, where every
+channel, exchange, queue and consumer is declared again (`NodeListConnection`).
+
+Publishing is persistent, mandatory (an unroutable message raises
 instead of vanishing) and waits for publisher confirms, pipelined: a batch of messages
 is in flight together and the call returns when the broker confirmed every one.
 """
@@ -21,7 +26,6 @@ from aio_pika.abc import (
     AbstractExchange,
     AbstractIncomingMessage,
     AbstractRobustChannel,
-    AbstractRobustConnection,
     AbstractRobustQueue,
 )
 from yarl import URL
@@ -41,6 +45,9 @@ HISTORY_HEADER = "x-leadflow-history"
 ERROR_HEADER = "x-leadflow-error"
 CRASHES_HEADER = "x-leadflow-crashes"
 RECONNECT_INTERVAL_S = 1.0
+# One node's connection attempt (TCP, TLS and AMQP handshake): a node that does not answer
+# within it is skipped for the next.
+CONNECT_TIMEOUT_S = 10.0
 
 BROKER_ERRORS: tuple[type[BaseException], ...] = (
     aio_pika.exceptions.AMQPError,
@@ -68,13 +75,56 @@ class Outgoing:
     headers: dict[str, Any] = field(default_factory=dict)
 
 
+class NodeListConnection(aio_pika.RobustConnection):
+    """A robust connection to whichever of a cluster's nodes answers.
+
+    aio-pika's `RobustConnection` reconnects to the one URL it was given: its reconnection
+    loop (`__connection_factory`) calls `__connect_transport`, which connects to `self.url`
+    (aio-pika 10, robust_connection.py; a list of hosts is its open issue #141, and a
+    round-robin subclass like this one was proposed in its PR #680). This class overrides
+    that one step: an attempt tries the nodes in turn (the first answering one wins),
+    starting after the node just lost, so a connection whose node went moves to a live
+    one. The rest is `RobustConnection`'s: on the new node every channel is reopened with
+    its QoS, and its exchanges, queues, bindings and consumers are declared again.
+    `tests/unit/test_node_list.py` pins the private name this relies on."""
+
+    def __init__(self, urls: Sequence[URL]) -> None:
+        super().__init__(urls[0])
+        self.nodes = tuple(urls)
+        self._node = 0
+
+    @property
+    def node(self) -> str:
+        url = self.nodes[self._node]
+        return f"{url.host}:{url.port}"
+
+    async def _RobustConnection__connect_transport(self) -> None:
+        # After a connection was lost (or none made yet on the first node), begin with the
+        # next node: the lost one is likely the one that stopped.
+        start = self._node + (1 if self.connection_attempt else 0)
+        last_error: BaseException | None = None
+        for step in range(len(self.nodes)):
+            index = (start + step) % len(self.nodes)
+            self._node = index
+            self.url = self.nodes[index]
+            try:
+                await super()._RobustConnection__connect_transport()  # type: ignore[misc]
+            except aio_pika.exceptions.CONNECTION_EXCEPTIONS as e:
+                log.warning("broker.node_unavailable", node=self.node, error=str(e) or repr(e))
+                last_error = e
+                continue
+            return
+        assert last_error is not None
+        raise last_error
+
+
 class Broker:
     def __init__(self, settings: CommonSettings, codec: Codec, metrics: Metrics) -> None:
         self.settings = settings
-        self.topology = Topology(settings.broker_prefix)
+        self.topology = Topology(settings.broker_prefix, settings.queue_type)
         self._codec = codec
         self._metrics = metrics
-        self._connection: AbstractRobustConnection | None = None
+        self._connection: NodeListConnection | None = None
         self._publish_channel: AbstractRobustChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
         self._consume_channels: list[AbstractRobustChannel] = []
@@ -111,6 +161,16 @@ class Broker:
             and conn.connected.is_set()
         )
 
+    @property
+    def node(self) -> str | None:
+        """`host:port` of the node connected to, None while disconnected."""
+        conn = self._connection
+        return conn.node if conn is not None and self.is_connected else None
+
+    def ready_details(self) -> dict[str, str | None]:
+        """What `/readyz` shows beside the status: the broker node in use."""
+        return {"node": self.node}
+
     async def readiness(self) -> str | None:
         if self.is_connected:
             return None
@@ -119,14 +179,18 @@ class Broker:
         return "broker not connected" if self._ready.is_set() else "broker not connected yet"
 
     async def _connect(self) -> None:
-        url = URL(self.settings.amqp_url).update_query(
-            name=f"leadflow-{self.settings.service}",
-            fail_fast="false",
-            reconnect_interval=str(RECONNECT_INTERVAL_S),
-        )
+        urls = [
+            URL(url).update_query(
+                name=f"leadflow-{self.settings.service}",
+                fail_fast="false",
+                reconnect_interval=str(RECONNECT_INTERVAL_S),
+            )
+            for url in self.settings.amqp_urls
+        ]
         while True:
             try:
-                connection = await aio_pika.connect_robust(url)
+                connection = NodeListConnection(urls)
+                await connection.connect(timeout=CONNECT_TIMEOUT_S)
                 break
             except BROKER_ERRORS as e:  # a URL the robust loop itself cannot retry
                 log.warning("broker.connect_failed", error=str(e))
@@ -145,10 +209,10 @@ class Broker:
                 await asyncio.sleep(RECONNECT_INTERVAL_S)
         self._setup_error = None
         self._ready.set()
-        log.info("broker.connected", prefix=self.topology.prefix)
+        log.info("broker.connected", prefix=self.topology.prefix, node=connection.node)
 
     def _on_reconnect(self, *_: Any) -> None:
-        log.info("broker.reconnected")
+        log.info("broker.reconnected", node=self._connection and self._connection.node)
 
     def _on_close(self, *_: Any) -> None:
         log.warning("broker.disconnected")
@@ -198,6 +262,8 @@ class Broker:
 
     async def _publish_one(self, item: Outgoing) -> None:
         key = routing_key(item.message)
+        if key.startswith("task."):
+            key = self.topology.task_key(key, item.priority)  # the lane of its priority
         amqp_message = aio_pika.Message(
             self._codec.encode(item.message),
             content_type="application/json",
@@ -220,13 +286,14 @@ class Broker:
         self._metrics.published.labels(routing_key=tag_of(item.message)).inc()
 
     async def ensure_lane(self, kind: str, tenant: str) -> None:
-        """Declare a tenant's lane for a kind of work (once per process)."""
+        """Declare a tenant's lanes for a kind of work (once per process)."""
         if (kind, tenant) in self._lanes:
             return
         if self._publish_channel is None or not self.is_connected:
             raise BrokerUnavailable("broker not connected")
         try:
-            await self._declare_queue(self._publish_channel, self.topology.lane_spec(kind, tenant))
+            for spec in self.topology.lane_specs(kind, tenant):
+                await self._declare_queue(self._publish_channel, spec)
         except BROKER_ERRORS as e:
             raise BrokerUnavailable(f"cannot declare the {kind} lane of {tenant}: {e}") from e
         self._lanes.add((kind, tenant))

@@ -12,13 +12,15 @@ import ipaddress
 import os
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
 
 from shared.errors import ConfigError
+from shared.topology import QueueType
 
 T = TypeVar("T")
 
@@ -103,15 +105,14 @@ class EnvReader:
         return number
 
     def url(self, name: str, default: str, *, schemes: tuple[str, ...]) -> str:
-        value = self.get_str(name, default)
-        parts = urlsplit(value)
-        if parts.scheme not in schemes or not parts.hostname:
-            raise ConfigError(name, f"a {'/'.join(schemes)} URL with a host", value)
-        try:
-            parts.port  # noqa: B018 - a bad port only raises when read
-        except ValueError:
-            raise ConfigError(name, "a URL with a valid port", value) from None
-        return value.rstrip("/") if parts.scheme.startswith("http") else value
+        return _checked_url(name, self.get_str(name, default), schemes)
+
+    def urls(self, name: str, default: str, *, schemes: tuple[str, ...]) -> tuple[str, ...]:
+        """Comma-separated full URLs (a cluster's nodes), each checked like `url`."""
+        items = [part.strip() for part in self.get_str(name, default).split(",")]
+        if not all(items):
+            raise ConfigError(name, "comma-separated URLs, none empty", self.get_str(name, default))
+        return tuple(_checked_url(name, item, schemes) for item in items)
 
     def networks(self, name: str, default: str) -> tuple[str, ...]:
         value = self.get_str(name, default)
@@ -137,7 +138,11 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     service: str
     env: Env
-    amqp_url: str
+    # The broker's nodes: a cluster's, in the order to try (one for a single node).
+    amqp_urls: tuple[str, ...]
+    # Queues that hold work: quorum (replicated; any cluster) or classic (a single node
+    # whose queues an older leadflow declared classic; see shared/topology.py).
+    queue_type: QueueType
     data_dir: Path
     http_host: str
     http_port: int
@@ -154,6 +159,10 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
         return self.env == "production"
 
     @property
+    def amqp_url(self) -> str:
+        return self.amqp_urls[0]
+
+    @property
     def db_path(self) -> Path:
         return self.data_dir / "leadflow.db"
 
@@ -163,8 +172,8 @@ def load_common(service: str, env: EnvReader) -> CommonSettings:
     if mode == "production":
         _require(env, "LEADFLOW_AMQP_URL", "an explicit broker URL in production")
         _require(env, "LEADFLOW_DATA_DIR", "an explicit data directory in production")
-    amqp_url = env.url("LEADFLOW_AMQP_URL", DEV_AMQP_URL, schemes=("amqp", "amqps"))
-    if mode == "production" and urlsplit(amqp_url).username in (None, "guest"):
+    amqp_urls = env.urls("LEADFLOW_AMQP_URL", DEV_AMQP_URL, schemes=("amqp", "amqps"))
+    if mode == "production" and any(urlsplit(u).username in (None, "guest") for u in amqp_urls):
         raise ConfigError(
             "LEADFLOW_AMQP_URL", "credentials other than guest in production", "guest"
         )
@@ -175,7 +184,8 @@ def load_common(service: str, env: EnvReader) -> CommonSettings:
     return CommonSettings(
         service=service,
         env=mode,
-        amqp_url=amqp_url,
+        amqp_urls=amqp_urls,
+        queue_type=env.choice("LEADFLOW_QUEUE_TYPE", "quorum", ("quorum", "classic")),
         data_dir=Path(env.get_str("LEADFLOW_DATA_DIR", "./var")).resolve(),
         http_host=env.get_str("LEADFLOW_HTTP_HOST", "127.0.0.1"),
         http_port=env.get_int(
@@ -216,10 +226,105 @@ def sandbox_url(env: EnvReader) -> str:
     return env.url("LEADFLOW_SANDBOX_URL", DEV_SANDBOX_URL, schemes=("http", "https"))
 
 
+class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """A named external HTTP API leadflow calls: an enrichment provider, a lead source.
+
+    Each service subclasses it with what its kind of API adds (concurrency, page size...)
+    and loads it with `load_api`, so every such API is configured alike.
+    """
+
+    name: str
+    url: str
+    keys: tuple[str, ...]  # one per account, each with its own rate
+    timeout_s: float
+    rate_per_s: float  # requests a second per key; 0: no limit
+    cooldown_s: float  # after a 429 without Retry-After
+
+
+@dataclass(frozen=True)
+class ApiKind:
+    """A kind of external API: its variables (`LEADFLOW_<prefix>_<NAME>_...`) and defaults."""
+
+    prefix: str
+    what: str  # "provider", "source": how error messages name it
+    keys_var: str  # `KEY` or `KEYS`: the suffix of the variable holding the API keys
+    max_keys: int | None  # None: any number, comma-separated
+    dev_keys: str  # the sandbox's; `{name}` is the API's name
+    timeout_s: float
+    rate_per_s: float
+    max_rate_per_s: float
+    cooldown_s: float
+
+    def var(self, name: str) -> str:
+        """The variables' common stem for the API `name` (`LEADFLOW_PROVIDER_ALPHA`)."""
+        return f"LEADFLOW_{self.prefix}_{name.upper().replace('-', '_')}"
+
+
+A = TypeVar("A", bound=ApiSettings)
+
+
+def load_api(
+    env: EnvReader,
+    common: CommonSettings,
+    api: ApiKind,
+    cls: type[A],
+    name: str,
+    /,
+    *,
+    dev_url: str,
+    public_url: str | None = None,
+    **own: Any,
+) -> A:
+    """The API `name` as `cls`: `_URL`, the keys, `_TIMEOUT_S`, `_RATE_PER_S` and
+    `_COOLDOWN_S` read here, the fields of its own kind given as `own`. Unset, the URL and
+    keys are the sandbox's in dev; in production the keys must be set, and so must the URL
+    unless the API has a public one (`public_url`, a vendor's)."""
+    var = api.var(name)
+    if public_url is None:
+        require_in_production(env, common, f"{var}_URL", f"the {api.what}'s API URL")
+    return cls(
+        name=name,
+        url=env.url(
+            f"{var}_URL",
+            public_url if common.is_production and public_url else dev_url,
+            schemes=("http", "https"),
+        ),
+        keys=_api_keys(env, common, api, f"{var}_{api.keys_var}", name),
+        timeout_s=env.get_float(f"{var}_TIMEOUT_S", api.timeout_s, minimum=0.1, maximum=300),
+        rate_per_s=env.get_float(f"{var}_RATE_PER_S", api.rate_per_s, maximum=api.max_rate_per_s),
+        cooldown_s=env.get_float(f"{var}_COOLDOWN_S", api.cooldown_s, minimum=0.1, maximum=86_400),
+        **own,
+    )
+
+
+def _api_keys(
+    env: EnvReader, common: CommonSettings, kind: ApiKind, var: str, name: str
+) -> tuple[str, ...]:
+    many = kind.max_keys is None or kind.max_keys > 1
+    expected = f"the {kind.what}'s API key{'s, comma-separated' if many else ''}"
+    require_in_production(env, common, var, expected)
+    raw = env.get_str(var, kind.dev_keys.format(name=name))
+    keys = tuple(k.strip() for k in raw.split(",") if k.strip())
+    if not keys or (kind.max_keys is not None and len(keys) > kind.max_keys):
+        raise ConfigError(var, expected, f"{len(keys)} keys")  # never the keys themselves
+    return keys
+
+
 def webhook_allow_nets(env: EnvReader, common: CommonSettings) -> tuple[str, ...]:
     """Networks webhooks may reach although private; loopback only in dev, none in production."""
     default = "" if common.is_production else "127.0.0.0/8,::1/128"
     return env.networks("LEADFLOW_WEBHOOK_ALLOW_NETS", default)
+
+
+def _checked_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ConfigError(name, f"a {'/'.join(schemes)} URL with a host", value)
+    try:
+        parts.port  # noqa: B018 - a bad port only raises when read
+    except ValueError:
+        raise ConfigError(name, "a URL with a valid port", value) from None
+    return value.rstrip("/") if parts.scheme.startswith("http") else value
 
 
 def _check_range(

@@ -299,12 +299,14 @@ class TaskConsumer(_Consumer[M]):
             await self._subscribe_lane(lane.tenant)
 
     async def _subscribe_lane(self, tenant: str) -> None:
-        queue = self.broker.topology.lane_queue(self.kind, tenant)
-        if queue not in self._lanes:
-            # A task or two more than may run, so the next one is here when a slot frees.
-            track = partial(self._track, suspect=False)
-            await self.subscribe(queue, self.prefetch + PREFETCH_AHEAD, track)
-            self._lanes.add(queue)
+        # Every priority level's lane (one with classic queues), each with its prefetch:
+        # a high task is delivered while the others' prefetch is full; the slots start it first.
+        for queue in self.broker.topology.lane_queues(self.kind, tenant):
+            if queue not in self._lanes:
+                # A task or two more than may run, so the next one is here when a slot frees.
+                track = partial(self._track, suspect=False)
+                await self.subscribe(queue, self.prefetch + PREFETCH_AHEAD, track)
+                self._lanes.add(queue)
 
     def queue_names(self) -> list[str]:
         """The queues consumed now: the suspect queue and every lane subscribed to."""

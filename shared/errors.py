@@ -32,14 +32,6 @@ class TransientError(LeadflowError):
         self.retry_after_s = retry_after_s
 
 
-class DecodeError(PermanentError):
-    """A message body is not a valid leadflow message. Keeps the raw body for the DLQ."""
-
-    def __init__(self, message: str, body: bytes) -> None:
-        super().__init__(message)
-        self.body = body
-
-
 class BrokerUnavailable(TransientError):
     """The broker cannot take a message right now (down, refused, unconfirmed)."""
 

@@ -8,14 +8,18 @@ first failing reason. `/metrics` is the Prometheus text of the service's own reg
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import prometheus_client
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from shared.service import HttpServer
+
 # A check returns None when ready, or the reason it is not.
 ReadinessCheck = Callable[[], Awaitable[str | None]]
+# Facts `/readyz` shows beside the status, e.g. the broker node in use ({"node": "host:port"}).
+ReadinessDetails = Callable[[], Mapping[str, str | None]]
 READINESS_TIMEOUT_S = 2.0
 
 
@@ -51,16 +55,20 @@ class Metrics:
 
 
 def add_ops_routes(
-    app: web.Application, checks: Sequence[ReadinessCheck], metrics: Metrics
+    app: web.Application,
+    checks: Sequence[ReadinessCheck],
+    metrics: Metrics,
+    details: ReadinessDetails | None = None,
 ) -> None:
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
         reason = await first_failing(checks)
+        extra = dict(details()) if details is not None else {}
         if reason is None:
-            return web.json_response({"status": "ready"})
-        return web.json_response({"status": "not ready", "reason": reason}, status=503)
+            return web.json_response({"status": "ready", **extra})
+        return web.json_response({"status": "not ready", "reason": reason, **extra}, status=503)
 
     async def metrics_text(_: web.Request) -> web.Response:
         body = prometheus_client.generate_latest(metrics.registry)
@@ -86,21 +94,17 @@ async def first_failing(checks: Sequence[ReadinessCheck]) -> str | None:
     return None
 
 
-class OpsServer:
+class OpsServer(HttpServer):
     """The small HTTP server of a worker service (the gateway mounts the routes itself)."""
 
     def __init__(
-        self, host: str, port: int, checks: Sequence[ReadinessCheck], metrics: Metrics
+        self,
+        host: str,
+        port: int,
+        checks: Sequence[ReadinessCheck],
+        metrics: Metrics,
+        details: ReadinessDetails | None = None,
     ) -> None:
-        self._host = host
-        self._port = port
-        self._app = web.Application()
-        add_ops_routes(self._app, checks, metrics)
-        self._runner = web.AppRunner(self._app, access_log=None)
-
-    async def start(self) -> None:
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port).start()
-
-    async def stop(self) -> None:
-        await self._runner.cleanup()
+        app = web.Application()
+        add_ops_routes(app, checks, metrics, details)
+        super().__init__(app, host, port)

@@ -6,24 +6,17 @@ so the router delivers exactly what was accepted.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import msgspec
 
+# The states the API shows; which are terminal and how a job moves between them is
+# shared/jobstate.py's (which also knows `paused`, not shown until issue 13 uses it).
 JobState = Literal["queued", "waiting", "running", "completed", "failed", "cancelled", "timed_out"]
 JobKind = Literal["enrich", "scrape"]
 Priority = Literal["high", "normal", "low"]
 
-TERMINAL_STATES: frozenset[str] = frozenset({"completed", "failed", "cancelled", "timed_out"})
-JOB_STATES: tuple[str, ...] = (
-    "queued",
-    "waiting",
-    "running",
-    "completed",
-    "failed",
-    "cancelled",
-    "timed_out",
-)
+JOB_STATES: tuple[str, ...] = get_args(JobState)
 PRIORITY_LEVELS: dict[str, int] = {"low": 1, "normal": 2, "high": 3}
 
 FieldMap = dict[str, str]

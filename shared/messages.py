@@ -106,7 +106,8 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
 
 class EnrichTask(Message, frozen=True, tag="task.enrich"):
     leads: list[Lead]
-    attempt: int = 0
+    # The attempt a task is on travels in a header (shared/broker.py ATTEMPT_HEADER); an
+    # older producer's `attempt` field is an unknown field now, which decoding skips.
     # Provider answers already obtained for a lead (by lead id) on an earlier attempt.
     answers: dict[str, list[ProviderAnswer]] = msgspec.field(default_factory=dict)
 
@@ -231,11 +232,6 @@ def routing_key(message: Message) -> str:
     """The tag, and for tasks the tenant too: each tenant's tasks go to its own lane."""
     tag = tag_of(message)
     return f"{tag}.{message.tenant}" if tag.startswith("task.") else tag
-
-
-def task_kind(message: Message) -> str | None:
-    tag = tag_of(message)
-    return tag.removeprefix("task.") if tag.startswith("task.") else None
 
 
 class Codec:

@@ -1,4 +1,11 @@
-"""Request rates and the waits other services ask for.
+"""Request rates, cooldowns and the waits other services ask for.
+
+`Gate`: the one way to call an account of an external API (a provider key, a source
+account). `wait_turn()` respects the account's cooldown and request rate: a short turn is
+waited, a longer one raises the caller's `TransientError`, so the work goes back to the
+broker's delay tier instead of holding a message (and a worker slot) while it waits.
+`cool_down()` starts the cooldown after the API said "slow down" (a 429), broadcast to
+every worker through the control stream.
 
 `TokenBucket`: at most `rate_per_s` requests a second on average, bursts of `burst`.
 `reserve(max_wait_s)` books the next free turn and says how long until it: the caller
@@ -11,8 +18,13 @@ garbage: the caller's own backoff applies).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
+from typing import Protocol
+
+from shared.config import ApiSettings
+from shared.errors import TransientError
 
 MAX_RETRY_AFTER_S = 3600.0
 
@@ -52,3 +64,52 @@ def retry_after_s(value: str | None) -> float | None:
     if not math.isfinite(seconds):
         return None
     return min(max(0.0, seconds), MAX_RETRY_AFTER_S)
+
+
+class Cooldowns(Protocol):
+    """Where cooldowns are known and told: the control stream (shared/control.py)."""
+
+    def cooldown_left(self, target: str) -> float: ...
+
+    async def start_cooldown(self, target: str, until: float) -> None: ...
+
+
+class Gate:
+    """The turn-taking of one account of an external API.
+
+    `target` names the account on the control stream (`provider:<name>`,
+    `source:<name>:<account>`); the API's name starts the reasons raised (`alpha: cooling
+    down for 2.0s`); a turn at most `max_wait_s` away is waited here.
+    """
+
+    def __init__(
+        self, api: ApiSettings, target: str, cooldowns: Cooldowns, *, max_wait_s: float
+    ) -> None:
+        self.name = api.name
+        self.target = target
+        self.cooldown_s = api.cooldown_s
+        self.max_wait_s = max_wait_s
+        self._bucket = TokenBucket(api.rate_per_s)
+        self._cooldowns = cooldowns
+
+    async def wait_turn(
+        self, cooling: type[TransientError], over_rate: type[TransientError] | None = None
+    ) -> None:
+        """Return when the account may be called. In a cooldown raise `cooling`; when the
+        next turn is over `max_wait_s` away raise `over_rate` (`cooling` if not given);
+        either carries `retry_after_s`, the wait."""
+        left = self._cooldowns.cooldown_left(self.target)
+        if left > 0:
+            raise cooling(f"{self.name}: cooling down for {left:.1f}s", retry_after_s=left)
+        wait = self._bucket.reserve(self.max_wait_s)
+        if wait > self.max_wait_s:
+            raise (over_rate or cooling)(f"{self.name}: over its request rate", retry_after_s=wait)
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    async def cool_down(self, retry_after_s: float | None) -> float:
+        """Start the account's cooldown, for the API's `Retry-After` or the configured one;
+        the pause it is."""
+        pause = retry_after_s or self.cooldown_s
+        await self._cooldowns.start_cooldown(self.target, time.time() + pause)
+        return pause

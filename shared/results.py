@@ -12,12 +12,13 @@ NDJSON and webhooks keep the value as it is.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import csv
 import io
 from pathlib import Path
 from typing import Any
 
+import aiofiles.os
 import msgspec
 
 from shared.messages import RESULT_FIELDS, ResultLead
@@ -67,8 +68,6 @@ def neutralise_formula(text: str) -> str:
 async def remove_exports(exports_dir: Path, exports: list[tuple[str, str]]) -> None:
     """Delete CSV exports given as (tenant, file name)."""
 
-    def unlink() -> None:
-        for tenant, name in exports:
-            (exports_dir / tenant / name).unlink(missing_ok=True)
-
-    await asyncio.to_thread(unlink)
+    for tenant, name in exports:
+        with contextlib.suppress(FileNotFoundError):
+            await aiofiles.os.remove(exports_dir / tenant / name)

@@ -3,7 +3,8 @@
 One `Store` per process. Every statement runs on one dedicated thread, so the event loop
 never blocks on disk and the connection is never shared between threads. Services keep
 their own SQL next to their logic and run it through `Store.run` / `Store.transaction`;
-this module owns the schema and the reads more than one service needs.
+this module applies the schema (the versioned files in shared/migrations/) and owns the
+reads more than one service needs. A job's state changes only through shared/jobstate.py.
 
 Several processes on one machine share the file: the gateway creates jobs, the router is
 the single writer of their progress. WAL lets readers run beside that writer.
@@ -13,19 +14,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from functools import partial
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
 
+# Re-exported: the store's time formats, which most callers import from here.
+from shared.clock import epoch_s as epoch_s
+from shared.clock import iso as iso
+from shared.clock import utc_now as utc_now
 from shared.errors import StoreUnavailable
 from shared.jobs import (
     DestinationStatus,
@@ -34,204 +40,52 @@ from shared.jobs import (
     Progress,
     percent,
 )
+from shared.jobstate import STOPPED
 from shared.messages import Lead
 
 T = TypeVar("T")
 
-# Each entry upgrades the schema by one version; never edit an entry once it has shipped.
-MIGRATIONS: tuple[str, ...] = (
-    """
-CREATE TABLE IF NOT EXISTS jobs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    job_id TEXT NOT NULL UNIQUE,
-    tenant TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    state TEXT NOT NULL,
-    priority TEXT NOT NULL,
-    total INTEGER,
-    done INTEGER NOT NULL DEFAULT 0,
-    enriched INTEGER NOT NULL DEFAULT 0,
-    failed INTEGER NOT NULL DEFAULT 0,
-    created_at TEXT NOT NULL,
-    started_at TEXT,
-    finished_at TEXT,
-    error TEXT,
-    timeout_s INTEGER,
-    depends_on TEXT,
-    spec BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS jobs_by_tenant ON jobs (tenant, seq);
+# Migrations are versioned files (`migrations/NNNN_what.sql`), applied in order by number
+# at connect; `PRAGMA user_version` records how many ran. Add a new file, never edit one
+# that has shipped.
+MIGRATION_NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 
-CREATE TABLE IF NOT EXISTS leads (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    job_id TEXT NOT NULL,
-    lead_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    data BLOB NOT NULL,
-    UNIQUE (job_id, lead_id)
-);
-CREATE INDEX IF NOT EXISTS leads_by_job ON leads (job_id, seq);
 
-CREATE TABLE IF NOT EXISTS destinations (
-    job_id TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    type TEXT NOT NULL,
-    name TEXT,
-    cursor_seq INTEGER NOT NULL DEFAULT 0,
-    file_offset INTEGER NOT NULL DEFAULT 0,
-    delivered INTEGER NOT NULL DEFAULT 0,
-    failed INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT,
-    PRIMARY KEY (job_id, idx)
-);
+def load_migrations(package: str, folder: str = "migrations") -> tuple[str, ...]:
+    """The migration scripts shipped in `package`'s `folder`, in version order.
 
-CREATE TABLE IF NOT EXISTS webhook_batches (
-    job_id TEXT NOT NULL,
-    dest_idx INTEGER NOT NULL,
-    batch_no INTEGER NOT NULL,
-    webhook_id TEXT NOT NULL,
-    first_seq INTEGER NOT NULL,
-    last_seq INTEGER NOT NULL,
-    size INTEGER NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    next_attempt_at REAL NOT NULL,
-    lease_until REAL NOT NULL DEFAULT 0,
-    last_error TEXT,
-    PRIMARY KEY (job_id, dest_idx, batch_no)
-);
-CREATE INDEX IF NOT EXISTS webhook_batches_due ON webhook_batches (state, next_attempt_at);
+    Files are numbered from 0001 without gaps, so a missing or doubled file stops the
+    process at start instead of leaving a store at a version it never reached."""
+    scripts: dict[int, str] = {}
+    for entry in resources.files(package).joinpath(folder).iterdir():
+        if not entry.name.endswith(".sql"):
+            continue
+        match = MIGRATION_NAME.fullmatch(entry.name)
+        if match is None:
+            raise ValueError(f"migration {entry.name} is not named NNNN_what.sql")
+        number = int(match[1])
+        if number in scripts:
+            raise ValueError(f"two migrations are numbered {number:04d} in {package}/{folder}")
+        scripts[number] = entry.read_text(encoding="utf-8")
+    if sorted(scripts) != list(range(1, len(scripts) + 1)):
+        raise ValueError(f"migrations in {package}/{folder} must be numbered 0001 on, no gaps")
+    return tuple(scripts[number] for number in sorted(scripts))
 
-CREATE TABLE IF NOT EXISTS idempotency_keys (
-    tenant TEXT NOT NULL,
-    key TEXT NOT NULL,
-    job_id TEXT NOT NULL,
-    body_hash TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (tenant, key)
-);
-""",
-    """
-ALTER TABLE jobs ADD COLUMN progress_at REAL;
-ALTER TABLE jobs ADD COLUMN stalled INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE jobs ADD COLUMN stall_reason TEXT;
-CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
 
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    message_id TEXT NOT NULL UNIQUE,
-    queue TEXT NOT NULL,
-    tenant TEXT,
-    job_id TEXT,
-    message_type TEXT,
-    lead_ids BLOB NOT NULL,
-    error TEXT,
-    attempts INTEGER NOT NULL,
-    history BLOB NOT NULL,
-    body BLOB NOT NULL,
-    dead_at TEXT NOT NULL,
-    state TEXT NOT NULL DEFAULT 'parked',
-    replayed_at TEXT
-);
-CREATE INDEX IF NOT EXISTS dead_letters_by_tenant ON dead_letters (tenant, id);
-""",
-    """
-ALTER TABLE jobs ADD COLUMN deadline_at REAL;
-CREATE TABLE IF NOT EXISTS alerts (
-    job_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    sent_at TEXT NOT NULL,
-    PRIMARY KEY (job_id, kind)
-);
-""",
-    """
-ALTER TABLE jobs ADD COLUMN scraped INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE jobs ADD COLUMN pages INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE jobs ADD COLUMN cooling_down_until REAL;
-ALTER TABLE jobs ADD COLUMN charged INTEGER NOT NULL DEFAULT 0;
-CREATE INDEX IF NOT EXISTS jobs_by_dependency ON jobs (depends_on);
-CREATE TABLE IF NOT EXISTS scrape_pages (
-    job_id TEXT NOT NULL,
-    page INTEGER NOT NULL,
-    leads INTEGER NOT NULL,
-    PRIMARY KEY (job_id, page)
-);
-CREATE TABLE IF NOT EXISTS deferred_leads (
-    job_id TEXT PRIMARY KEY,
-    leads BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS usage (
-    tenant TEXT NOT NULL,
-    day TEXT NOT NULL,
-    metric TEXT NOT NULL,
-    count INTEGER NOT NULL,
-    PRIMARY KEY (tenant, day, metric)
-);
-CREATE TABLE IF NOT EXISTS usage_events (
-    event_id TEXT PRIMARY KEY,
-    day TEXT NOT NULL
-);
-""",
-    """
-CREATE TABLE IF NOT EXISTS quota_charges (
-    tenant TEXT NOT NULL,
-    day TEXT NOT NULL,
-    job_id TEXT NOT NULL,
-    leads INTEGER NOT NULL,
-    PRIMARY KEY (tenant, day, job_id)
-);
-CREATE TABLE IF NOT EXISTS scrape_leads (
-    job_id TEXT NOT NULL,
-    lead_id TEXT NOT NULL,
-    PRIMARY KEY (job_id, lead_id)
-);
-CREATE TABLE IF NOT EXISTS upkeep_leases (
-    name TEXT PRIMARY KEY,
-    owner TEXT NOT NULL,
-    until REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS dead_letters_by_job ON dead_letters (job_id);
-CREATE INDEX IF NOT EXISTS idempotency_keys_by_job ON idempotency_keys (job_id);
-CREATE INDEX IF NOT EXISTS jobs_by_tenant_created ON jobs (tenant, created_at);
-CREATE INDEX IF NOT EXISTS jobs_stalled ON jobs (stalled) WHERE stalled = 1;
-CREATE INDEX IF NOT EXISTS usage_events_by_day ON usage_events (day);
-CREATE INDEX IF NOT EXISTS destinations_by_csv_name ON destinations (name) WHERE type = 'csv';
-CREATE INDEX IF NOT EXISTS destinations_given_up ON destinations (job_id) WHERE failed > 0;
-""",
-    # Webhook secrets sealed per destination (and the one being rotated out), a
-    # destination disabled by its receiver (410 Gone), deliveries cancelled by the user.
-    """
-ALTER TABLE destinations ADD COLUMN secret TEXT;
-ALTER TABLE destinations ADD COLUMN previous_secret TEXT;
-ALTER TABLE destinations ADD COLUMN previous_secret_until REAL;
-ALTER TABLE destinations ADD COLUMN disabled_reason TEXT;
-ALTER TABLE destinations ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0;
-CREATE INDEX IF NOT EXISTS webhook_batches_leased ON webhook_batches (lease_until)
-    WHERE state = 'pending';
-""",
-    # Readiness upserts a row here, so a store that cannot take writes shows.
-    """
-CREATE TABLE IF NOT EXISTS health_probe (
-    name TEXT PRIMARY KEY,
-    at REAL NOT NULL
-);
-""",
-)
+def statements(script: str) -> list[str]:
+    """A migration's statements: split at `;`, so no literal in a migration holds one.
+    Comment lines go first, so a comment may say anything."""
+    code = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("--"))
+    return [statement for statement in code.split(";") if statement.strip()]
+
+
+MIGRATIONS = load_migrations("shared")
 
 JOB_COLUMNS = (
     "job_id, kind, state, priority, total, done, enriched, failed, created_at, started_at, "
     "finished_at, error, timeout_s, depends_on, stalled, stall_reason, scraped, pages,"
     " cooling_down_until"
 )
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def epoch_s() -> float:
-    return time.time()
 
 
 # A writer waits this long for another one's lock before the store counts as unavailable:
@@ -508,7 +362,7 @@ def migrate(conn: sqlite3.Connection, migrations: tuple[str, ...]) -> None:
     with write_transaction(conn):
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         for number, script in enumerate(migrations[version:], start=version + 1):
-            for statement in filter(str.strip, script.split(";")):
+            for statement in statements(script):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version={number}")
 
@@ -530,23 +384,6 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
 
 
 IDEMPOTENCY_TTL_S = 24 * 3600  # how long a repeated Idempotency-Key returns the first job
-# Stopped before the end: the counts stay where they were and destinations get no more.
-STOPPED_STATES = frozenset({"cancelled", "timed_out", "failed"})
-
-
-def stop_job(conn: sqlite3.Connection, job_id: str, state: str, reason: str) -> bool:
-    """Move an unfinished job to a terminal `state`; False if it had already finished."""
-    stopped = conn.execute(
-        "UPDATE jobs SET state = ?, error = ?, finished_at = ?, stalled = 0, stall_reason = NULL"
-        " WHERE job_id = ? AND state IN ('queued', 'waiting', 'running')",
-        (state, reason, utc_now(), job_id),
-    ).rowcount
-    if stopped:
-        conn.execute(
-            "UPDATE webhook_batches SET state = 'cancelled' WHERE job_id = ? AND state = 'pending'",
-            (job_id,),
-        )
-    return bool(stopped)
 
 
 def job_result_leads(conn: sqlite3.Connection, job_id: str) -> list[Lead]:
@@ -640,7 +477,7 @@ def job_status(conn: sqlite3.Connection, row: sqlite3.Row) -> JobStatus:
                 delivered=d["delivered"],
                 failed=d["failed"],
                 pending=0
-                if row["state"] in STOPPED_STATES
+                if row["state"] in STOPPED
                 else max(0, row["done"] - d["delivered"] - d["failed"] - d["cancelled"]),
                 last_error=d["last_error"],
             )
@@ -651,14 +488,6 @@ def job_status(conn: sqlite3.Connection, row: sqlite3.Row) -> JobStatus:
         stalled=bool(row["stalled"]),
         stall_reason=row["stall_reason"],
         cooling_down_until=iso(row["cooling_down_until"]),
-    )
-
-
-def iso(epoch: float | None) -> str | None:
-    if epoch is None:
-        return None
-    return (
-        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     )
 
 

@@ -54,13 +54,19 @@ class WorkerRuntime(Generic[M]):
         self.common = common
         self.spec = spec
         self.metrics = Metrics()
-        self.broker = Broker(common, Codec(), self.metrics)
-        self.control = ControlListener(self.broker, Codec())
+        # One codec for the process: msgspec's encoder and decoder are built once.
+        self.codec = Codec()
+        self.broker = Broker(common, self.codec, self.metrics)
+        self.control = ControlListener(self.broker, self.codec)
         self.session: aiohttp.ClientSession | None = None
         self._consumer: TaskConsumer[M] | None = None
         self._tasks: list[Supervised] = []
         self.ops = OpsServer(
-            common.http_host, common.http_port, [self.broker.readiness, self._ready], self.metrics
+            common.http_host,
+            common.http_port,
+            [self.broker.readiness, self._ready],
+            self.metrics,
+            self.broker.ready_details,
         )
 
     async def start(self, handler: Handler[M]) -> None:
@@ -74,7 +80,7 @@ class WorkerRuntime(Generic[M]):
             handler,
             control=self.control,
             concurrency=spec.settings.concurrency,
-            codec=Codec(),
+            codec=self.codec,
             metrics=self.metrics,
             prefetch=spec.settings.tenant_concurrency,
             policy=spec.policy,

@@ -30,7 +30,7 @@ def make_stack(data_dir: Path, env: dict[str, str] | None = None) -> Stack:
 def teardown_stack(stack: Stack) -> None:
     for service in stack.services.values():
         service.stop(timeout_s=10)
-    url = stack.env.get("LEADFLOW_AMQP_URL", AMQP_URL)
+    url = stack.env.get("LEADFLOW_AMQP_URL", AMQP_URL).split(",")[0]  # a cluster: its first node
     keys = stack.env.get("LEADFLOW_API_KEYS", "")
     tenants = tuple(pair.split(":", 1)[0] for pair in keys.split(",") if ":" in pair)
     asyncio.run(delete_topology(stack.env["LEADFLOW_BROKER_PREFIX"], url, tenants))

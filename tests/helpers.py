@@ -182,7 +182,12 @@ async def delete_topology(prefix: str, url: str = AMQP_URL, tenants: tuple[str, 
     """Remove every queue and exchange a test run declared under its prefix (and the
     lanes of the tenants it used)."""
     topology = Topology(prefix)
-    lanes = [topology.lane_spec(kind, t) for kind in WORK_KINDS for t in ("default", *tenants)]
+    lanes = [
+        lane
+        for kind in WORK_KINDS
+        for t in ("default", *tenants)
+        for lane in topology.lane_specs(kind, t)
+    ]
     try:
         connection = await aio_pika.connect(url)
     except (aio_pika.exceptions.AMQPError, OSError):

@@ -28,39 +28,11 @@ import msgspec
 
 from shared.logging import get_logger
 from shared.messages import JobDeleted, ProviderAnswer
-from shared.store import Store, epoch_s, write_transaction
+from shared.store import Store, epoch_s, load_migrations, write_transaction
 
 log = get_logger(__name__)
-CACHE_MIGRATIONS = (
-    """
-CREATE TABLE IF NOT EXISTS provider_answers (
-    tenant TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    found BLOB NOT NULL,
-    stored_at REAL NOT NULL,
-    PRIMARY KEY (tenant, provider, fingerprint)
-);
-""",
-    # `found` holds a whole ProviderAnswer from here on (a refusal is an answer too).
-    "DELETE FROM provider_answers",
-    # Which jobs used an entry. Answers stored before this could not be traced back to
-    # their jobs, so a job deletion could not remove them: they go.
-    """
-CREATE TABLE IF NOT EXISTS cache_jobs (
-    job_id TEXT NOT NULL,
-    tenant TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    used_at REAL NOT NULL,
-    PRIMARY KEY (job_id, tenant, fingerprint)
-);
-CREATE INDEX IF NOT EXISTS cache_jobs_by_entry ON cache_jobs (tenant, fingerprint);
-CREATE INDEX IF NOT EXISTS cache_jobs_by_age ON cache_jobs (used_at);
-CREATE INDEX IF NOT EXISTS provider_answers_by_entry ON provider_answers (tenant, fingerprint);
-CREATE INDEX IF NOT EXISTS provider_answers_by_age ON provider_answers (stored_at);
-DELETE FROM provider_answers
-""",
-)
+# services/enricher/migrations/NNNN_what.sql, in order (see shared.store.load_migrations).
+CACHE_MIGRATIONS = load_migrations("services.enricher")
 # Rows deleted per transaction: a purge never holds the write lock for long.
 PURGE_CHUNK = 500
 PURGE_EVERY_S = 600.0

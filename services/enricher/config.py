@@ -1,11 +1,13 @@
 """Enricher settings: consumption, retries and the provider waterfall.
 
 Providers are listed in waterfall order in `LEADFLOW_PROVIDERS` (`alpha,beta`); each
-has `LEADFLOW_PROVIDER_<NAME>_KIND`, `_URL`, `_KEY`, `_TIMEOUT_S` and `_CONCURRENCY`. A name
-is its own kind when it names a vendor (`hunter`, `pdl`, `apollo`, `dropcontact`), else the
-kind is `http` (leadflow's own person-match protocol). In dev, unset URLs and keys point at
-the sandbox (its emulation of the vendor for vendor kinds); in production keys must be
-given, and so must URLs of `http` providers (a vendor's URL defaults to its public API).
+has `LEADFLOW_PROVIDER_<NAME>_KIND`, `_URL`, `_KEY`, `_TIMEOUT_S`, `_RATE_PER_S`,
+`_COOLDOWN_S` (read like every external API's, shared/config.py `load_api`), and its own
+`_CONCURRENCY`, `_BULK` and `_POLL_S`. A name is its own kind when it names a vendor
+(`hunter`, `pdl`, `apollo`, `dropcontact`), else the kind is `http` (leadflow's own
+person-match protocol). In dev, unset URLs and keys point at the sandbox (its emulation of
+the vendor for vendor kinds); in production keys must be given, and so must URLs of `http`
+providers (a vendor's URL defaults to its public API).
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ from __future__ import annotations
 import msgspec
 
 from shared.config import (
+    ApiKind,
+    ApiSettings,
     CommonSettings,
     EnvReader,
     WorkerSettings,
+    load_api,
     load_common,
     load_worker,
     require_in_production,
@@ -39,17 +44,28 @@ DOC_POLL_S = 30.0
 DEV_POLL_S = 0.2
 
 
-class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True):
-    name: str
+PROVIDERS = ApiKind(
+    prefix="PROVIDER",
+    what="provider",
+    keys_var="KEY",
+    max_keys=1,
+    dev_keys="sandbox-key",
+    timeout_s=10.0,
+    rate_per_s=0.0,
+    max_rate_per_s=100_000,
+    cooldown_s=30.0,
+)
+
+
+class ProviderSettings(ApiSettings, frozen=True, kw_only=True):
     kind: str = HTTP_KIND  # one of KINDS: which wire format the adapter speaks
-    url: str
-    key: str
-    timeout_s: float
     concurrency: int
-    rate_per_s: float  # 0: no limit
     bulk: bool  # the provider has a bulk endpoint (`<url>/v1/person/bulk`)
-    cooldown_s: float  # after a 429 without Retry-After
     poll_s: float = DOC_POLL_S  # asynchronous vendors: time between polls for a result
+
+    @property
+    def key(self) -> str:
+        return self.keys[0]
 
 
 class EnricherSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -87,26 +103,20 @@ def load_fault(env: EnvReader, common: CommonSettings) -> str | None:
 
 
 def load_provider(env: EnvReader, common: CommonSettings, name: str) -> ProviderSettings:
-    var = f"LEADFLOW_PROVIDER_{name.upper().replace('-', '_')}"
+    var = PROVIDERS.var(name)
     kind = env.choice(f"{var}_KIND", name if name in KINDS else HTTP_KIND, KINDS)
-    if kind == HTTP_KIND:
-        require_in_production(env, common, f"{var}_URL", "the provider's API URL")
-        default_url = f"{sandbox_url(env)}/providers/{name}"
-    else:
-        default_url = (
-            VENDOR_URLS[kind] if common.is_production else f"{sandbox_url(env)}/vendors/{kind}"
-        )
-    require_in_production(env, common, f"{var}_KEY", "the provider's API key")
-    return ProviderSettings(
-        name=name,
+    dev_path = f"providers/{name}" if kind == HTTP_KIND else f"vendors/{kind}"
+    return load_api(
+        env,
+        common,
+        PROVIDERS,
+        ProviderSettings,
+        name,
+        dev_url=f"{sandbox_url(env)}/{dev_path}",
+        public_url=VENDOR_URLS.get(kind),
         kind=kind,
-        url=env.url(f"{var}_URL", default_url, schemes=("http", "https")).rstrip("/"),
-        key=env.get_str(f"{var}_KEY", "sandbox-key"),
-        timeout_s=env.get_float(f"{var}_TIMEOUT_S", 10.0, minimum=0.1, maximum=300),
         concurrency=env.get_int(f"{var}_CONCURRENCY", 64, minimum=1, maximum=10_000),
-        rate_per_s=env.get_float(f"{var}_RATE_PER_S", 0.0, maximum=100_000),
         bulk=env.get_bool(f"{var}_BULK", True),
-        cooldown_s=env.get_float(f"{var}_COOLDOWN_S", 30.0, minimum=0.1, maximum=86_400),
         poll_s=env.get_float(
             f"{var}_POLL_S",
             DOC_POLL_S if common.is_production else DEV_POLL_S,

@@ -6,21 +6,17 @@ from aiohttp import web
 
 from services.gateway.auth import auth_middleware, setup_auth
 from services.gateway.config import GatewaySettings
-from services.gateway.dashboard import setup_dashboard
-from services.gateway.deadletters import routes as dead_letter_routes
 from services.gateway.events import setup_events
-from services.gateway.jobcontrol import routes as job_control_routes
 from services.gateway.keys import BROKER, GUARD, METRICS, SETTINGS, STORE, SUBMITTER
-from services.gateway.openapi import add_openapi_route
+from services.gateway.openapi import add_api
 from services.gateway.problems import problem_middleware
-from services.gateway.routes import routes
 from services.gateway.submit import JobSubmitter
-from services.gateway.usage import routes as usage_routes
 from shared.broker import Broker
 from shared.health import Metrics, add_ops_routes
 from shared.logging import get_logger
 from shared.messages import Codec
 from shared.netguard import NetGuard
+from shared.service import HttpServer
 from shared.store import Store
 
 log = get_logger(__name__)
@@ -47,15 +43,10 @@ def create_app(settings: GatewaySettings) -> web.Application:
         await store.check_writable("gateway")
         return None
 
-    add_ops_routes(app, [broker.readiness, store_ready], metrics)
-    app.add_routes(routes)
-    app.add_routes(dead_letter_routes)
-    app.add_routes(job_control_routes)
-    app.add_routes(usage_routes)
-    add_openapi_route(app)
+    add_ops_routes(app, [broker.readiness, store_ready], metrics, broker.ready_details)
+    add_api(app)  # every route, from the operation table (operations.py)
     setup_auth(app)
     setup_events(app)
-    setup_dashboard(app)
     app.cleanup_ctx.append(_resources)
     return app
 
@@ -70,16 +61,6 @@ async def _resources(app: web.Application):  # type: ignore[no-untyped-def]
     await app[STORE].close()
 
 
-class GatewayService:
-    def __init__(self, settings: GatewaySettings) -> None:
-        self.settings = settings
-        self._runner = web.AppRunner(create_app(settings), access_log=None)
-
-    async def start(self) -> None:
-        await self._runner.setup()
-        common = self.settings.common
-        await web.TCPSite(self._runner, common.http_host, common.http_port).start()
-        log.info("gateway.listening", port=common.http_port)
-
-    async def stop(self) -> None:
-        await self._runner.cleanup()
+def serve(settings: GatewaySettings) -> HttpServer:
+    """The gateway as its process runs it: the app on its configured host and port."""
+    return HttpServer.of(create_app(settings), settings.common)

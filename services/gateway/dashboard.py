@@ -30,11 +30,6 @@ SECURITY_HEADERS = {
 }
 
 
-def setup_dashboard(app: web.Application) -> None:
-    app.router.add_get("/", index)
-    app.router.add_get("/static/{name}", asset)
-
-
 async def index(_: web.Request) -> web.FileResponse:
     return web.FileResponse(
         STATIC_DIR / "index.html",

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from aiohttp import web
 
+from services.gateway.errors import NoParkedDeadLetters, NotSent
 from services.gateway.keys import BROKER, STORE, tenant_of
 from services.gateway.params import (
     CURSOR,
@@ -20,15 +21,15 @@ from services.gateway.params import (
     DEAD_LETTERS_LIMIT,
     DEAD_LETTERS_STATE,
 )
-from services.gateway.problems import FieldError, Problem, invalid
+from services.gateway.problems import FieldError, invalid
 from services.gateway.queries import encode_cursor
 from services.gateway.routes import json_response
+from services.gateway.validation import decode_request
 from shared.broker import Outgoing
 from shared.errors import BrokerUnavailable
 from shared.messages import Codec
 from shared.store import utc_now
 
-routes = web.RouteTableDef()
 _codec = Codec()
 _decode_list = msgspec.json.Decoder(list[str]).decode
 
@@ -71,10 +72,6 @@ class ReplayResult(msgspec.Struct, frozen=True, kw_only=True):
     skipped: list[Skipped]
 
 
-_decode_replay = msgspec.json.Decoder(ReplayRequest).decode
-
-
-@routes.get("/v1/dead-letters")
 async def list_dead_letters(request: web.Request) -> web.Response:
     tenant = tenant_of(request)
     job_id = DEAD_LETTERS_JOB.read(request)
@@ -96,14 +93,8 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     )
 
 
-@routes.post("/v1/dead-letters/replay")
 async def replay_dead_letters(request: web.Request) -> web.Response:
-    try:
-        body = _decode_replay(await request.read())
-    except msgspec.ValidationError as e:
-        raise invalid([FieldError("body", str(e))]) from None
-    except msgspec.DecodeError as e:
-        raise Problem(400, f"the request body is not valid JSON: {e}") from None
+    body = decode_request(await request.read(), ReplayRequest)
     if (body.job_id is None) == (body.ids is None):
         raise invalid([FieldError("body", "give either job_id or ids")])
     tenant = tenant_of(request)
@@ -117,7 +108,7 @@ async def replay_dead_letters(request: web.Request) -> web.Response:
 
     rows = await store.transaction(claim)
     if not rows:
-        raise Problem(404, "no parked dead letters match")
+        raise NoParkedDeadLetters()
     outgoing: list[Outgoing] = []
     replayed: list[int] = []
     skipped: list[Skipped] = []
@@ -133,7 +124,7 @@ async def replay_dead_letters(request: web.Request) -> web.Response:
         await request.app[BROKER].publish(outgoing)
     except BrokerUnavailable as e:
         await store.transaction(lambda conn: unmark(conn, [row["id"] for row in rows]))
-        raise Problem(503, f"the dead letters could not be sent back to work: {e}") from e
+        raise NotSent(f"the dead letters could not be sent back to work: {e}") from e
     if skipped:  # not sent anywhere: they stay parked
         await store.transaction(lambda conn: unmark(conn, [s.id for s in skipped]))
     return json_response(ReplayResult(replayed=replayed, skipped=skipped), status=202)

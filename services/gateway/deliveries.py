@@ -18,7 +18,7 @@ from typing import Annotated
 
 import msgspec
 
-from services.gateway.problems import FieldError, Problem, invalid
+from services.gateway.errors import DestinationNotFound, NotAWebhook
 from shared.jobs import JobStatus, WebhookDestination, WebhookSecret
 from shared.secretbox import SecretBox
 from shared.store import decode_spec, epoch_s, iso
@@ -88,9 +88,9 @@ def rotate_secret(
         (job_id, index),
     ).fetchone()
     if row is None:
-        raise Problem(404, f"job {job_id} has no destination {index}")
+        raise DestinationNotFound(job_id=job_id, index=str(index))
     if row["type"] != "webhook":
-        raise invalid([FieldError("index", f"destination {index} is a {row['type']} destination")])
+        raise NotAWebhook(job_id=job_id, index=index, kind=row["type"])
     current: str | None = row["secret"]
     if current is None:
         # Recorded before secrets were sealed: the plain one is in the spec.

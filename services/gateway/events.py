@@ -52,17 +52,18 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from services.gateway.config import StreamLimits
+from services.gateway.errors import JobNotFound, TooManyStreams
 from services.gateway.keys import METRICS, SETTINGS, STORE, tenant_of
-from services.gateway.problems import PROBLEM_BASE, FieldError, Problem, invalid
+from services.gateway.params import EVENTS_LEADS, LAST_EVENT_ID
 from services.gateway.queries import get_job
 from shared.errors import StoreUnavailable
-from shared.jobs import TERMINAL_STATES, DestinationStatus, JobStatus, Progress
+from shared.jobs import DestinationStatus, JobStatus, Progress
+from shared.jobstate import TERMINAL
 from shared.logging import get_logger
 from shared.store import Store
 
 log = get_logger(__name__)
 _encode = msgspec.json.Encoder().encode
-MAX_EVENT_ID = 10**18
 # A poller that cannot read the store backs off up to this long between attempts.
 MAX_POLL_BACKOFF_S = 5.0
 
@@ -104,7 +105,7 @@ class Snapshot:
 
     @property
     def drained_terminal(self) -> bool:
-        return self.job.state in TERMINAL_STATES and not self.more
+        return self.job.state in TERMINAL and not self.more
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ class Streams:
         self._stopping: set[asyncio.Task[None]] = set()
 
     def admit(self, tenant: str) -> Ticket:
-        """A ticket for a new stream, or a 429 Problem when a cap is reached."""
+        """A ticket for a new stream; TooManyStreams when a cap is reached."""
         limits = self.settings.limits
         now = time.monotonic()
         if len(self._tickets) >= limits.max_streams:
@@ -173,22 +174,7 @@ class Streams:
         first_end = min((t.deadline for t in held), default=now)
         retry_after_s = max(1, math.ceil(first_end - now))
         self.refused.labels(cap).inc()
-        if cap == "total":
-            detail = (
-                f"this gateway has {len(held)} event streams open, the most "
-                "LEADFLOW_SSE_MAX_STREAMS allows"
-            )
-        else:
-            detail = (
-                f"your tenant has {len(held)} event streams open on this gateway, the most "
-                "LEADFLOW_SSE_MAX_STREAMS_PER_TENANT allows; close one"
-            )
-        raise Problem(
-            429,
-            f"{detail}; retry after {retry_after_s} s",
-            headers={"Retry-After": str(retry_after_s)},
-            extra={"type": PROBLEM_BASE + "too-many-streams", "title": "Too many event streams"},
-        )
+        raise TooManyStreams(cap=cap, held=len(held), retry_after_s=retry_after_s)
 
     def attach(self, tenant: str, job_id: str) -> JobHub:
         """The hub of a job, started for its first stream."""
@@ -347,7 +333,6 @@ def setup_events(app: web.Application, settings: StreamSettings | None = None) -
     if settings is None:
         settings = StreamSettings(limits=app[SETTINGS].streams)
     app[STREAMS] = Streams(settings, app[STORE], app[METRICS].registry)
-    app.router.add_get("/v1/jobs/{job_id}/events", job_events)
     app.on_shutdown.append(_end_streams)
     app.on_cleanup.append(_stop_pollers)
 
@@ -364,14 +349,14 @@ async def _stop_pollers(app: web.Application) -> None:
 async def job_events(request: web.Request) -> web.StreamResponse:
     streams = request.app[STREAMS]
     job_id = request.match_info["job_id"]
-    after = last_event_id(request)
-    wants = wants_leads(request)
+    after = LAST_EVENT_ID.read(request)
+    wants = EVENTS_LEADS.read(request) != "false"
     tenant = tenant_of(request)
     ticket = streams.admit(tenant)
     try:
         first = await read_first(streams, tenant, job_id, after, wants)
         if first is None:
-            raise Problem(404, f"no job {job_id!r}")
+            raise JobNotFound(job_id)
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream; charset=utf-8",
@@ -598,7 +583,7 @@ class EventWriter:
             self._progress = progress
             chunks.append(sse_event("progress", progress, self.last_seq))
         # A terminal state is held back until every lead is out: it closes the stream.
-        if job.state not in TERMINAL_STATES or not snapshot.more:
+        if job.state not in TERMINAL or not snapshot.more:
             state = _encode(
                 StateEvent(
                     job_id=job.job_id,
@@ -626,25 +611,6 @@ def sse_event(name: str, data: bytes, event_id: int) -> bytes:
     # JSON from msgspec has no raw newlines; splitting keeps any other payload valid SSE.
     lines = b"".join(b"data: " + line + b"\n" for line in data.split(b"\n"))
     return f"event: {name}\nid: {event_id}\n".encode() + lines + b"\n"
-
-
-def last_event_id(request: web.Request) -> int:
-    raw = request.headers.get("Last-Event-ID", "").strip()
-    if raw == "":
-        return 0
-    if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_EVENT_ID:
-        raise invalid(
-            [FieldError("Last-Event-ID", "must be an event id this stream sent (an integer)")],
-            400,
-        )
-    return int(raw)
-
-
-def wants_leads(request: web.Request) -> bool:
-    value = request.query.get("leads", "true")
-    if value not in ("true", "false"):
-        raise invalid([FieldError("leads", "must be true or false")])
-    return value == "true"
 
 
 def read_snapshot(

@@ -23,62 +23,66 @@ from services.gateway.deliveries import (
     cancel_pending_deliveries,
     rotate_secret,
 )
+from services.gateway.errors import (
+    DestinationNotFound,
+    JobFinished,
+    JobUnfinished,
+    NothingToCancel,
+    NotSent,
+)
 from services.gateway.keys import BROKER, SETTINGS, STORE, tenant_of
-from services.gateway.problems import Problem, invalid
 from services.gateway.routes import json_response, require_job
-from services.gateway.validation import field_error_from
+from services.gateway.validation import decode_request
+from shared import jobstate
 from shared.broker import Outgoing
 from shared.errors import BrokerUnavailable
-from shared.jobs import TERMINAL_STATES, JobStatus
+from shared.jobs import JobStatus
 from shared.logging import get_logger
 from shared.messages import JobDeleted, JobStopped
 from shared.results import remove_exports
-from shared.store import delete_job, fetch_job_row, job_status, stop_job
+from shared.store import delete_job, fetch_job_row, job_status
 
 log = get_logger(__name__)
-routes = web.RouteTableDef()
 CANCEL_REASON = "cancelled by the user"
 
 
-@routes.post("/v1/jobs/{job_id}/cancel")
 async def cancel_job(request: web.Request) -> web.Response:
     job = await require_job(request)
     if job.state == "completed":
         return await cancel_deliveries(request, job)
-    if job.state in TERMINAL_STATES:
-        raise Problem(409, f"job {job.job_id} is already {job.state}")
+    if job.state in jobstate.TERMINAL:
+        raise JobFinished(job.job_id, job.state)
     stop = JobStopped(
         job_id=job.job_id, tenant=tenant_of(request), state="cancelled", reason=CANCEL_REASON
     )
     try:
         await request.app[BROKER].publish([Outgoing(stop)])
     except BrokerUnavailable as e:
-        raise Problem(503, f"the cancel could not be broadcast to the workers: {e}") from e
+        raise NotSent(f"the cancel could not be broadcast to the workers: {e}") from e
     store = request.app[STORE]
 
     def cancel(conn: sqlite3.Connection) -> tuple[bool, JobStatus]:
-        stopped = stop_job(conn, job.job_id, "cancelled", CANCEL_REASON)
+        stopped = jobstate.stop(conn, job.job_id, jobstate.CANCELLED, CANCEL_REASON)
         return stopped, job_status(conn, fetch_job_row(conn, job.job_id, None))
 
     stopped, status = await store.transaction(cancel)
     if not stopped:
-        raise Problem(409, f"job {job.job_id} is already {status.state}")
+        raise JobFinished(job.job_id, status.state)
     log.info("job.cancelled", job_id=job.job_id)
     return json_response(status, status=202)
 
 
-@routes.delete("/v1/jobs/{job_id}")
 async def remove_job(request: web.Request) -> web.Response:
     job = await require_job(request)
-    if job.state not in TERMINAL_STATES:
-        raise Problem(409, f"job {job.job_id} is {job.state}; cancel it before deleting it")
+    if job.state not in jobstate.TERMINAL:
+        raise JobUnfinished(job.job_id, job.state)
     # Broadcast first, as a cancel does: every enricher, including one that starts later,
     # then removes the provider answers the job's leads used from its cache.
     deleted = JobDeleted(job_id=job.job_id, tenant=tenant_of(request))
     try:
         await request.app[BROKER].publish([Outgoing(deleted)])
     except BrokerUnavailable as e:
-        raise Problem(503, f"the deletion could not be broadcast to the workers: {e}") from e
+        raise NotSent(f"the deletion could not be broadcast to the workers: {e}") from e
     exports = await request.app[STORE].transaction(lambda conn: delete_job(conn, job.job_id))
     settings = request.app[SETTINGS]
     if settings.delete_exports:
@@ -99,7 +103,7 @@ async def cancel_deliveries(request: web.Request, job: JobStatus) -> web.Respons
 
     answer = await request.app[STORE].transaction(cancel)
     if answer is None:
-        raise Problem(409, f"job {job.job_id} is already completed and has no pending deliveries")
+        raise NothingToCancel(job.job_id)
     log.info(
         "job.deliveries_cancelled",
         job_id=job.job_id,
@@ -109,21 +113,12 @@ async def cancel_deliveries(request: web.Request, job: JobStatus) -> web.Respons
     return json_response(answer, status=202)
 
 
-_rotation = msgspec.json.Decoder(SecretRotation)
-
-
-@routes.put("/v1/jobs/{job_id}/destinations/{index}/secret")
 async def replace_secret(request: web.Request) -> web.Response:
     job = await require_job(request)
     raw_index = request.match_info["index"]
     if not raw_index.isdecimal() or len(raw_index) > 3:
-        raise Problem(404, f"job {job.job_id} has no destination {raw_index!r}")
-    try:
-        rotation = _rotation.decode(await request.read())
-    except msgspec.ValidationError as e:
-        raise invalid([field_error_from(str(e))]) from None
-    except msgspec.DecodeError as e:
-        raise Problem(400, f"the request body is not valid JSON: {e}") from None
+        raise DestinationNotFound(job.job_id, raw_index)
+    rotation = decode_request(await request.read(), SecretRotation)
     box = request.app[SETTINGS].secret_box
     rotated = await request.app[STORE].transaction(
         partial(rotate_secret, job_id=job.job_id, index=int(raw_index), rotation=rotation, box=box)

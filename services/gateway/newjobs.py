@@ -14,14 +14,15 @@ from functools import partial
 import msgspec
 
 from services.gateway.config import GatewaySettings
-from services.gateway.problems import FieldError, invalid
+from services.gateway.errors import BadDependency
 from services.gateway.schemas import EnrichJobRequest, ScrapeJobRequest
 from services.gateway.submit import NewJob
+from shared import jobstate
 from shared.broker import Outgoing
 from shared.jobs import Destination, JobSpec, ScrapeSpec, WebhookDestination
 from shared.messages import Lead, ScrapeTask
 from shared.secretbox import SecretBox
-from shared.store import STOPPED_STATES, Store, decode_spec, job_result_leads
+from shared.store import Store, decode_spec, job_result_leads
 from shared.tasks import enrich_tasks
 
 
@@ -69,13 +70,11 @@ def dependency_state(conn: sqlite3.Connection, tenant: str, job_id: str) -> tupl
         "SELECT kind, state, spec FROM jobs WHERE job_id = ? AND tenant = ?", (job_id, tenant)
     ).fetchone()
     if row is None:
-        raise invalid([FieldError("depends_on", f"no job {job_id!r}")])
+        raise BadDependency(f"no job {job_id!r}", missing=True)
     if row["kind"] != "scrape":
-        raise invalid([FieldError("depends_on", "an enrich job can depend on a scrape job only")])
-    if row["state"] in STOPPED_STATES:
-        raise invalid(
-            [FieldError("depends_on", f"job {job_id} is {row['state']}: it will never complete")]
-        )
+        raise BadDependency("an enrich job can depend on a scrape job only")
+    if row["state"] in jobstate.STOPPED:
+        raise BadDependency(f"job {job_id} is {row['state']}: it will never complete")
     scrape = decode_spec(row["spec"]).scrape
     return str(row["state"]), scrape.max_leads if scrape is not None else 0
 

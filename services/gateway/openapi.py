@@ -1,9 +1,13 @@
-"""`GET /openapi.json`: the OpenAPI 3.1 description of the gateway's HTTP API.
+"""`GET /openapi.json`: the OpenAPI 3.1 description of the gateway's HTTP API, generated
+from the operation table (operations.py) and the gateway's settings.
 
-Every body schema is generated from the msgspec types the gateway decodes requests with
-and encodes answers from (`msgspec.json.schema_components`), so the document cannot drift
-from the code; only the paths (which operation takes and answers which type) are written
-here. The document is built once per app and served as bytes; the route is public.
+Every body schema comes from the msgspec types the gateway decodes requests with and
+encodes answers from (`msgspec.json.schema_components`); every parameter from the reader
+the handler uses (params.py); the bounds that are settings (the configured lead sources,
+the most leads a job takes) from the settings. So the document states what the routes
+accept and cannot drift from them. The checks beyond the types are stated by
+validation.py (`document_rules`), from the patterns it checks with. It is built once per
+app and served as bytes.
 """
 
 from __future__ import annotations
@@ -13,72 +17,46 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from services.gateway.dashboard import ASSETS
-from services.gateway.deadletters import DeadLetterPage, ReplayRequest, ReplayResult
-from services.gateway.deliveries import DeliveriesCancelled, SecretRotated, SecretRotation
-from services.gateway.params import (
-    CURSOR,
-    DEAD_LETTERS_JOB,
-    DEAD_LETTERS_LIMIT,
-    DEAD_LETTERS_STATE,
-    JOBS_KIND,
-    JOBS_LIMIT,
-    JOBS_STATE,
-    LEADS_FORMAT,
-    LEADS_LIMIT_DOC,
-    LEADS_STATUS,
-    USAGE_FROM,
-    USAGE_TO,
+from services.gateway.config import GatewaySettings, load_settings
+from services.gateway.keys import SETTINGS
+from services.gateway.operations import (
+    EXTRA_TYPES,
+    OPENAPI_DOCUMENT,
+    OPENAPI_PATH,
+    OPERATIONS,
+    Answer,
+    Operation,
+    add_routes,
 )
 from services.gateway.problems import STATUS_TYPES, ProblemDetails
-from services.gateway.schemas import (
-    EnrichJobRequest,
-    JobAccepted,
-    JobPage,
-    LeadPage,
-    ScrapeJobRequest,
-)
-from services.gateway.usage import UsageReport
-from shared.jobs import JobStatus
-from shared.messages import ResultLead
+from services.gateway.validation import document_rules
+from shared.config import EnvReader
 
-OPENAPI_PATH = "/openapi.json"
+__all__ = ["OPENAPI_PATH", "add_api", "build_openapi"]
+
 REF = "#/components/schemas/{name}"
-JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
-NDJSON = "application/x-ndjson"
 AUTH_SCHEME = "bearerAuth"
 PUBLIC: list[dict[str, list[str]]] = []  # an empty `security` overrides the global one
 
 
-class HealthStatus(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """`/healthz` and `/readyz` (shared/health.py); `reason` says why a service is not ready."""
+def add_api(app: web.Application) -> None:
+    """Serve every operation of the table, and the document that describes them."""
+    add_routes(app)
+    app[OPENAPI_DOCUMENT] = msgspec.json.encode(build_openapi(app[SETTINGS]))
 
-    status: str
-    reason: str | None = None
 
-
-def build_openapi() -> dict[str, Any]:
-    types = (
-        EnrichJobRequest,
-        JobAccepted,
-        JobStatus,
-        JobPage,
-        LeadPage,
-        ResultLead,
-        ProblemDetails,
-        HealthStatus,
-        DeadLetterPage,
-        ReplayRequest,
-        ReplayResult,
-        ScrapeJobRequest,
-        UsageReport,
-        DeliveriesCancelled,
-        SecretRotation,
-        SecretRotated,
-    )
+def build_openapi(settings: GatewaySettings | None = None) -> dict[str, Any]:
+    """The document for these settings (default: a dev gateway's)."""
+    if settings is None:
+        settings = load_settings(EnvReader({}))
+    types = msgspec_types()
     refs, schemas = msgspec.json.schema_components(types, ref_template=REF)
-    ref = {t.__name__: r for t, r in zip(types, refs, strict=True)}
+    ref = dict(zip(types, refs, strict=True))
+    document_rules(schemas, settings.sources, settings.max_leads_per_job)
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method.lower()] = operation_doc(op, ref)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -87,7 +65,7 @@ def build_openapi() -> dict[str, Any]:
             "description": "Enrich jobs for B2B leads. Errors are RFC 9457 problem details.",
         },
         "security": [{AUTH_SCHEME: []}],
-        "paths": {**job_paths(ref), **dead_letter_paths(ref), **ops_paths(ref)},
+        "paths": paths,
         "components": {
             "schemas": schemas,
             "responses": problem_responses(),
@@ -102,337 +80,83 @@ def build_openapi() -> dict[str, Any]:
     }
 
 
-def job_paths(ref: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    job_id = path_param("job_id", "A job id, as `POST /v1/jobs/enrich` answered it.")
-    return {
-        "/v1/jobs/enrich": {
-            "post": {
-                "operationId": "submitEnrichJob",
-                "summary": "Submit leads to enrich",
-                "tags": ["jobs"],
-                "parameters": [idempotency_key()],
-                "requestBody": {
-                    "required": True,
-                    "content": {JSON: {"schema": ref["EnrichJobRequest"]}},
-                },
-                "responses": {
-                    "202": json_answer("Accepted: every task is queued", ref["JobAccepted"]),
-                    **problems(400, 401, 409, 413, 422, 429, 503),
-                },
-            }
-        },
-        "/v1/jobs/scrape": {
-            "post": {
-                "operationId": "submitScrapeJob",
-                "summary": "Scrape a lead source (and enrich what it finds with `enrich`)",
-                "tags": ["jobs"],
-                "parameters": [idempotency_key()],
-                "requestBody": {
-                    "required": True,
-                    "content": {JSON: {"schema": ref["ScrapeJobRequest"]}},
-                },
-                "responses": {
-                    "202": json_answer("Accepted: the first page is queued", ref["JobAccepted"]),
-                    **problems(400, 401, 409, 413, 422, 429, 503),
-                },
-            }
-        },
-        "/v1/usage": {
-            "get": {
-                "operationId": "getUsage",
-                "summary": "Metered usage per UTC day (default: today)",
-                "tags": ["usage"],
-                "parameters": [USAGE_FROM.openapi(), USAGE_TO.openapi()],
-                "responses": {
-                    "200": json_answer("Usage", ref["UsageReport"]),
-                    **problems(401, 422),
-                },
-            }
-        },
-        "/v1/jobs": {
-            "get": {
-                "operationId": "listJobs",
-                "summary": "The tenant's jobs, newest first",
-                "tags": ["jobs"],
-                "parameters": [
-                    JOBS_STATE.openapi(),
-                    JOBS_KIND.openapi(),
-                    JOBS_LIMIT.openapi(),
-                    CURSOR.openapi(),
-                ],
-                "responses": {
-                    "200": json_answer("A page of jobs", ref["JobPage"]),
-                    **problems(401, 422),
-                },
-            }
-        },
-        "/v1/jobs/{job_id}": {
-            "get": {
-                "operationId": "getJob",
-                "summary": "A job's state, progress and deliveries",
-                "tags": ["jobs"],
-                "parameters": [job_id],
-                "responses": {
-                    "200": json_answer("The job", ref["JobStatus"]),
-                    **problems(401, 404),
-                },
-            },
-            "delete": {
-                "operationId": "deleteJob",
-                "summary": "Remove a finished job and its results",
-                "tags": ["jobs"],
-                "parameters": [job_id],
-                "responses": {
-                    "204": {"description": "Deleted"},
-                    **problems(401, 404, 409),
-                },
-            },
-        },
-        "/v1/jobs/{job_id}/leads": {"get": leads_operation(job_id, ref)},
-        "/v1/jobs/{job_id}/events": {"get": events_operation(job_id)},
-        "/v1/jobs/{job_id}/cancel": {
-            "post": {
-                "operationId": "cancelJob",
-                "summary": "Cancel a job; its remaining leads are dropped",
-                "description": "On a completed job, cancels its pending webhook deliveries "
-                "(`cancelled_deliveries` says how many); 409 when there is nothing to stop.",
-                "tags": ["jobs"],
-                "parameters": [job_id],
-                "responses": {
-                    "202": json_answer(
-                        "Cancellation requested, or a completed job's deliveries cancelled",
-                        {"anyOf": [ref["DeliveriesCancelled"], ref["JobStatus"]]},
-                    ),
-                    **problems(401, 404, 409),
-                },
-            }
-        },
-        "/v1/jobs/{job_id}/destinations/{index}/secret": {
-            "put": {
-                "operationId": "rotateWebhookSecret",
-                "summary": "Replace a webhook destination's secret; the old one signs too "
-                "during `overlap_s`",
-                "tags": ["jobs"],
-                "parameters": [
-                    job_id,
-                    {
-                        "name": "index",
-                        "in": "path",
-                        "required": True,
-                        "description": "The destination's position in the job's `destinations`.",
-                        "schema": {"type": "integer", "minimum": 0, "maximum": 999},
-                    },
-                ],
-                "requestBody": {
-                    "required": True,
-                    "content": {JSON: {"schema": ref["SecretRotation"]}},
-                },
-                "responses": {
-                    "200": json_answer("Secret replaced", ref["SecretRotated"]),
-                    **problems(400, 401, 404, 422),
-                },
-            }
-        },
+def msgspec_types() -> list[Any]:
+    """Every msgspec type the table names, each once, in table order."""
+    found: list[Any] = [ProblemDetails]
+
+    def add(candidate: Any) -> None:
+        if isinstance(candidate, type) or hasattr(candidate, "__metadata__"):
+            if candidate not in found:
+                found.append(candidate)
+        elif isinstance(candidate, dict):
+            for value in candidate.values():
+                add(value)
+        elif isinstance(candidate, list):
+            for value in candidate:
+                add(value)
+
+    for op in OPERATIONS:
+        if op.body is not None:
+            add(op.body)
+        for answer in op.answers.values():
+            if answer.body is not None:
+                add(answer.body)
+            add(answer.media)
+    for extra in EXTRA_TYPES:
+        add(extra)
+    return found
+
+
+def operation_doc(op: Operation, ref: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "operationId": op.operation_id,
+        "summary": op.summary,
+        **({"description": op.description} if op.description else {}),
+        "tags": [op.tag],
     }
-
-
-def dead_letter_paths(ref: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "/v1/dead-letters": {
-            "get": {
-                "operationId": "listDeadLetters",
-                "summary": "The tenant's dead letters (messages that exhausted their attempts)",
-                "tags": ["dead letters"],
-                "parameters": [
-                    DEAD_LETTERS_JOB.openapi(),
-                    DEAD_LETTERS_STATE.openapi(),
-                    DEAD_LETTERS_LIMIT.openapi(),
-                    CURSOR.openapi(),
-                ],
-                "responses": {
-                    "200": json_answer("A page of dead letters", ref["DeadLetterPage"]),
-                    **problems(401, 422),
-                },
-            }
-        },
-        "/v1/dead-letters/replay": {
-            "post": {
-                "operationId": "replayDeadLetters",
-                "summary": "Send parked dead letters back to work, by job or by ids",
-                "tags": ["dead letters"],
-                "requestBody": {
-                    "required": True,
-                    "content": {JSON: {"schema": ref["ReplayRequest"]}},
-                },
-                "responses": {
-                    "202": json_answer("Sent back to work", ref["ReplayResult"]),
-                    **problems(400, 401, 404, 422, 503),
-                },
-            }
-        },
-    }
-
-
-def events_operation(job_id: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "operationId": "streamJobEvents",
-        "summary": "Server-Sent Events of a job until it is terminal",
-        "description": "`lead` (a ResultLead, id = its seq), `progress` and `state` events; "
-        "resumes after `Last-Event-ID`; `: ping` comments keep idle streams open. The server "
-        "ends a stream after `LEADFLOW_SSE_MAX_LIFETIME_S` without a terminal state: reconnect "
-        "with `Last-Event-ID`. 429 (with `Retry-After`) when the tenant or the gateway has "
-        "as many streams open as allowed.",
-        "tags": ["jobs"],
-        "parameters": [
-            job_id,
-            query_param("leads", {"type": "string", "enum": ["true", "false"]}),
-            {
-                "name": "Last-Event-ID",
-                "in": "header",
-                "required": False,
-                "description": "The id of the last event received: resume after it.",
-                "schema": {"type": "string"},
-            },
-        ],
-        "responses": {
-            "200": {
-                "description": "An event stream",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
-            },
-            **problems(400, 401, 404, 422, 429),
-        },
-    }
-
-
-def idempotency_key() -> dict[str, Any]:
-    return {
-        "name": "Idempotency-Key",
-        "in": "header",
-        "required": False,
-        "description": "A repeated key returns the first job (409: other body).",
-        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
-    }
-
-
-def leads_operation(job_id: dict[str, Any], ref: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    cursor_header = {
-        "X-Next-Cursor": {
-            "description": "csv/ndjson with `limit`: the cursor of the next page, if any.",
-            "schema": {"type": "string"},
+    if op.public:
+        doc["security"] = PUBLIC
+    if op.params:
+        doc["parameters"] = [param.openapi() for param in op.params]
+    if op.body is not None:
+        doc["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": ref[op.body]}},
         }
+    responses: dict[str, Any] = {
+        str(status): answer_doc(answer, ref) for status, answer in op.answers.items()
     }
-    return {
-        "operationId": "listJobLeads",
-        "summary": "The job's result leads so far",
-        "description": "json answers pages of `limit`; ndjson and csv stream every result, "
-        "or one page of `limit` with the next cursor in `X-Next-Cursor`.",
-        "tags": ["jobs"],
-        "parameters": [
-            job_id,
-            LEADS_FORMAT.openapi(),
-            LEADS_STATUS.openapi(),
-            LEADS_LIMIT_DOC.openapi(),
-            CURSOR.openapi(),
-        ],
-        "responses": {
-            "200": {
-                "description": "Result leads (`ResultLead`; CSV columns are its fields)",
-                "headers": cursor_header,
-                "content": {
-                    JSON: {"schema": ref["LeadPage"]},
-                    NDJSON: {"schema": {"type": "string", "description": "One ResultLead a line"}},
-                    "text/csv": {"schema": {"type": "string"}},
-                },
-            },
-            **problems(401, 404, 422),
-        },
-    }
+    for status in op.all_problems:
+        responses.setdefault(
+            str(status), {"$ref": f"#/components/responses/{STATUS_TYPES[status][0]}"}
+        )
+    doc["responses"] = dict(sorted(responses.items()))
+    return doc
 
 
-def ops_paths(ref: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    health = ref["HealthStatus"]
-    return {
-        "/healthz": ops_get(
-            "healthz", "The process is alive", {"200": json_answer("Alive", health)}
-        ),
-        "/readyz": ops_get(
-            "readyz",
-            "Broker connected, topology declared, store writable",
-            {"200": json_answer("Ready", health), "503": json_answer("Not ready", health)},
-        ),
-        "/metrics": ops_get(
-            "metrics",
-            "Prometheus metrics",
-            {
-                "200": {
-                    "description": "Prometheus text",
-                    "content": {"text/plain": {"schema": {"type": "string"}}},
-                }
-            },
-        ),
-        "/": ops_get(
-            "dashboard", "The dashboard page", {"200": text_answer("The page", "text/html")}
-        ),
-        "/static/{name}": {
-            "get": {
-                **ops_get(
-                    "dashboardAsset",
-                    "A file of the dashboard page",
-                    {"200": text_answer("The file", "*/*"), **problems(404)},
-                )["get"],
-                "parameters": [
-                    {
-                        **path_param("name", "A file the page refers to."),
-                        "schema": {"type": "string", "enum": sorted(ASSETS)},
-                    }
-                ],
-            }
-        },
-        OPENAPI_PATH: ops_get(
-            "openapi", "This document", {"200": json_answer("OpenAPI 3.1", {"type": "object"})}
-        ),
-    }
+def answer_doc(answer: Answer, ref: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+    content: dict[str, Any] = {}
+    if answer.body is not None:
+        content["application/json"] = {"schema": ref[answer.body]}
+    for media_type, schema in answer.media.items():
+        content[media_type] = {"schema": resolved(schema, ref)}
+    doc: dict[str, Any] = {"description": answer.description}
+    if content:
+        doc["content"] = content
+    if answer.headers:
+        doc["headers"] = answer.headers
+    return doc
 
 
-def ops_get(name: str, summary: str, responses: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "get": {
-            "operationId": name,
-            "summary": summary,
-            "tags": ["operations"],
-            "security": PUBLIC,
-            "responses": responses,
-        }
-    }
-
-
-def path_param(name: str, description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "path",
-        "required": True,
-        "description": description,
-        "schema": {"type": "string"},
-    }
-
-
-def query_param(name: str, schema: dict[str, Any]) -> dict[str, Any]:
-    # The routes read an empty value (`?state=`) as an absent parameter.
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "allowEmptyValue": True,
-        "schema": schema,
-    }
-
-
-def text_answer(description: str, media_type: str) -> dict[str, Any]:
-    return {"description": description, "content": {media_type: {"schema": {"type": "string"}}}}
-
-
-def json_answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"description": description, "content": {JSON: {"schema": schema}}}
+def resolved(schema: Any, ref: dict[Any, dict[str, Any]]) -> Any:
+    """A schema with the msgspec types in it replaced by their references."""
+    if isinstance(schema, dict):
+        return {key: resolved(value, ref) for key, value in schema.items()}
+    if isinstance(schema, list):
+        return [resolved(value, ref) for value in schema]
+    if isinstance(schema, type) and schema in ref:
+        return ref[schema]
+    return schema
 
 
 def problem_responses() -> dict[str, Any]:
@@ -444,19 +168,3 @@ def problem_responses() -> dict[str, Any]:
         }
         for slug, title in STATUS_TYPES.values()
     }
-
-
-def problems(*statuses: int) -> dict[str, Any]:
-    return {
-        str(status): {"$ref": f"#/components/responses/{STATUS_TYPES[status][0]}"}
-        for status in statuses
-    }
-
-
-def add_openapi_route(app: web.Application) -> None:
-    body = msgspec.json.encode(build_openapi())
-
-    async def openapi(_: web.Request) -> web.Response:
-        return web.Response(body=body, content_type=JSON)
-
-    app.router.add_get(OPENAPI_PATH, openapi)

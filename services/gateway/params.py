@@ -1,5 +1,6 @@
-"""Query parameters: each one read through a typed reader that holds its bounds, and that
-describes it in /openapi.json, so the document states exactly what the routes accept.
+"""Query and header parameters: each one read through a typed reader that holds its bounds,
+and that describes it in /openapi.json (operations.py lists them per operation), so the
+document states exactly what the routes accept.
 
 An absent or empty value means the default (`?state=` filters nothing). Anything else
 that is not a value of the parameter's type within its bounds answers 422 with the
@@ -17,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from services.gateway.problems import FieldError, Problem, invalid
-from services.gateway.queries import CURSOR_MAX_CHARS, decode_cursor
+from services.gateway.queries import CURSOR_MAX_CHARS, CURSOR_PATTERN, decode_cursor
 from shared.jobs import JOB_STATES
 
 DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -112,8 +113,83 @@ class CursorParam:
         return decode_cursor(raw_value(request, self.name), self.name)
 
     def openapi(self) -> dict[str, Any]:
-        schema = {"type": "string", "maxLength": CURSOR_MAX_CHARS, "pattern": "^[A-Za-z0-9_-]*$"}
+        schema = {"type": "string", "maxLength": CURSOR_MAX_CHARS, "pattern": CURSOR_PATTERN}
         return param_doc(self.name, schema, "`next_cursor` of the previous page (opaque).")
+
+
+@dataclass(frozen=True)
+class EventIdHeader:
+    """`Last-Event-ID`: the id of the last SSE event received (absent or empty: 0)."""
+
+    name: str = "Last-Event-ID"
+    max_digits: int = 18  # ids are lead seqs, far below 10**18
+
+    def read(self, request: web.Request) -> int:
+        raw = request.headers.get(self.name, "").strip()
+        if raw == "":
+            return 0
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > self.max_digits:
+            message = "must be an event id this stream sent (an integer)"
+            raise invalid([FieldError(self.name, message)], 400)
+        return int(raw)
+
+    def openapi(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "in": "header",
+            "required": False,
+            "description": "The id of the last event received: resume after it.",
+            "schema": {"type": "string", "pattern": f"^[0-9]{{0,{self.max_digits}}}$"},
+        }
+
+
+@dataclass(frozen=True)
+class TextHeader:
+    name: str
+    max_length: int
+    description: str
+
+    def read(self, request: web.Request) -> str | None:
+        """The header's value (None when absent); present, it has 1 to max_length chars."""
+        raw = request.headers.get(self.name)
+        if raw is not None and not 1 <= len(raw) <= self.max_length:
+            message = f"must be 1 to {self.max_length} characters"
+            raise invalid([FieldError(self.name, message)], 400)
+        return raw
+
+    def openapi(self) -> dict[str, Any]:
+        schema = {"type": "string", "minLength": 1, "maxLength": self.max_length}
+        return {
+            "name": self.name,
+            "in": "header",
+            "required": False,
+            "description": self.description,
+            "schema": schema,
+        }
+
+
+@dataclass(frozen=True)
+class PathParam:
+    """A path segment; the route reads it from `match_info`, this describes it."""
+
+    name: str
+    description: str
+    schema: tuple[tuple[str, Any], ...] = (("type", "string"),)
+    # The regular expression the route matches the segment with (aiohttp's default: any
+    # segment), when some segments belong to other routes.
+    route_pattern: str | None = None
+
+    def in_route(self, path: str) -> str:
+        if self.route_pattern is None:
+            return path
+        return path.replace(f"{{{self.name}}}", f"{{{self.name}:{self.route_pattern}}}")
+
+    def openapi(self) -> dict[str, Any]:
+        doc = {"name": self.name, "in": "path", "required": True}
+        schema = {
+            key: list(value) if isinstance(value, tuple) else value for key, value in self.schema
+        }
+        return {**doc, "description": self.description, "schema": schema}
 
 
 @dataclass(frozen=True)
@@ -142,19 +218,27 @@ JOBS_LIMIT = IntParam("limit", 50, 1, 200)
 CURSOR = CursorParam()
 LEADS_FORMAT = ChoiceParam("format", ("json", "ndjson", "csv"))
 LEADS_STATUS = ChoiceParam("status", ("enriched", "failed"))
-LEADS_PAGE_LIMIT = IntParam("limit", 100, 1, 1000)  # json pages
-# ndjson / csv stream everything, or one page of `limit` (the cursor in X-Next-Cursor).
+# ndjson / csv stream everything, or one page of `limit` (the cursor in X-Next-Cursor);
+# json answers pages of `limit`, at most LEADS_JSON_PAGE_MAX (a larger limit gets that).
 LEADS_STREAM_LIMIT = IntParam("limit", 0, 1, 10**9)
+LEADS_JSON_PAGE_DEFAULT = 100
+LEADS_JSON_PAGE_MAX = 1000
 LEADS_LIMIT_DOC = IntParam(
     "limit",
-    LEADS_PAGE_LIMIT.default,
+    LEADS_JSON_PAGE_DEFAULT,
     LEADS_STREAM_LIMIT.minimum,
     LEADS_STREAM_LIMIT.maximum,
-    f"json: leads a page, at most {LEADS_PAGE_LIMIT.maximum}; ndjson and csv: one page of "
-    "`limit` leads (every lead when absent).",
+    f"json: leads a page (default {LEADS_JSON_PAGE_DEFAULT}, at most {LEADS_JSON_PAGE_MAX}: a "
+    "larger limit gets that many); ndjson and csv: one page of `limit` leads (every lead "
+    "when absent).",
 )
 DEAD_LETTERS_JOB = TextParam("job_id", 100)
 DEAD_LETTERS_STATE = ChoiceParam("state", ("parked", "replayed"))
 DEAD_LETTERS_LIMIT = IntParam("limit", 50, 1, 500)
+IDEMPOTENCY_KEY = TextHeader(
+    "Idempotency-Key", 200, "A repeated key returns the first job (409: other body)."
+)
+EVENTS_LEADS = ChoiceParam("leads", ("true", "false"))  # absent or empty: true
+LAST_EVENT_ID = EventIdHeader()
 USAGE_FROM = DayParam("from")
 USAGE_TO = DayParam("to")

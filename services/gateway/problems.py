@@ -1,5 +1,12 @@
 """RFC 9457 problem details, and the middleware that turns every error into one.
 
+The gateway's HTTP layer is this module, the operation table and its handlers
+(operations.py, routes.py, jobcontrol.py, deadletters.py, usage.py, events.py's
+`job_events`, dashboard.py, auth.py) and the decoding of what a request carries
+(params.py, validation.py, the cursor in queries.py): only these raise `Problem`. Domain
+code raises the errors of errors.py, and `problem_of` below is the one place that says
+which answer each one is.
+
 Store trouble (`StoreUnavailable`: the store locked, its disk full or failing) is the
 service being unavailable, not a bug: 503 with `Retry-After`, never 500.
 """
@@ -12,6 +19,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from services.gateway import errors as domain
 from shared.errors import StoreUnavailable
 from shared.logging import get_logger
 
@@ -22,6 +30,8 @@ ENTITY_HEADERS = ("content-type", "content-length")
 # What a client is told to wait when the store is unavailable (most outages are a lock
 # held for a while, or an operator freeing disk space).
 STORE_RETRY_AFTER_S = 5
+# ... and when the broker did not take what a request had to send.
+BROKER_RETRY_AFTER_S = 5
 
 STATUS_TYPES = {
     400: ("malformed-request", "Malformed request"),
@@ -108,6 +118,48 @@ def store_unavailable() -> Problem:
     )
 
 
+def problem_of(error: domain.DomainError) -> Problem:
+    """The answer to each domain refusal (errors.py)."""
+    detail = str(error)
+    match error:
+        case domain.JobNotFound() | domain.DestinationNotFound() | domain.NoParkedDeadLetters():
+            return Problem(404, detail)
+        case domain.NotAWebhook():
+            # The destination has no secret: `…/destinations/{index}/secret` does not exist.
+            return Problem(404, detail)
+        case domain.BadDependency(reason=reason, missing=True):
+            # Like a path naming no job: the job referred to does not exist.
+            return invalid([FieldError("depends_on", reason)], 404)
+        case domain.QuotaExceeded(quota=quota, used=used, retry_after_s=wait_s):
+            return Problem(
+                429,
+                detail,
+                headers={"Retry-After": str(wait_s)},
+                extra={"quota": quota, "used": used},
+            )
+        case domain.IdempotencyConflict(job_id=job_id) | domain.CsvInUse(job_id=job_id):
+            return Problem(409, detail, extra={"job_id": job_id})
+        case domain.JobFinished() | domain.NothingToCancel() | domain.JobUnfinished():
+            return Problem(409, detail)
+        case domain.BadDependency(reason=reason):
+            return invalid([FieldError("depends_on", reason)])
+        case domain.NotSent(job_id=job_id):
+            retry = {"Retry-After": str(BROKER_RETRY_AFTER_S)}
+            return Problem(503, detail, headers=retry, extra={"job_id": job_id} if job_id else {})
+        case domain.TooManyStreams(retry_after_s=wait_s):
+            return Problem(
+                429,
+                detail,
+                headers={"Retry-After": str(wait_s)},
+                extra={
+                    "type": PROBLEM_BASE + "too-many-streams",
+                    "title": "Too many event streams",
+                },
+            )
+    log.error("request.unmapped_domain_error", error=type(error).__name__)
+    return Problem(500, "an unexpected error occurred; it has been logged")
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -117,6 +169,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     except Problem as problem:
         return problem.response()
+    except domain.DomainError as error:
+        return problem_of(error).response()
     except StoreUnavailable as e:
         log.warning(
             "request.store_unavailable", path=request.path, method=request.method, error=str(e)

@@ -25,6 +25,17 @@ class Page:
 # Positions are SQLite rowids and sequence numbers: 64-bit signed integers.
 MAX_POSITION = 2**63 - 1
 CURSOR_MAX_CHARS = len(base64.urlsafe_b64encode(f"p{MAX_POSITION}".encode()).rstrip(b"="))
+# The cursors of positions below 10**18 (all there will ever be in practice) as a pattern,
+# for /openapi.json: base64url without padding of "p" and 1 to 18 digits. Base64 maps
+# 3 bytes to 4 characters; with ASCII digits each character can only be one of a few.
+_DIGITS_3 = "(?:[MN][DTjz]|O[DT])[AEIMQUYcgk][w-z0-5]"  # three digits
+_DIGIT_1 = "(?:[MN][AQgw]|O[AQ])"  # one more
+_DIGITS_2 = "(?:[MN][DTjz]|O[DT])[AEIMQUYcgk]"  # two more
+_FIRST = "cD[AEIMQUYcgk]"  # "p" and a digit
+CURSOR_PATTERN = (  # empty: no cursor, the first page
+    f"^(?:{_FIRST}(?:[w-z0-5](?:(?:{_DIGITS_3}){{0,4}}(?:{_DIGIT_1}|{_DIGITS_2})?"
+    f"|(?:{_DIGITS_3}){{5}}{_DIGIT_1}?))?)?$"
+)
 
 
 def encode_cursor(position: int) -> str:
@@ -37,7 +48,11 @@ def decode_cursor(cursor: str | None, param: str = "cursor") -> int | None:
         return None
     if len(cursor) <= CURSOR_MAX_CHARS:
         try:
-            text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+            # Only the one spelling this API issues (the decoder would skip stray
+            # characters and ignore unused bits): the document's pattern is then exact.
+            canonical = base64.urlsafe_b64encode(raw).rstrip(b"=").decode() == cursor
+            text = raw.decode() if canonical else ""
         except (binascii.Error, UnicodeDecodeError, ValueError):
             text = ""
         digits = text[1:]

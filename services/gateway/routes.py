@@ -7,19 +7,21 @@ from functools import partial
 import msgspec
 from aiohttp import web
 
+from services.gateway.errors import JobNotFound
 from services.gateway.keys import GUARD, SETTINGS, STORE, SUBMITTER, tenant_of
 from services.gateway.newjobs import enrich_job, scrape_job
 from services.gateway.params import (
     CURSOR,
+    IDEMPOTENCY_KEY,
     JOBS_KIND,
     JOBS_LIMIT,
     JOBS_STATE,
     LEADS_FORMAT,
-    LEADS_PAGE_LIMIT,
+    LEADS_JSON_PAGE_DEFAULT,
+    LEADS_JSON_PAGE_MAX,
     LEADS_STATUS,
     LEADS_STREAM_LIMIT,
 )
-from services.gateway.problems import FieldError, Problem, invalid
 from services.gateway.queries import decode_cursor, get_job, list_jobs, list_leads
 from services.gateway.schemas import EnrichJobRequest, JobAccepted, ScrapeJobRequest
 from services.gateway.submit import NewJob
@@ -30,14 +32,11 @@ from shared.results import decode_result, encode_csv, field_map
 STREAM_CHUNK = 1000
 _encode = msgspec.json.Encoder().encode
 
-routes = web.RouteTableDef()
-
 
 def json_response(payload: object, status: int = 200) -> web.Response:
     return web.Response(body=_encode(payload), status=status, content_type="application/json")
 
 
-@routes.post("/v1/jobs/enrich")
 async def submit_enrich(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     raw = await request.read()
@@ -48,7 +47,6 @@ async def submit_enrich(request: web.Request) -> web.Response:
     return await accept(request, tenant, job, raw)
 
 
-@routes.post("/v1/jobs/scrape")
 async def submit_scrape(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     raw = await request.read()
@@ -59,9 +57,7 @@ async def submit_scrape(request: web.Request) -> web.Response:
 
 
 async def accept(request: web.Request, tenant: str, job: NewJob, raw: bytes) -> web.Response:
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not 1 <= len(key) <= 200:
-        raise invalid([FieldError("Idempotency-Key", "must be 1 to 200 characters")], 400)
+    key = IDEMPOTENCY_KEY.read(request)
     submission = await request.app[SUBMITTER].submit(tenant, job, key, raw)
     accepted = JobAccepted(
         job_id=submission.job_id,
@@ -71,12 +67,10 @@ async def accept(request: web.Request, tenant: str, job: NewJob, raw: bytes) -> 
     return json_response(accepted, status=202)
 
 
-@routes.get("/v1/jobs/{job_id}")
 async def job_status(request: web.Request) -> web.Response:
     return json_response(await require_job(request))
 
 
-@routes.get("/v1/jobs")
 async def jobs_index(request: web.Request) -> web.Response:
     state = JOBS_STATE.read(request)
     kind = JOBS_KIND.read(request)
@@ -89,15 +83,15 @@ async def jobs_index(request: web.Request) -> web.Response:
     return json_response({"jobs": jobs, "next_cursor": next_cursor})
 
 
-@routes.get("/v1/jobs/{job_id}/leads")
 async def job_leads(request: web.Request) -> web.StreamResponse:
     job = await require_job(request)
     fmt = LEADS_FORMAT.read(request) or "json"
+    given_limit = LEADS_STREAM_LIMIT.read_given(request)
     status = LEADS_STATUS.read(request)
     after = CURSOR.read(request)
     store = request.app[STORE]
     if fmt == "json":
-        limit = LEADS_PAGE_LIMIT.read(request)
+        limit = min(given_limit or LEADS_JSON_PAGE_DEFAULT, LEADS_JSON_PAGE_MAX)
         page = await store.run(
             lambda conn: list_leads(conn, job.job_id, status=status, limit=limit, after=after)
         )
@@ -109,8 +103,7 @@ async def job_leads(request: web.Request) -> web.StreamResponse:
             + b"}"
         )
         return web.Response(body=body, content_type="application/json")
-    page_limit = LEADS_STREAM_LIMIT.read_given(request)
-    return await stream_leads(request, job.job_id, fmt, status, after, page_limit)
+    return await stream_leads(request, job.job_id, fmt, status, after, given_limit)
 
 
 async def stream_leads(
@@ -170,5 +163,5 @@ async def require_job(request: web.Request) -> JobStatus:
     tenant = tenant_of(request)
     job = request.app[STORE].read_now(lambda conn: get_job(conn, tenant, job_id))
     if job is None:
-        raise Problem(404, f"no job {job_id!r}")
+        raise JobNotFound(job_id)
     return job

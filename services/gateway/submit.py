@@ -18,13 +18,14 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from services.gateway.problems import Problem
+from services.gateway.errors import CsvInUse, IdempotencyConflict, NotSent, QuotaExceeded
+from shared import jobstate
 from shared.broker import Broker, Outgoing
 from shared.errors import BrokerUnavailable
 from shared.jobs import CsvDestination, Destination, JobSpec
 from shared.logging import get_logger
 from shared.messages import JobStopped, Lead
-from shared.store import IDEMPOTENCY_TTL_S, Store, epoch_s, stop_job, utc_now
+from shared.store import IDEMPOTENCY_TTL_S, Store, epoch_s, utc_now
 from shared.tasks import Lanes
 
 log = get_logger(__name__)
@@ -76,11 +77,7 @@ class JobSubmitter:
         self, tenant: str, job: NewJob, idempotency_key: str | None, raw_body: bytes
     ) -> Submission:
         if not self.broker.is_connected:
-            raise Problem(
-                503,
-                "the message broker is unreachable; the job was not accepted",
-                headers={"Retry-After": "5"},
-            )
+            raise NotSent("the message broker is unreachable; the job was not accepted")
         job_id = new_job_id()
         digest = hashlib.sha256(raw_body).hexdigest()
         existing = await self.store.transaction(
@@ -104,9 +101,7 @@ class JobSubmitter:
             await self.store.transaction(lambda conn: fail_job(conn, job_id, reason))
             log.error("job.publish_failed", job_id=job_id, error=str(e))
             await self.broadcast_stop(job_id, tenant, reason)
-            raise Problem(
-                503, reason, extra={"job_id": job_id}, headers={"Retry-After": "5"}
-            ) from e
+            raise NotSent(reason, job_id=job_id) from e
         log.info("job.accepted", job_id=job_id, tenant=tenant, kind=job.kind, total=job.total)
         return Submission(job_id=job_id, state="queued")
 
@@ -142,7 +137,7 @@ class JobSubmitter:
         refuse_csv_in_use(conn, tenant, job.spec.destinations)
         now = epoch_s()
         # A job with nothing to do is done at once (a dependency that found no leads).
-        state = "waiting" if job.waiting else "completed" if job.total == 0 else "queued"
+        state = jobstate.initial_state(waiting=job.waiting, total=job.total)
         conn.execute(
             "INSERT INTO jobs (job_id, tenant, kind, state, priority, total, created_at,"
             " timeout_s, depends_on, spec, progress_at, deadline_at, charged)"
@@ -176,7 +171,7 @@ class JobSubmitter:
                 for idx, dest in enumerate(job.spec.destinations)
             ],
         )
-        if state == "completed":
+        if state == jobstate.COMPLETED:
             conn.execute("UPDATE jobs SET finished_at = created_at WHERE job_id = ?", (job_id,))
         if job.charged:
             conn.execute(
@@ -203,11 +198,7 @@ def replay_of(conn: sqlite3.Connection, tenant: str, key: str, digest: str) -> S
         conn.execute("DELETE FROM idempotency_keys WHERE tenant = ? AND key = ?", (tenant, key))
         return None
     if row["body_hash"] != digest:
-        raise Problem(
-            409,
-            "this Idempotency-Key was used with a different request body",
-            extra={"job_id": row["job_id"]},
-        )
+        raise IdempotencyConflict(job_id=row["job_id"])
     return Submission(job_id=row["job_id"], state=row["state"], replayed=True)
 
 
@@ -224,12 +215,7 @@ def refuse_over_quota(conn: sqlite3.Connection, tenant: str, charged: int, quota
     if used + charged > quota:
         midnight = datetime.combine(today + timedelta(days=1), datetime.min.time(), UTC)
         retry_after = int((midnight - datetime.now(UTC)).total_seconds()) + 1
-        raise Problem(
-            429,
-            f"daily quota of {quota} leads: {used} used today, this job needs {charged}",
-            headers={"Retry-After": str(retry_after)},
-            extra={"quota": quota, "used": used},
-        )
+        raise QuotaExceeded(quota=quota, used=used, needed=charged, retry_after_s=retry_after)
 
 
 def refuse_csv_in_use(
@@ -241,20 +227,16 @@ def refuse_csv_in_use(
         busy = conn.execute(
             "SELECT j.job_id FROM destinations d JOIN jobs j ON j.job_id = d.job_id"
             " WHERE j.tenant = ? AND d.type = 'csv' AND d.name = ?"
-            " AND j.state NOT IN ('completed', 'failed', 'cancelled', 'timed_out') LIMIT 1",
+            f" AND {jobstate.state_in(jobstate.UNFINISHED, 'j.state')} LIMIT 1",
             (tenant, dest.file_name),
         ).fetchone()
         if busy is not None:
-            raise Problem(
-                409,
-                f"destinations[{idx}].name: {dest.file_name} is being written by job {busy[0]}",
-                extra={"job_id": busy[0]},
-            )
+            raise CsvInUse(index=idx, file_name=dest.file_name, job_id=busy[0])
 
 
 def fail_job(conn: sqlite3.Connection, job_id: str, reason: str) -> None:
     """The job's tasks could not be queued: it fails, its quota charge is given back, and
     its idempotency key is freed so that a retry of the POST makes a new job."""
-    stop_job(conn, job_id, "failed", reason)
+    jobstate.stop(conn, job_id, jobstate.FAILED, reason)
     conn.execute("DELETE FROM quota_charges WHERE job_id = ?", (job_id,))
     conn.execute("DELETE FROM idempotency_keys WHERE job_id = ?", (job_id,))

@@ -41,12 +41,14 @@ class RouterService:
         common = settings.common
         self.metrics = Metrics()
         self.store = Store(common.db_path)
-        self.broker = Broker(common, Codec(), self.metrics)
+        self.codec = Codec()  # built once per process
+        self.broker = Broker(common, self.codec, self.metrics)
         self.ops = OpsServer(
             common.http_host,
             common.http_port,
             [self.broker.readiness, self._store_ready, self._consuming, self._tasks_ready],
             self.metrics,
+            self.broker.ready_details,
         )
         self._session: aiohttp.ClientSession | None = None
         self._consumer: BatchConsumer[Message] | None = None
@@ -84,7 +86,7 @@ class RouterService:
             Message,
             EventHandler(self.store, csv, webhooks, self.metrics),
             max_batch=self.settings.max_batch,
-            codec=Codec(),
+            codec=self.codec,
             metrics=self.metrics,
             prefetch=self.settings.max_batch * 2,
             policy=RetryPolicy(),
@@ -120,7 +122,7 @@ class RouterService:
         ]
         self.broker.start()
         consumer = self._consumer
-        dead_letters = DeadLetterKeeper(self.broker, self.store, Codec())
+        dead_letters = DeadLetterKeeper(self.broker, self.store, self.codec)
 
         async def consume_when_connected() -> None:
             # The same retry loop as the workers': each step may fail on a broker hiccup,

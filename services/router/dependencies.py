@@ -9,10 +9,11 @@ from functools import partial
 
 import msgspec
 
+from shared import jobstate
 from shared.broker import Broker
 from shared.logging import get_logger
 from shared.messages import Lead
-from shared.store import STOPPED_STATES, Store, epoch_s, job_result_leads, stop_job, utc_now
+from shared.store import Store, job_result_leads
 from shared.tasks import Lanes, enrich_tasks
 
 log = get_logger(__name__)
@@ -28,12 +29,12 @@ class DependencyKeeper:
 
     async def check(self) -> None:
         for job_id, tenant, priority, dependency, state in await self.store.run(waiting_jobs):
-            if state == "completed":
+            if state == jobstate.COMPLETED:
                 await self.release(job_id, tenant, priority, dependency)
-            elif state in STOPPED_STATES:
+            elif state in jobstate.STOPPED:
                 reason = f"the job it depends on, {dependency}, {state.replace('_', ' ')}"
                 if await self.store.transaction(
-                    partial(stop_job, job_id=job_id, state="failed", reason=reason)
+                    partial(jobstate.stop, job_id=job_id, state=jobstate.FAILED, reason=reason)
                 ):
                     log.warning("job.dependency_failed", job_id=job_id, depends_on=dependency)
 
@@ -52,7 +53,8 @@ class DependencyKeeper:
 def waiting_jobs(conn: sqlite3.Connection) -> list[tuple[str, str, str, str, str]]:
     rows = conn.execute(
         "SELECT w.job_id, w.tenant, w.priority, w.depends_on, d.state FROM jobs w"
-        " JOIN jobs d ON d.job_id = w.depends_on WHERE w.state = 'waiting'"
+        " JOIN jobs d ON d.job_id = w.depends_on WHERE w.state = ?",
+        (jobstate.WAITING,),
     ).fetchall()
     return [tuple(row) for row in rows]
 
@@ -63,15 +65,5 @@ def leads_for(conn: sqlite3.Connection, job_id: str, dependency: str) -> list[Le
 
 
 def mark_released(conn: sqlite3.Connection, job_id: str, total: int) -> None:
-    conn.execute(
-        "UPDATE jobs SET state = 'queued', total = ?, progress_at = ? WHERE job_id = ?"
-        " AND state = 'waiting'",
-        (total, epoch_s(), job_id),
-    )
+    jobstate.release_waiting(conn, job_id, total)
     conn.execute("DELETE FROM deferred_leads WHERE job_id = ?", (job_id,))
-    if total == 0:
-        conn.execute(
-            "UPDATE jobs SET state = 'completed', finished_at = ? WHERE job_id = ?"
-            " AND state = 'queued'",
-            (utc_now(), job_id),
-        )

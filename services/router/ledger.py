@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 import msgspec
 
 from services.router.usage import add_usage, provider_metrics
+from shared import jobstate
 from shared.broker import Outgoing
-from shared.jobs import TERMINAL_STATES, WebhookDestination
+from shared.jobs import WebhookDestination
 from shared.logging import get_logger
 from shared.messages import (
     JobCoolingDown,
@@ -36,7 +37,7 @@ from shared.messages import (
     UsageRecorded,
     tag_of,
 )
-from shared.store import STOPPED_STATES, decode_spec, epoch_s, stop_job, utc_now
+from shared.store import decode_spec, epoch_s, utc_now
 
 log = get_logger(__name__)
 _encode = msgspec.json.Encoder().encode
@@ -67,7 +68,7 @@ def record_events(conn: sqlite3.Connection, events: Sequence[Message]) -> Record
             # Paid calls are metered whatever became of the job since (once per event).
             add_usage(conn, event.tenant, provider_metrics(event.provider_calls), event.event_id)
         if isinstance(event, JobFailed):
-            stop_job(conn, event.job_id, "failed", event.reason)
+            jobstate.stop(conn, event.job_id, jobstate.FAILED, event.reason)
             # Broadcast even if an earlier delivery stopped the job: its broadcast may have
             # been lost between that commit and the publish.
             stop = JobStopped(
@@ -75,14 +76,14 @@ def record_events(conn: sqlite3.Connection, events: Sequence[Message]) -> Record
             )
             outgoing.append(Outgoing(stop))
             continue
-        if state in STOPPED_STATES:
+        if state in jobstate.STOPPED:
             # Its counts stay as they were when it stopped, but for replayed leads.
             if isinstance(event, LeadOutcomes):
                 recorded.outcomes += record_replayed(conn, event)
             continue
         if isinstance(event, LeadOutcomes):
             recorded.outcomes += record_outcomes(
-                conn, event, accept_new=state not in TERMINAL_STATES
+                conn, event, accept_new=state not in jobstate.TERMINAL
             )
         elif isinstance(event, LeadsScraped):
             recorded.outcomes += record_scraped(conn, event)
@@ -156,12 +157,12 @@ def record_scraped(conn: sqlite3.Connection, event: LeadsScraped) -> Counter[str
         )
         conn.execute(
             "UPDATE jobs SET scraped = scraped + ?, pages = pages + 1, cooling_down_until = NULL,"
-            " state = CASE WHEN state IN ('queued', 'waiting') THEN 'running' ELSE state END,"
             " started_at = COALESCE(started_at, ?), progress_at = ?, stalled = 0,"
             " stall_reason = NULL,"
             " total = CASE WHEN total IS NULL THEN NULL ELSE scraped + ? END WHERE job_id = ?",
             (new_leads, utc_now(), epoch_s(), new_leads, event.job_id),
         )
+        jobstate.mark_running(conn, event.job_id)
         add_usage(conn, event.tenant, {"pages_scraped": 1, "leads_scraped": new_leads})
         if not event.enrich:  # the scraped leads are the job's results
             results = [
@@ -172,7 +173,7 @@ def record_scraped(conn: sqlite3.Connection, event: LeadsScraped) -> Counter[str
     if event.final:
         # The scraper's count includes repeats; the job's total is its distinct leads.
         conn.execute("UPDATE jobs SET total = scraped WHERE job_id = ?", (event.job_id,))
-        complete_if_done(conn, event.job_id)
+        jobstate.complete_if_done(conn, event.job_id)
     return added
 
 
@@ -214,11 +215,11 @@ def advance_progress(
     count = sum(added.values())
     conn.execute(
         "UPDATE jobs SET done = done + ?, enriched = enriched + ?, failed = failed + ?,"
-        " state = CASE WHEN state IN ('queued', 'waiting') THEN 'running' ELSE state END,"
         " started_at = COALESCE(started_at, ?), progress_at = ?, stalled = 0, stall_reason = NULL"
         " WHERE job_id = ?",
         (count, added["enriched"] + upgraded, added["failed"] - upgraded, now, epoch_s(), job_id),
     )
+    jobstate.mark_running(conn, job_id)
     conn.execute(
         "UPDATE destinations SET delivered = delivered + ? WHERE job_id = ? AND type = 'dashboard'",
         (count, job_id),
@@ -230,22 +231,14 @@ def advance_progress(
             " WHERE job_id = ? AND type = 'csv'",
             (job_id,),
         )
-    complete_if_done(conn, job_id)
-
-
-def complete_if_done(conn: sqlite3.Connection, job_id: str) -> None:
-    conn.execute(
-        "UPDATE jobs SET state = 'completed', finished_at = ?, cooling_down_until = NULL"
-        " WHERE job_id = ? AND total IS NOT NULL AND done >= total AND state = 'running'",
-        (utc_now(), job_id),
-    )
+    jobstate.complete_if_done(conn, job_id)
 
 
 def cut_webhook_batches(conn: sqlite3.Connection, job_id: str) -> None:
     job = conn.execute("SELECT state, spec FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-    if job["state"] in STOPPED_STATES:
+    if job["state"] in jobstate.STOPPED:
         return  # a stopped job's destinations get nothing more
-    finished = job["state"] in TERMINAL_STATES
+    finished = job["state"] in jobstate.TERMINAL
     spec = decode_spec(job["spec"])
     for idx, dest in enumerate(spec.destinations):
         if isinstance(dest, WebhookDestination):

@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol
 
+from shared import jobstate
 from shared.broker import Outgoing
 from shared.logging import get_logger
 from shared.messages import JobDeleted
@@ -122,8 +123,7 @@ def delete_jobs(conn: sqlite3.Connection, job_ids: list[str]) -> list[tuple[str,
 def expired_jobs(conn: sqlite3.Connection, days: float) -> list[tuple[str, str]]:
     """A few finished jobs past their retention, as (job_id, tenant)."""
     old = conn.execute(
-        "SELECT job_id, tenant FROM jobs"
-        " WHERE state IN ('completed', 'failed', 'cancelled', 'timed_out')"
+        f"SELECT job_id, tenant FROM jobs WHERE {jobstate.state_in(jobstate.TERMINAL)}"
         " AND finished_at < ? LIMIT ?",
         (cutoff(days), JOBS_PER_TRANSACTION),
     ).fetchall()

@@ -10,12 +10,14 @@ from functools import partial
 
 from prometheus_client import Gauge
 
+from shared import jobstate
 from shared.broker import Broker
 from shared.health import Metrics
 from shared.logging import get_logger
 from shared.store import Store, decode_spec, epoch_s
 
 log = get_logger(__name__)
+WORKING = jobstate.state_in(jobstate.WORKING)
 
 
 class StallDetector:
@@ -58,7 +60,7 @@ def quiet_jobs(
 ) -> list[tuple[str, str, tuple[str, ...]]]:
     """Unfinished jobs without progress, with the kinds of work they still need."""
     rows = conn.execute(
-        "SELECT job_id, kind, tenant, total, spec FROM jobs WHERE state IN ('queued', 'running')"
+        f"SELECT job_id, kind, tenant, total, spec FROM jobs WHERE {WORKING}"
         " AND stalled = 0 AND progress_at IS NOT NULL AND progress_at < ?",
         (quiet_since,),
     ).fetchall()
@@ -76,13 +78,11 @@ def needed_work(row: sqlite3.Row) -> tuple[str, ...]:
 def flag(conn: sqlite3.Connection, job_id: str, reason: str) -> None:
     conn.execute(
         "UPDATE jobs SET stalled = 1, stall_reason = ? WHERE job_id = ? AND stalled = 0"
-        " AND state IN ('queued', 'running')",
+        f" AND {WORKING}",
         (reason, job_id),
     )
 
 
 def count_stalled(conn: sqlite3.Connection) -> int:
-    row = conn.execute(
-        "SELECT COUNT(*) FROM jobs WHERE stalled = 1 AND state IN ('queued', 'running')"
-    ).fetchone()
+    row = conn.execute(f"SELECT COUNT(*) FROM jobs WHERE stalled = 1 AND {WORKING}").fetchone()
     return int(row[0])

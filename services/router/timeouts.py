@@ -12,12 +12,14 @@ from __future__ import annotations
 import sqlite3
 from functools import partial
 
+from shared import jobstate
 from shared.broker import Broker, Outgoing
 from shared.logging import get_logger
 from shared.messages import JobStopped
-from shared.store import Store, epoch_s, stop_job
+from shared.store import Store, epoch_s
 
 log = get_logger(__name__)
+TIMING_OUT = jobstate.state_in(jobstate.TIMING_OUT)
 
 
 class DeadlineKeeper:
@@ -39,9 +41,9 @@ class DeadlineKeeper:
         for job_id, tenant, timeout_s in expired:
             reason = f"timed out after {timeout_s}s"
             # Broadcast first: if the broker is down this raises and the next round retries.
-            stop = JobStopped(job_id=job_id, tenant=tenant, state="timed_out", reason=reason)
+            stop = JobStopped(job_id=job_id, tenant=tenant, state=jobstate.TIMED_OUT, reason=reason)
             await self.broker.publish([Outgoing(stop)])
-            stopped = partial(stop_job, job_id=job_id, state="timed_out", reason=reason)
+            stopped = partial(jobstate.stop, job_id=job_id, state=jobstate.TIMED_OUT, reason=reason)
             if await self.store.transaction(stopped):
                 log.warning("job.timed_out", job_id=job_id, timeout_s=timeout_s)
 
@@ -57,15 +59,14 @@ def extend_and_find_expired(
 def extend_deadlines(conn: sqlite3.Connection, seconds: float) -> None:
     conn.execute(
         "UPDATE jobs SET deadline_at = deadline_at + ?"
-        " WHERE state IN ('queued', 'waiting', 'running') AND deadline_at IS NOT NULL",
+        f" WHERE {TIMING_OUT} AND deadline_at IS NOT NULL",
         (seconds,),
     )
 
 
 def past_deadline(conn: sqlite3.Connection, now: float) -> list[tuple[str, str, int]]:
     rows = conn.execute(
-        "SELECT job_id, tenant, timeout_s FROM jobs"
-        " WHERE state IN ('queued', 'waiting', 'running') AND deadline_at < ?",
+        f"SELECT job_id, tenant, timeout_s FROM jobs WHERE {TIMING_OUT} AND deadline_at < ?",
         (now,),
     ).fetchall()
     return [(row[0], row[1], row[2]) for row in rows]

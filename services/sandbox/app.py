@@ -20,6 +20,7 @@ from services.sandbox.sources import FakeSources, SourceStats
 from services.sandbox.vendors import FakeVendors
 from shared.health import Metrics, add_ops_routes
 from shared.logging import get_logger
+from shared.service import HttpServer
 
 log = get_logger(__name__)
 
@@ -75,16 +76,6 @@ def create_app(settings: SandboxSettings) -> web.Application:
     return app
 
 
-class SandboxService:
-    def __init__(self, settings: SandboxSettings) -> None:
-        self.settings = settings
-        self._runner = web.AppRunner(create_app(settings), access_log=None)
-
-    async def start(self) -> None:
-        await self._runner.setup()
-        common = self.settings.common
-        await web.TCPSite(self._runner, common.http_host, common.http_port).start()
-        log.info("sandbox.listening", port=common.http_port)
-
-    async def stop(self) -> None:
-        await self._runner.cleanup()
+def serve(settings: SandboxSettings) -> HttpServer:
+    """The sandbox as its process runs it: the app on its configured host and port."""
+    return HttpServer.of(create_app(settings), settings.common)

@@ -21,69 +21,6 @@ from services.sandbox import world
 from services.sandbox.config import Knobs
 from services.sandbox.faults import Faults
 
-FIRST = (
-    "Ada",
-    "Grace",
-    "Alan",
-    "Katherine",
-    "Linus",
-    "Margaret",
-    "Tim",
-    "Barbara",
-    "Dennis",
-    "Frances",
-    "Radia",
-    "Ken",
-    "Hedy",
-    "Sophie",
-    "Mateo",
-    "Aiko",
-    "Priya",
-    "Lars",
-    "Chloé",
-)
-LAST = (
-    "Lovelace",
-    "Hopper",
-    "Turing",
-    "Johnson",
-    "Torvalds",
-    "Hamilton",
-    "Liskov",
-    "Ritchie",
-    "Allen",
-    "Perlman",
-    "Thompson",
-    "Lamarr",
-    "Wilson",
-    "García",
-    "Tanaka",
-    "Sharma",
-    "Nilsson",
-)
-TITLES = (
-    "VP Engineering",
-    "Head of Sales",
-    "CTO",
-    "Engineering Manager",
-    "Director of Marketing",
-    "Senior Software Engineer",
-    "Founder & CEO",
-    "Account Executive",
-    "Head of Data",
-)
-COMPANIES = (
-    "Acme Corp",
-    "Globex Inc.",
-    "Initech LLC",
-    "Hooli",
-    "Pied Piper",
-    "Umbrella GmbH",
-    "Stark Industries",
-    "Wayne Enterprises",
-    "Massive Dynamic",
-    "Aperture Science",
-)
 MAX_PAGE_SIZE = 100
 
 
@@ -116,13 +53,13 @@ def person(key: str, index: int, geo: str) -> SourceLead:
     def pick(options: tuple[str, ...], what: str) -> str:
         return options[int(world.fraction(what, key, str(index)) * len(options))]
 
-    first, last = pick(FIRST, "first"), pick(LAST, "last")
+    first, last = pick(world.FIRST, "first"), pick(world.LAST, "last")
     person_id = f"{world.ascii_slug(key)[:10]}-{index:05d}"
     return SourceLead(
         id=person_id,
         full_name=f"{first} {last}",
-        title=pick(TITLES, "title"),
-        company=pick(COMPANIES, "company"),
+        title=pick(world.TITLES, "title"),
+        company=pick(world.COMPANIES, "company"),
         linkedin_url=f"https://www.linkedin.com/in/{world.ascii_slug(first + last)}-{person_id}",
         location=geo or "Remote",
     )

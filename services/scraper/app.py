@@ -23,11 +23,9 @@ class ScraperService:
     async def start(self) -> None:
         session = self.runtime.http_session()
         sources: dict[str, Source] = {
-            s.name: SearchApiSource(s, session) for s in self.settings.sources
+            s.name: SearchApiSource(s, session, self.runtime.control) for s in self.settings.sources
         }
-        handler = ScrapeHandler(
-            sources, self.runtime.control, self.settings.task_batch_size, self.runtime.metrics
-        )
+        handler = ScrapeHandler(sources, self.settings.task_batch_size, self.runtime.metrics)
         await self.runtime.start(handler)
 
     async def stop(self) -> None:

@@ -3,7 +3,8 @@
 Sources are listed in `LEADFLOW_SOURCES` (`sandbox`); each has `LEADFLOW_SOURCE_<NAME>_URL`,
 `_KEYS` (one API key per account, comma-separated), `_RATE_PER_S` (per account),
 `_TIMEOUT_S`, `_PAGE_SIZE` and `_COOLDOWN_S` (after a 429 without Retry-After). In dev,
-unset URLs and keys point at the sandbox; in production they must be given.
+unset URLs and keys point at the sandbox; in production they must be given. All but
+`_PAGE_SIZE` are read like every external API's (shared/config.py `load_api`).
 """
 
 from __future__ import annotations
@@ -11,27 +12,36 @@ from __future__ import annotations
 import msgspec
 
 from shared.config import (
+    ApiKind,
+    ApiSettings,
     CommonSettings,
     EnvReader,
     WorkerSettings,
+    load_api,
     load_common,
     load_worker,
     require_in_production,
     sandbox_url,
 )
-from shared.errors import ConfigError
 
 DEV_SOURCES = "sandbox"
 
 
-class SourceSettings(msgspec.Struct, frozen=True, kw_only=True):
-    name: str
-    url: str
-    keys: tuple[str, ...]
-    rate_per_s: float
-    timeout_s: float
+SOURCES = ApiKind(
+    prefix="SOURCE",
+    what="source",
+    keys_var="KEYS",
+    max_keys=None,
+    dev_keys="{name}-acct-1,{name}-acct-2",
+    timeout_s=15.0,
+    rate_per_s=5.0,
+    max_rate_per_s=10_000,
+    cooldown_s=60.0,
+)
+
+
+class SourceSettings(ApiSettings, frozen=True, kw_only=True):
     page_size: int
-    cooldown_s: float
 
 
 class ScraperSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,22 +65,12 @@ def load_settings(env: EnvReader) -> ScraperSettings:
 
 
 def load_source(env: EnvReader, common: CommonSettings, name: str) -> SourceSettings:
-    var = f"LEADFLOW_SOURCE_{name.upper().replace('-', '_')}"
-    require_in_production(env, common, f"{var}_URL", "the source's API URL")
-    require_in_production(env, common, f"{var}_KEYS", "the source's API keys")
-    keys = tuple(
-        k.strip()
-        for k in env.get_str(f"{var}_KEYS", f"{name}-acct-1,{name}-acct-2").split(",")
-        if k.strip()
-    )
-    if not keys:
-        raise ConfigError(f"{var}_KEYS", "one API key per account, comma-separated", "")
-    return SourceSettings(
-        name=name,
-        url=env.url(f"{var}_URL", f"{sandbox_url(env)}/sources/{name}", schemes=("http", "https")),
-        keys=keys,
-        rate_per_s=env.get_float(f"{var}_RATE_PER_S", 5.0, maximum=10_000),
-        timeout_s=env.get_float(f"{var}_TIMEOUT_S", 15.0, minimum=0.1, maximum=300),
-        page_size=env.get_int(f"{var}_PAGE_SIZE", 25, minimum=1, maximum=1000),
-        cooldown_s=env.get_float(f"{var}_COOLDOWN_S", 60.0, minimum=0.1, maximum=86_400),
+    return load_api(
+        env,
+        common,
+        SOURCES,
+        SourceSettings,
+        name,
+        dev_url=f"{sandbox_url(env)}/sources/{name}",
+        page_size=env.get_int(f"{SOURCES.var(name)}_PAGE_SIZE", 25, minimum=1, maximum=1000),
     )

@@ -12,7 +12,6 @@ account may be called again.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections.abc import Sequence
@@ -21,6 +20,8 @@ import msgspec
 from prometheus_client import Counter
 
 from services.scraper.sources.base import (
+    AccountCoolingDown,
+    AccountOverRate,
     Page,
     Source,
     SourceRateLimited,
@@ -29,20 +30,16 @@ from services.scraper.sources.base import (
 )
 from shared.broker import ERROR_HEADER, Outgoing
 from shared.consumer import Delivery
-from shared.control import ControlListener
 from shared.errors import PermanentError
 from shared.health import Metrics
 from shared.messages import JobCoolingDown, JobFailed, LeadsScraped, ScrapeTask
 from shared.tasks import enrich_tasks
-
-MAX_INLINE_WAIT_S = 0.5
 
 
 class ScrapeHandler:
     def __init__(
         self,
         sources: dict[str, Source],
-        control: ControlListener,
         enrich_batch_size: int,
         metrics: Metrics,
     ) -> None:
@@ -53,7 +50,6 @@ class ScrapeHandler:
             registry=metrics.registry,
         )
         self.sources = sources
-        self.control = control
         self.enrich_batch_size = enrich_batch_size
 
     async def __call__(self, task: ScrapeTask, delivery: Delivery) -> Sequence[Outgoing]:
@@ -62,18 +58,20 @@ class ScrapeHandler:
             raise PermanentError(f"no source named {task.source!r} is configured")
         if not task.account:
             task = msgspec.structs.replace(task, account=pick(source.accounts, task.job_id))
-        target = f"source:{source.name}:{task.account}"
-        if (left := self.control.cooldown_left(target)) > 0:
-            return later(task, delivery, left, "cooling down", cooling=True)
-        if (wait := await take_turn(source, task.account)) > 0:
-            return later(task, delivery, wait, "over the account's request rate", cooling=False)
+        gate = source.gate(task.account)
+        try:
+            await gate.wait_turn(AccountCoolingDown, AccountOverRate)
+        except AccountCoolingDown as e:
+            return later(task, delivery, e.retry_after_s or 0.0, "cooling down", cooling=True)
+        except AccountOverRate as e:
+            why = "over the account's request rate"
+            return later(task, delivery, e.retry_after_s or 0.0, why, cooling=False)
         requests = self.requests
         try:
             page = await source.fetch(task.account, task.query, task.cursor, task.job_id)
         except SourceRateLimited as e:
             requests.labels(source=source.name, outcome="rate_limited").inc()
-            pause = e.retry_after_s or source.cooldown_s
-            await self.control.start_cooldown(target, time.time() + pause)
+            pause = await gate.cool_down(e.retry_after_s)
             return later(task, delivery, pause, str(e), cooling=True)
         except SourceUnavailable:
             requests.labels(source=source.name, outcome="unavailable").inc()
@@ -109,17 +107,6 @@ class ScrapeHandler:
             )
             out.append(Outgoing(following, priority=delivery.priority))
         return out
-
-
-async def take_turn(source: Source, account: str) -> float:
-    """0 once the account may be called (a short wait is waited); a longer wait is
-    returned, not booked, for the broker's delay tier."""
-    wait = source.reserve_turn(account, MAX_INLINE_WAIT_S)
-    if wait > MAX_INLINE_WAIT_S:
-        return wait
-    if wait > 0:
-        await asyncio.sleep(wait)
-    return 0.0
 
 
 def later(

@@ -10,14 +10,15 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from services.gateway.dashboard import ASSETS, STATIC_DIR, setup_dashboard
+from services.gateway.dashboard import ASSETS, STATIC_DIR
+from services.gateway.operations import add_routes
 from services.gateway.problems import problem_middleware
 
 
 @pytest.fixture
 async def client() -> AsyncIterator[TestClient[web.Request, web.Application]]:
     app = web.Application(middlewares=[problem_middleware])
-    setup_dashboard(app)
+    add_routes(app, only={"dashboard", "dashboardAsset"})
     async with TestClient(TestServer(app)) as client:
         yield client
 

@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from devtools.stack import DEFAULT_PORTS, ROOT, SERVICES
+from devtools.stack import ROOT, SERVICES
+from shared.config import DEFAULT_PORTS
 from shared.topology import Topology
 from tests.compose import (
     BROKER,

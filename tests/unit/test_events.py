@@ -35,6 +35,7 @@ from services.gateway.events import (
     sse_event,
 )
 from services.gateway.keys import METRICS, SETTINGS, STORE
+from services.gateway.operations import add_routes
 from services.gateway.problems import problem_middleware
 from services.router.ledger import record_events
 from shared.config import EnvReader
@@ -74,6 +75,7 @@ async def make_client(
     app[METRICS] = Metrics()
     setup_auth(app)
     setup_events(app, settings)
+    add_routes(app, only={"streamJobEvents"})
     client = TestClient(TestServer(app))
     await client.start_server()
     return client

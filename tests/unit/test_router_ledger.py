@@ -15,8 +15,9 @@ from services.router.destinations.csv import CsvExporter, pending_rows
 from services.router.destinations.webhook import claim_due, mark_delivered, signed_headers
 from services.router.ledger import record_events
 from shared.jobs import CsvDestination, JobSpec, WebhookDestination
+from shared.jobstate import stop
 from shared.messages import LeadsEnriched, LeadsFailed, ResultLead
-from shared.store import Store, fetch_job_row, job_status, stop_job
+from shared.store import Store, fetch_job_row, job_status
 
 
 @pytest.fixture
@@ -99,7 +100,7 @@ async def test_a_replay_records_outcomes_for_a_job_that_ended_meanwhile(store: S
     # The events of b, c and d were parked as dead letters while the job timed out.
     await store.transaction(lambda c: add_job(c, "j5", 4, JobSpec()))
     await store.transaction(lambda c: record_events(c, [enriched("j5", "a")]))
-    await store.transaction(lambda c: stop_job(c, "j5", "timed_out", "timed out after 60s"))
+    await store.transaction(lambda c: stop(c, "j5", "timed_out", "timed out after 60s"))
     late = enriched("j5", "b", "c", "d")
     await store.transaction(lambda c: record_events(c, [late]))
     assert (await status(store, "j5"))["progress"]["done"] == 1  # type: ignore[index]

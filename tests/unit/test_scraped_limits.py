@@ -52,7 +52,8 @@ def test_a_page_with_over_long_fields_is_taken_with_its_leads_fitted() -> None:
         page_size=2,
         cooldown_s=1.0,
     )
-    source = SearchApiSource(settings, cast(Any, None))  # parsing a page needs no session
+    # Parsing a page needs neither a session nor the control stream.
+    source = SearchApiSource(settings, cast(Any, None), cast(Any, None))
     body = msgspec.json.encode(
         {
             "results": [

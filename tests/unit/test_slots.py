@@ -62,3 +62,58 @@ async def test_a_cancelled_waiter_gives_up_its_turn() -> None:
     slots.release("a")
     await asyncio.wait_for(after, 1)
     assert gone.cancelled()
+
+
+async def test_a_waiter_past_the_maximum_wait_goes_before_higher_priorities() -> None:
+    now = [0.0]
+    slots = FairSlots(capacity=1, per_tenant=5, max_wait_s=300, clock=lambda: now[0])
+    await slots.acquire("normal", "busy")
+    order: list[str] = []
+
+    async def wait(name: str, priority: str) -> None:
+        await slots.acquire(priority, "t")
+        order.append(name)
+
+    old_low = asyncio.create_task(wait("old-low", "low"))
+    await asyncio.sleep(0)
+    now[0] = 200.0
+    high = asyncio.create_task(wait("high", "high"))
+    await asyncio.sleep(0)
+    slots.release("busy")  # the low one waited 200 s only: priority decides
+    await asyncio.wait_for(high, 1)
+    assert order == ["high"]
+
+    new_high = asyncio.create_task(wait("new-high", "high"))
+    await asyncio.sleep(0)
+    now[0] = 301.0
+    slots.release("t")  # now it waited past 300 s: it goes before the newer high one
+    await asyncio.wait_for(old_low, 1)
+    assert order == ["high", "old-low"]
+    slots.release("t")
+    await asyncio.wait_for(new_high, 1)
+    assert order == ["high", "old-low", "new-high"]
+
+
+async def test_an_overdue_waiter_still_respects_its_tenants_limit() -> None:
+    now = [0.0]
+    slots = FairSlots(capacity=2, per_tenant=1, max_wait_s=1, clock=lambda: now[0])
+    await slots.acquire("normal", "big")
+    await slots.acquire("normal", "other")
+    order: list[str] = []
+
+    async def wait(name: str, tenant: str) -> None:
+        await slots.acquire("low", tenant)
+        order.append(name)
+
+    big = asyncio.create_task(wait("big-2", "big"))
+    await asyncio.sleep(0)
+    now[0] = 10.0
+    small = asyncio.create_task(wait("small", "small"))
+    await asyncio.sleep(0)
+    slots.release("other")  # big-2 is overdue but big is at its limit: small goes
+    await asyncio.wait_for(small, 1)
+    assert order == ["small"]
+    assert not big.done()
+    slots.release("big")
+    await asyncio.wait_for(big, 1)
+    assert order == ["small", "big-2"]

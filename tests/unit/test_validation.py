@@ -7,6 +7,8 @@ from collections.abc import Mapping
 import msgspec
 import pytest
 
+from services.gateway.deadletters import ReplayRequest
+from services.gateway.deliveries import SecretRotation
 from services.gateway.problems import Problem
 from services.gateway.schemas import EnrichJobRequest, LeadIn
 from services.gateway.validation import (
@@ -112,3 +114,30 @@ async def test_plain_csv_names_are_accepted(name: str) -> None:
         EnrichJobRequest,
     )
     assert len(await validate_enrich(body, 100, NetGuard(()))) == 1
+
+
+def test_every_json_body_is_decoded_the_same_way() -> None:
+    """One `decode_request` for every route with a body (the replay body had its own)."""
+    assert decode_request(b'{"ids": [1, 2]}', ReplayRequest).ids == [1, 2]
+    with pytest.raises(Problem) as problem:
+        decode_request(b'{"ids": [0]}', ReplayRequest)
+    assert problem.value.status == 422
+    assert [e.field for e in problem.value.errors or []] == ["ids[0]"]  # not "body"
+    with pytest.raises(Problem) as problem:
+        decode_request(b"", SecretRotation)
+    assert problem.value.status == 400
+
+
+def test_a_whole_number_written_with_a_fraction_is_an_integer() -> None:
+    """JSON has one number type; JSON Schema's `integer` admits 3.0, so the API does too."""
+    assert decode_request(b'{"ids": [1.0, 2]}', ReplayRequest).ids == [1, 2]
+    body = b'{"leads": [{"full_name": "Ada"}], "timeout_s": 60.0}'
+    assert decode_request(body, EnrichJobRequest).timeout_s == 60
+    for bad, field in ((b'{"ids": [1.5]}', "ids[0]"), (b'{"ids": ["1"]}', "ids[0]")):
+        with pytest.raises(Problem) as problem:
+            decode_request(bad, ReplayRequest)
+        assert [e.field for e in problem.value.errors or []] == [field]
+    deep = b'{"ids": ' + b"[" * 5000 + b"1.0" + b"]" * 5000 + b"}"
+    with pytest.raises(Problem) as problem:  # no recursion, whatever the nesting
+        decode_request(deep, ReplayRequest)
+    assert problem.value.status == 422

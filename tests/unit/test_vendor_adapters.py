@@ -134,7 +134,7 @@ class Harness:
             "name": kind,
             "kind": kind,
             "url": self.replay.url,
-            "key": KEY,
+            "keys": (KEY,),
             "timeout_s": 5.0,
             "concurrency": 4,
             "rate_per_s": 0.0,

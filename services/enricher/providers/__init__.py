@@ -14,11 +14,9 @@ from services.enricher.providers.dropcontact import DropcontactProvider
 from services.enricher.providers.http import PersonMatchProvider
 from services.enricher.providers.hunter import HunterProvider
 from services.enricher.providers.pdl import PdlProvider
-from shared.control import ControlListener
+from shared.ratelimit import Cooldowns
 
-Adapter = Callable[
-    [ProviderSettings, aiohttp.ClientSession, ControlListener, ProviderMetrics], Provider
-]
+Adapter = Callable[[ProviderSettings, aiohttp.ClientSession, Cooldowns, ProviderMetrics], Provider]
 ADAPTERS: dict[str, Adapter] = {
     "http": PersonMatchProvider,
     "hunter": HunterProvider,
@@ -31,7 +29,7 @@ ADAPTERS: dict[str, Adapter] = {
 def build_provider(
     settings: ProviderSettings,
     session: aiohttp.ClientSession,
-    control: ControlListener,
+    control: Cooldowns,
     metrics: ProviderMetrics,
 ) -> Provider:
     return ADAPTERS[settings.kind](settings, session, control, metrics)

@@ -46,7 +46,7 @@ from services.enricher.providers.base import (
     Reply,
 )
 from services.enricher.providers.vendor import Answer, VendorClient, decode, fields, person_name
-from shared.control import ControlListener
+from shared.ratelimit import Cooldowns
 
 BULK_PATH = "/api/v1/people/bulk_match"
 BULK_LIMIT = 10
@@ -91,7 +91,7 @@ class ApolloProvider:
         self,
         settings: ProviderSettings,
         session: aiohttp.ClientSession,
-        control: ControlListener,
+        control: Cooldowns,
         metrics: ProviderMetrics,
     ) -> None:
         self.name = settings.name

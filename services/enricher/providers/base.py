@@ -14,8 +14,14 @@ from typing import Literal, Protocol
 
 import msgspec
 
+from services.enricher.config import ProviderSettings
 from services.enricher.draft import LeadDraft
 from shared.errors import TransientError
+from shared.ratelimit import Cooldowns, Gate
+
+# A provider's turn further away than this is not waited for while holding the task: the
+# leads go back through the broker's delay tier (shared/ratelimit.py Gate).
+MAX_RATE_WAIT_S = 1.0
 
 
 class ProviderUnavailable(TransientError):
@@ -84,3 +90,8 @@ class Verifier(Protocol):
 
     async def verify(self, email: str, job_id: str) -> VerifyReply:
         """The vendor's verdict on one email address."""
+
+
+def provider_gate(settings: ProviderSettings, control: Cooldowns) -> Gate:
+    """The cooldown and request rate every adapter of this provider calls through."""
+    return Gate(settings, f"provider:{settings.name}", control, max_wait_s=MAX_RATE_WAIT_S)

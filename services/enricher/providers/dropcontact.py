@@ -49,7 +49,7 @@ from services.enricher.providers.base import (
     Reply,
 )
 from services.enricher.providers.vendor import Answer, VendorClient, decode, fields, person_name
-from shared.control import ControlListener
+from shared.ratelimit import Cooldowns
 
 SUBMIT_PATH = "/v1/enrich/all"
 BATCH_LIMIT = 250
@@ -117,7 +117,7 @@ class DropcontactProvider:
         self,
         settings: ProviderSettings,
         session: aiohttp.ClientSession,
-        control: ControlListener,
+        control: Cooldowns,
         metrics: ProviderMetrics,
     ) -> None:
         self.name = settings.name

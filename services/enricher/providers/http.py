@@ -11,7 +11,6 @@ retried after it.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -21,13 +20,16 @@ import msgspec
 from services.enricher.config import ProviderSettings
 from services.enricher.draft import LeadDraft
 from services.enricher.metrics import ProviderMetrics
-from services.enricher.providers.base import ProviderRejected, ProviderUnavailable, Reply
-from shared.control import ControlListener
-from shared.ratelimit import TokenBucket, retry_after_s
+from services.enricher.providers.base import (
+    ProviderRejected,
+    ProviderUnavailable,
+    Reply,
+    provider_gate,
+)
+from shared.ratelimit import Cooldowns, retry_after_s
 
 RETRYABLE_STATUS = frozenset({401, 403, 408, 409, 425, 429})
 BULK_LIMIT = 100  # people per bulk request, as the providers' bulk APIs allow
-MAX_RATE_WAIT_S = 1.0
 
 
 class PersonQuery(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -82,15 +84,12 @@ class PersonMatchProvider:
         self,
         settings: ProviderSettings,
         session: aiohttp.ClientSession,
-        control: ControlListener,
+        control: Cooldowns,
         metrics: ProviderMetrics,
     ) -> None:
         self._latency = metrics.seconds.labels(provider=settings.name)
         self.name = settings.name
-        self.target = f"provider:{settings.name}"
-        self._control = control
-        self._bucket = TokenBucket(settings.rate_per_s)
-        self._cooldown_s = settings.cooldown_s
+        self._gate = provider_gate(settings, control)
         self._url = f"{settings.url}/v1/person"
         self._bulk_url = f"{settings.url}/v1/person/bulk"
         self._bulk = settings.bulk
@@ -161,28 +160,14 @@ class PersonMatchProvider:
 
     async def _call(self, url: str, payload: bytes, job_id: str) -> bytes | None:
         async with self._slots:
-            await self._wait_turn()
+            await self._gate.wait_turn(ProviderUnavailable)
             try:
                 with self._latency.time():
                     return await self._post(url, payload, job_id)
             except ProviderUnavailable as e:
                 if e.status == 429:
-                    pause = e.retry_after_s or self._cooldown_s
-                    await self._control.start_cooldown(self.target, time.time() + pause)
+                    await self._gate.cool_down(e.retry_after_s)
                 raise
-
-    async def _wait_turn(self) -> None:
-        """Respect the cooldown and the request rate; a long wait is left to the broker."""
-        left = self._control.cooldown_left(self.target)
-        if left > 0:
-            raise ProviderUnavailable(
-                f"{self.name}: cooling down for {left:.1f}s", retry_after_s=left
-            )
-        wait = self._bucket.reserve(MAX_RATE_WAIT_S)
-        if wait > MAX_RATE_WAIT_S:
-            raise ProviderUnavailable(f"{self.name}: over its request rate", retry_after_s=wait)
-        if wait > 0:
-            await asyncio.sleep(wait)
 
     async def _post(self, url: str, payload: bytes, job_id: str) -> bytes | None:
         headers = {**self._headers, "X-Leadflow-Job": job_id}

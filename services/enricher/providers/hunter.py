@@ -50,7 +50,7 @@ from services.enricher.providers.vendor import (
     fields,
     person_name,
 )
-from shared.control import ControlListener
+from shared.ratelimit import Cooldowns
 
 FINDER_PATH = "/v2/email-finder"
 VERIFIER_PATH = "/v2/email-verifier"
@@ -104,7 +104,7 @@ class HunterProvider:
         self,
         settings: ProviderSettings,
         session: aiohttp.ClientSession,
-        control: ControlListener,
+        control: Cooldowns,
         metrics: ProviderMetrics,
     ) -> None:
         self.name = settings.name

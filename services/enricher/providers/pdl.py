@@ -36,7 +36,7 @@ from services.enricher.draft import LeadDraft
 from services.enricher.metrics import ProviderMetrics
 from services.enricher.providers.base import ProviderRejected, ProviderUnavailable, Reply
 from services.enricher.providers.vendor import Answer, VendorClient, decode, fields, person_name
-from shared.control import ControlListener
+from shared.ratelimit import Cooldowns
 
 BULK_PATH = "/v5/person/bulk"
 BULK_LIMIT = 80  # the docs' practical ceiling (100 is the hard one)
@@ -83,7 +83,7 @@ class PdlProvider:
         self,
         settings: ProviderSettings,
         session: aiohttp.ClientSession,
-        control: ControlListener,
+        control: Cooldowns,
         metrics: ProviderMetrics,
     ) -> None:
         self.name = settings.name

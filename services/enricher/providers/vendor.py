@@ -10,7 +10,6 @@ the credit ledger's work.)
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -25,12 +24,11 @@ from services.enricher.providers.base import (
     ProviderParked,
     ProviderRejected,
     ProviderUnavailable,
+    provider_gate,
 )
-from shared.control import ControlListener
 from shared.logging import get_logger
-from shared.ratelimit import TokenBucket, retry_after_s
+from shared.ratelimit import Cooldowns, retry_after_s
 
-MAX_RATE_WAIT_S = 1.0
 T = TypeVar("T")
 log = get_logger(__name__)
 _encode = msgspec.json.Encoder().encode
@@ -53,18 +51,15 @@ class VendorClient:
         self,
         settings: ProviderSettings,
         session: aiohttp.ClientSession,
-        control: ControlListener,
+        control: Cooldowns,
         metrics: ProviderMetrics,
         auth_headers: Mapping[str, str],
     ) -> None:
         self.name = settings.name
-        self.target = f"provider:{settings.name}"
         self.base_url = settings.url
         self.parked: ProviderParked | None = None
         self._latency = metrics.seconds.labels(provider=settings.name)
-        self._control = control
-        self._bucket = TokenBucket(settings.rate_per_s)
-        self._cooldown_s = settings.cooldown_s
+        self._gate = provider_gate(settings, control)
         self._headers = dict(auth_headers)
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
         self._session = session
@@ -88,7 +83,7 @@ class VendorClient:
             data = _encode(body)
             headers["Content-Type"] = "application/json"
         async with self._slots:
-            await self._wait_turn()
+            await self._gate.wait_turn(ProviderUnavailable)
             try:
                 with self._latency.time():
                     async with self._session.request(
@@ -111,23 +106,9 @@ class VendorClient:
             except aiohttp.ClientError as e:
                 raise ProviderUnavailable(f"{self.name}: {type(e).__name__}: {e}") from e
 
-    async def _wait_turn(self) -> None:
-        """Respect the cooldown and the request rate; a long wait is left to the broker."""
-        left = self._control.cooldown_left(self.target)
-        if left > 0:
-            raise ProviderUnavailable(
-                f"{self.name}: cooling down for {left:.1f}s", retry_after_s=left
-            )
-        wait = self._bucket.reserve(MAX_RATE_WAIT_S)
-        if wait > MAX_RATE_WAIT_S:
-            raise ProviderUnavailable(f"{self.name}: over its request rate", retry_after_s=wait)
-        if wait > 0:
-            await asyncio.sleep(wait)
-
     async def throttled(self, answer: Answer) -> ProviderUnavailable:
         """The vendor's rate-limit signal: cool down (its Retry-After, or the configured)."""
-        pause = answer.retry_after_s or self._cooldown_s
-        await self._control.start_cooldown(self.target, time.time() + pause)
+        pause = await self._gate.cool_down(answer.retry_after_s)
         return ProviderUnavailable(
             f"{self.name}: rate limited (HTTP {answer.status})",
             retry_after_s=pause,

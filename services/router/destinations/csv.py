@@ -4,11 +4,12 @@ The file is a projection of the store. The destination row remembers the last le
 written (`cursor_seq`) and the file size after it (`file_offset`). A sync truncates the
 file to that offset before appending, so rows written by a sync that crashed before it
 recorded its progress are dropped and written again: never lost, never doubled.
+
+File I/O leaves the event loop through aiofiles (the stack's one way), fsync included.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 from pathlib import Path
@@ -17,11 +18,13 @@ import aiofiles
 import aiofiles.os
 
 from shared.jobs import CsvDestination
+from shared.jobstate import STOPPED
 from shared.logging import get_logger
 from shared.results import decode_result, encode_csv, field_map
-from shared.store import STOPPED_STATES, Store, csv_owner, decode_spec
+from shared.store import Store, csv_owner, decode_spec
 
 log = get_logger(__name__)
+_fsync = aiofiles.os.wrap(os.fsync)  # aiofiles has no fsync of its own
 ROWS_PER_SYNC = 5000
 
 
@@ -65,7 +68,7 @@ def csv_targets(conn: sqlite3.Connection, job_id: str) -> list[tuple[str, int, C
     job = conn.execute(
         "SELECT tenant, state, spec FROM jobs WHERE job_id = ?", (job_id,)
     ).fetchone()
-    if job is None or job["state"] in STOPPED_STATES:
+    if job is None or job["state"] in STOPPED:
         return []
     spec = decode_spec(job["spec"])
     return [
@@ -98,4 +101,4 @@ async def write_at(path: Path, offset: int, data: bytes) -> None:
         await f.truncate(offset)
         await f.write(data)
         await f.flush()
-        await asyncio.to_thread(os.fsync, f.fileno())
+        await _fsync(f.fileno())

@@ -17,8 +17,12 @@ import msgspec
 
 from shared.errors import PermanentError, TransientError
 from shared.messages import LEAD_FIELD_MAX_CHARS, Lead
+from shared.ratelimit import Gate
 
 CUT_FIELDS = frozenset({"full_name", "first_name", "last_name", "title", "company", "location"})
+# An account's turn further away than this is not waited for while holding the page task:
+# the task goes back through the broker's delay tier (shared/ratelimit.py Gate).
+MAX_INLINE_WAIT_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,14 @@ class SourceRateLimited(SourceUnavailable):
     """429 or a soft block: the account must cool down (for `retry_after_s` if given)."""
 
 
+class AccountCoolingDown(SourceUnavailable):
+    """The account is in a cooldown (here or broadcast by another scraper): not called."""
+
+
+class AccountOverRate(SourceUnavailable):
+    """The account's next turn under its request rate is too far away to wait for here."""
+
+
 class SourceRejected(PermanentError):
     """The source refused the query (4xx): the job cannot go on."""
 
@@ -42,10 +54,9 @@ class SourceRejected(PermanentError):
 class Source(Protocol):
     name: str
     accounts: tuple[str, ...]  # labels, e.g. acct0, acct1 (never the keys themselves)
-    cooldown_s: float
 
-    def reserve_turn(self, account: str, max_wait_s: float) -> float:
-        """Seconds until the account's next turn, booked when at most `max_wait_s`."""
+    def gate(self, account: str) -> Gate:
+        """The account's cooldown and request rate, which every fetch goes through."""
 
     async def fetch(
         self, account: str, query: dict[str, str], cursor: str | None, job_id: str
@@ -53,20 +64,9 @@ class Source(Protocol):
         """One page of results for the query, from the cursor (None: the first page)."""
 
 
-class SourceResult(msgspec.Struct, kw_only=True):
-    """One search result as the source sent it (the fields of `Lead`, any length)."""
-
-    id: str
-    full_name: str | None = None
-    first_name: str | None = None
-    last_name: str | None = None
-    title: str | None = None
-    company: str | None = None
-    company_domain: str | None = None
-    linkedin_url: str | None = None
-    email: str | None = None
-    phone: str | None = None
-    location: str | None = None
+# One search result as the source sent it: a `Lead` of any length (`Lead` itself carries no
+# limit), fitted to the limits by `fit_scraped_lead` before it travels on.
+SourceResult = Lead
 
 
 def fit_scraped_lead(result: SourceResult) -> tuple[Lead, tuple[str, ...]]:

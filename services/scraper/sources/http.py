@@ -12,6 +12,7 @@ import msgspec
 
 from services.scraper.config import SourceSettings
 from services.scraper.sources.base import (
+    MAX_INLINE_WAIT_S,
     Page,
     SourceRateLimited,
     SourceRejected,
@@ -20,7 +21,7 @@ from services.scraper.sources.base import (
     fit_scraped_lead,
 )
 from shared.logging import get_logger
-from shared.ratelimit import TokenBucket, retry_after_s
+from shared.ratelimit import Cooldowns, Gate, retry_after_s
 
 log = get_logger(__name__)
 
@@ -39,19 +40,25 @@ _decode_reply = msgspec.json.Decoder(SearchReply).decode
 
 
 class SearchApiSource:
-    def __init__(self, settings: SourceSettings, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, settings: SourceSettings, session: aiohttp.ClientSession, control: Cooldowns
+    ) -> None:
         self.name = settings.name
-        self.cooldown_s = settings.cooldown_s
         self.accounts = tuple(f"acct{i}" for i in range(len(settings.keys)))
         self._keys = dict(zip(self.accounts, settings.keys, strict=True))
-        self._buckets = {a: TokenBucket(settings.rate_per_s) for a in self.accounts}
+        self._gates = {
+            account: Gate(
+                settings, f"source:{self.name}:{account}", control, max_wait_s=MAX_INLINE_WAIT_S
+            )
+            for account in self.accounts
+        }
         self._url = f"{settings.url}/v1/search"
         self._page_size = settings.page_size
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
         self._session = session
 
-    def reserve_turn(self, account: str, max_wait_s: float) -> float:
-        return self._buckets[account].reserve(max_wait_s)
+    def gate(self, account: str) -> Gate:
+        return self._gates[account]
 
     async def fetch(
         self, account: str, query: dict[str, str], cursor: str | None, job_id: str

@@ -1,0 +1,2 @@
+-- `found` holds a whole ProviderAnswer from here on (a refusal is an answer too).
+DELETE FROM provider_answers;

@@ -41,9 +41,12 @@ from shared.jobs import (
     percent,
 )
 from shared.jobstate import STOPPED
+from shared.logging import get_logger
 from shared.messages import Lead
+from shared.supervise import backoff_s
 
 T = TypeVar("T")
+log = get_logger(__name__)
 
 # Migrations are versioned files (`migrations/NNNN_what.sql`), applied in order by number
 # at connect; `PRAGMA user_version` records how many ran. Add a new file, never edit one
@@ -94,6 +97,8 @@ JOB_COLUMNS = (
 # callers wait the outage out (the router holds its batch) or answer 503 (the gateway).
 # A blocked writer takes a released lock at once.
 BUSY_TIMEOUT_S = 10.0
+# How long a starting service waits for a locked store before it gives up (and exits).
+OPEN_WAIT_S = 120.0
 # Readiness probes wait for the lock this long only, so they hold the store thread little.
 PROBE_BUSY_TIMEOUT_S = 1.0
 # Reads on the event loop's thread (`read_now`) must never hold the loop that long; WAL
@@ -171,8 +176,22 @@ class Store:
         self._down_reason = ""
         self._outages: list[tuple[float, float]] = []  # (ended at, lasted s), epoch
 
-    async def open(self) -> None:
-        await self.run(lambda _: None)
+    async def open(self, wait_s: float = OPEN_WAIT_S) -> None:
+        """Connect and migrate. Services started at once on an empty database queue for its
+        lock (the switch to WAL and the migrations), as does a start during a backup: store
+        trouble is waited out for up to `wait_s`, then raised."""
+        deadline = time.monotonic() + wait_s
+        tries = 0
+        while True:
+            try:
+                await self.run(lambda _: None)
+                return
+            except StoreUnavailable as e:
+                tries += 1
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("store.open_waiting", error=str(e), tries=tries)
+                await asyncio.sleep(backoff_s(tries, 0.2, 5.0))
 
     @property
     def unavailable_reason(self) -> str | None:
@@ -347,12 +366,16 @@ def connect(
         path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
     )
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    # FULL: a committed lead survives power loss too, and commits are per batch anyway.
-    conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-    conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
-    if migrations:
-        migrate(conn, migrations)
+    try:
+        conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed lead survives power loss too, and commits are per batch anyway.
+        conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        if migrations:
+            migrate(conn, migrations)
+    except BaseException:
+        conn.close()  # the next try connects afresh
+        raise
     return conn
 
 

@@ -23,6 +23,7 @@ from shared.messages import Codec, LeadsEnriched, Message, ResultLead
 from shared.store import Store, unavailable
 from shared.supervise import Backoff
 from shared.topology import Topology
+from tests.helpers import wait_until
 
 BUSY_S = 0.2
 
@@ -236,3 +237,30 @@ async def test_a_task_that_meets_store_trouble_comes_back_without_spending_an_at
     assert later.attempt == 2
     assert later.delay_s == STORE_RETRY_DELAY_S
     assert message.settled == ["ack"]
+
+
+async def test_a_service_starting_on_a_locked_new_store_waits_for_it(tmp_path: Path) -> None:
+    """Services started at once on an empty database queue for it (the switch to WAL, the
+    migrations); a start must wait the lock out, not exit."""
+    path = tmp_path / "new.sqlite"
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # a rollback-journal file: nobody may even read
+    store = Store(path, busy_timeout_s=BUSY_S)
+    opening = asyncio.create_task(store.open())
+    try:
+
+        async def met_the_lock() -> bool:
+            return store.unavailable_reason is not None
+
+        await wait_until(met_the_lock, interval_s=0.01, what="the first try to meet the lock")
+        assert not opening.done()
+        blocker.execute("ROLLBACK")
+        await asyncio.wait_for(opening, 30)
+        tables = await store.run(
+            lambda conn: {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        )
+        assert "jobs" in tables
+    finally:
+        blocker.close()
+        opening.cancel()
+        await store.close()

@@ -52,7 +52,7 @@ async def delete_leadflow_topology(prefix: str, url: str = AMQP_URL) -> None:
     """Remove every queue and exchange the services declared under `prefix` (the bench
     runs as the dev tenant, whose lanes are declared on demand)."""
     topology = Topology(prefix)
-    lanes = [topology.lane_queue(kind, "default") for kind in WORK_KINDS]
+    lanes = [lane for kind in WORK_KINDS for lane in topology.lane_queues(kind, "default")]
     await delete_names(
         [*(spec.name for spec in topology.queues()), *lanes],
         [spec.name for spec in topology.exchanges()],

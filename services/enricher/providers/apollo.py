@@ -30,7 +30,6 @@ Apollo has no catch-all status of its own.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 import aiohttp
@@ -44,6 +43,8 @@ from services.enricher.providers.base import (
     ProviderRejected,
     ProviderUnavailable,
     Reply,
+    can_find_person,
+    in_chunks,
 )
 from services.enricher.providers.vendor import Answer, VendorClient, decode, fields, person_name
 from shared.ratelimit import Cooldowns
@@ -99,9 +100,7 @@ class ApolloProvider:
         self.client = VendorClient(settings, session, control, metrics, headers)
 
     def can_help(self, draft: LeadDraft) -> bool:
-        first, last, full = person_name(draft.get)
-        has_company = bool(draft.get("company_domain") or draft.get("company"))
-        return (bool((first and last) or full) and has_company) or bool(draft.get("linkedin_url"))
+        return can_find_person(draft)
 
     def query(self, draft: LeadDraft) -> dict[str, str | None]:
         first, last, full = person_name(draft.get)
@@ -115,9 +114,7 @@ class ApolloProvider:
         }
 
     async def lookup_many(self, drafts: Sequence[LeadDraft], job_id: str) -> list[Reply]:
-        chunks = [drafts[i : i + BULK_LIMIT] for i in range(0, len(drafts), BULK_LIMIT)]
-        replies = await asyncio.gather(*(self._bulk(c, job_id) for c in chunks))
-        return [reply for chunk in replies for reply in chunk]
+        return await in_chunks(drafts, BULK_LIMIT, lambda chunk: self._bulk(chunk, job_id))
 
     async def _bulk(self, drafts: Sequence[LeadDraft], job_id: str) -> list[Reply]:
         details = [{k: v for k, v in self.query(d).items() if v} for d in drafts]

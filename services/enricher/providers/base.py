@@ -9,7 +9,8 @@ does not have).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal, Protocol
 
 import msgspec
@@ -95,3 +96,25 @@ class Verifier(Protocol):
 def provider_gate(settings: ProviderSettings, control: Cooldowns) -> Gate:
     """The cooldown and request rate every adapter of this provider calls through."""
     return Gate(settings, f"provider:{settings.name}", control, max_wait_s=MAX_RATE_WAIT_S)
+
+
+def has_name_and_company(draft: LeadDraft) -> bool:
+    """Enough to find a person by name: a full name (or first and last) and a company."""
+    has_name = bool(draft.get("full_name") or (draft.get("first_name") and draft.get("last_name")))
+    return has_name and bool(draft.get("company") or draft.get("company_domain"))
+
+
+def can_find_person(draft: LeadDraft) -> bool:
+    """What a person-match API needs: a name and a company, or a LinkedIn profile."""
+    return has_name_and_company(draft) or bool(draft.get("linkedin_url"))
+
+
+async def in_chunks(
+    drafts: Sequence[LeadDraft],
+    limit: int,
+    ask: Callable[[Sequence[LeadDraft]], Awaitable[list[Reply]]],
+) -> list[Reply]:
+    """Ask for `drafts` in requests of at most `limit` people, concurrently; replies in order."""
+    chunks = [drafts[i : i + limit] for i in range(0, len(drafts), limit)]
+    replies = await asyncio.gather(*(ask(chunk) for chunk in chunks))
+    return [reply for chunk in replies for reply in chunk]

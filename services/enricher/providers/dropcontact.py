@@ -47,6 +47,8 @@ from services.enricher.providers.base import (
     ProviderRejected,
     ProviderUnavailable,
     Reply,
+    can_find_person,
+    in_chunks,
 )
 from services.enricher.providers.vendor import Answer, VendorClient, decode, fields, person_name
 from shared.ratelimit import Cooldowns
@@ -126,9 +128,7 @@ class DropcontactProvider:
         self.client = VendorClient(settings, session, control, metrics, headers)
 
     def can_help(self, draft: LeadDraft) -> bool:
-        first, last, full = person_name(draft.get)
-        has_company = bool(draft.get("company_domain") or draft.get("company"))
-        return (bool((first and last) or full) and has_company) or bool(draft.get("linkedin_url"))
+        return can_find_person(draft)
 
     def query(self, draft: LeadDraft) -> dict[str, str | None]:
         first, last, full = person_name(draft.get)
@@ -142,9 +142,7 @@ class DropcontactProvider:
         }
 
     async def lookup_many(self, drafts: Sequence[LeadDraft], job_id: str) -> list[Reply]:
-        chunks = [drafts[i : i + BATCH_LIMIT] for i in range(0, len(drafts), BATCH_LIMIT)]
-        replies = await asyncio.gather(*(self._batch(c, job_id) for c in chunks))
-        return [reply for chunk in replies for reply in chunk]
+        return await in_chunks(drafts, BATCH_LIMIT, lambda chunk: self._batch(chunk, job_id))
 
     async def _batch(self, drafts: Sequence[LeadDraft], job_id: str) -> list[Reply]:
         records = [{k: v for k, v in self.query(d).items() if v} for d in drafts]

@@ -24,6 +24,8 @@ from services.enricher.providers.base import (
     ProviderRejected,
     ProviderUnavailable,
     Reply,
+    can_find_person,
+    in_chunks,
     provider_gate,
 )
 from shared.ratelimit import Cooldowns, retry_after_s
@@ -102,11 +104,7 @@ class PersonMatchProvider:
         self._slots = asyncio.Semaphore(settings.concurrency)
 
     def can_help(self, draft: LeadDraft) -> bool:
-        has_name = bool(
-            draft.get("full_name") or (draft.get("first_name") and draft.get("last_name"))
-        )
-        has_company = bool(draft.get("company") or draft.get("company_domain"))
-        return (has_name and has_company) or bool(draft.get("linkedin_url"))
+        return can_find_person(draft)
 
     def query(self, draft: LeadDraft) -> dict[str, str | None]:
         return {
@@ -121,9 +119,7 @@ class PersonMatchProvider:
     async def lookup_many(self, drafts: Sequence[LeadDraft], job_id: str) -> list[Reply]:
         if not self._bulk:
             return list(await asyncio.gather(*(self._lookup_one(d, job_id) for d in drafts)))
-        chunks = [drafts[i : i + BULK_LIMIT] for i in range(0, len(drafts), BULK_LIMIT)]
-        replies = await asyncio.gather(*(self._lookup_bulk(c, job_id) for c in chunks))
-        return [reply for chunk in replies for reply in chunk]
+        return await in_chunks(drafts, BULK_LIMIT, lambda chunk: self._lookup_bulk(chunk, job_id))
 
     async def _lookup_one(self, draft: LeadDraft, job_id: str) -> Reply:
         try:

@@ -42,6 +42,7 @@ from services.enricher.providers.base import (
     Reply,
     Verification,
     VerifyReply,
+    has_name_and_company,
 )
 from services.enricher.providers.vendor import (
     Answer,
@@ -111,9 +112,7 @@ class HunterProvider:
         self.client = VendorClient(settings, session, control, metrics, {"X-API-KEY": settings.key})
 
     def can_help(self, draft: LeadDraft) -> bool:
-        first, last, full = person_name(draft.get)
-        has_company = bool(draft.get("company_domain") or draft.get("company"))
-        return bool((first and last) or full) and has_company
+        return has_name_and_company(draft)  # the finder takes no LinkedIn profile
 
     def query(self, draft: LeadDraft) -> dict[str, str | None]:
         first, last, full = person_name(draft.get)

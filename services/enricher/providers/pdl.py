@@ -24,7 +24,6 @@ https://docs.peopledatalabs.com/support/billing/how-credits-work (bulk: 1 credit
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,7 +33,13 @@ import msgspec
 from services.enricher.config import ProviderSettings
 from services.enricher.draft import LeadDraft
 from services.enricher.metrics import ProviderMetrics
-from services.enricher.providers.base import ProviderRejected, ProviderUnavailable, Reply
+from services.enricher.providers.base import (
+    ProviderRejected,
+    ProviderUnavailable,
+    Reply,
+    can_find_person,
+    in_chunks,
+)
 from services.enricher.providers.vendor import Answer, VendorClient, decode, fields, person_name
 from shared.ratelimit import Cooldowns
 
@@ -90,9 +95,7 @@ class PdlProvider:
         self.client = VendorClient(settings, session, control, metrics, {"X-Api-Key": settings.key})
 
     def can_help(self, draft: LeadDraft) -> bool:
-        first, last, full = person_name(draft.get)
-        has_company = bool(draft.get("company_domain") or draft.get("company"))
-        return (bool((first and last) or full) and has_company) or bool(draft.get("linkedin_url"))
+        return can_find_person(draft)
 
     def query(self, draft: LeadDraft) -> dict[str, str | None]:
         first, last, full = person_name(draft.get)
@@ -107,9 +110,7 @@ class PdlProvider:
         }
 
     async def lookup_many(self, drafts: Sequence[LeadDraft], job_id: str) -> list[Reply]:
-        chunks = [drafts[i : i + BULK_LIMIT] for i in range(0, len(drafts), BULK_LIMIT)]
-        replies = await asyncio.gather(*(self._bulk(c, job_id) for c in chunks))
-        return [reply for chunk in replies for reply in chunk]
+        return await in_chunks(drafts, BULK_LIMIT, lambda chunk: self._bulk(chunk, job_id))
 
     async def _bulk(self, drafts: Sequence[LeadDraft], job_id: str) -> list[Reply]:
         requests = [

@@ -32,22 +32,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import aiohttp
 import msgspec
 
-from services.enricher.config import ProviderSettings
 from services.enricher.draft import LeadDraft
-from services.enricher.metrics import ProviderMetrics
 from services.enricher.providers.base import (
     EmailStatus,
     ProviderRejected,
     ProviderUnavailable,
     Reply,
-    can_find_person,
     in_chunks,
 )
-from services.enricher.providers.vendor import Answer, VendorClient, decode, fields, person_name
-from shared.ratelimit import Cooldowns
+from services.enricher.providers.vendor import (
+    Answer,
+    VendorProvider,
+    decode,
+    fields,
+    person_name,
+)
 
 BULK_PATH = "/api/v1/people/bulk_match"
 BULK_LIMIT = 10
@@ -87,20 +88,9 @@ def normalise(raw: str | None) -> EmailStatus:
     return STATUSES.get((raw or "").strip().lower().replace(" ", "_"), "unknown")
 
 
-class ApolloProvider:
-    def __init__(
-        self,
-        settings: ProviderSettings,
-        session: aiohttp.ClientSession,
-        control: Cooldowns,
-        metrics: ProviderMetrics,
-    ) -> None:
-        self.name = settings.name
-        headers = {"X-Api-Key": settings.key, "Cache-Control": "no-cache"}
-        self.client = VendorClient(settings, session, control, metrics, headers)
-
-    def can_help(self, draft: LeadDraft) -> bool:
-        return can_find_person(draft)
+class ApolloProvider(VendorProvider):
+    def auth_headers(self, key: str) -> dict[str, str]:
+        return {"X-Api-Key": key, "Cache-Control": "no-cache"}
 
     def query(self, draft: LeadDraft) -> dict[str, str | None]:
         first, last, full = person_name(draft.get)

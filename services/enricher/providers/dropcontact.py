@@ -36,22 +36,23 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-import aiohttp
 import msgspec
 
-from services.enricher.config import ProviderSettings
 from services.enricher.draft import LeadDraft
-from services.enricher.metrics import ProviderMetrics
 from services.enricher.providers.base import (
     EmailStatus,
     ProviderRejected,
     ProviderUnavailable,
     Reply,
-    can_find_person,
     in_chunks,
 )
-from services.enricher.providers.vendor import Answer, VendorClient, decode, fields, person_name
-from shared.ratelimit import Cooldowns
+from services.enricher.providers.vendor import (
+    Answer,
+    VendorProvider,
+    decode,
+    fields,
+    person_name,
+)
 
 SUBMIT_PATH = "/v1/enrich/all"
 BATCH_LIMIT = 250
@@ -114,21 +115,9 @@ def best_email(record: EnrichedRecord) -> tuple[str | None, EmailStatus, str | N
     return email, status, raw
 
 
-class DropcontactProvider:
-    def __init__(
-        self,
-        settings: ProviderSettings,
-        session: aiohttp.ClientSession,
-        control: Cooldowns,
-        metrics: ProviderMetrics,
-    ) -> None:
-        self.name = settings.name
-        self.poll_s = settings.poll_s
-        headers = {"X-Access-Token": settings.key}
-        self.client = VendorClient(settings, session, control, metrics, headers)
-
-    def can_help(self, draft: LeadDraft) -> bool:
-        return can_find_person(draft)
+class DropcontactProvider(VendorProvider):
+    def auth_headers(self, key: str) -> dict[str, str]:
+        return {"X-Access-Token": key}
 
     def query(self, draft: LeadDraft) -> dict[str, str | None]:
         first, last, full = person_name(draft.get)
@@ -169,7 +158,7 @@ class DropcontactProvider:
     async def _poll(self, request_id: str, job_id: str) -> list[EnrichedRecord]:
         for attempt in range(MAX_POLLS):
             if attempt:
-                await asyncio.sleep(self.poll_s)
+                await asyncio.sleep(self.settings.poll_s)
             answer = await self.client.request("GET", f"{SUBMIT_PATH}/{request_id}", job_id)
             await self._check(answer)
             result = decode(self.name, _decode_result, answer.body)
@@ -178,7 +167,7 @@ class DropcontactProvider:
             # Not ready (or unknown id, or trouble on their side): the docs say poll again.
         raise ProviderUnavailable(
             f"{self.name}: batch {request_id} not ready after {MAX_POLLS} polls",
-            retry_after_s=self.poll_s,
+            retry_after_s=self.settings.poll_s,
         )
 
     def _reply(self, record: EnrichedRecord) -> Reply:

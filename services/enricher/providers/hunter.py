@@ -29,12 +29,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-import aiohttp
 import msgspec
 
-from services.enricher.config import ProviderSettings
 from services.enricher.draft import LeadDraft
-from services.enricher.metrics import ProviderMetrics
 from services.enricher.providers.base import (
     EmailStatus,
     ProviderRejected,
@@ -46,12 +43,11 @@ from services.enricher.providers.base import (
 )
 from services.enricher.providers.vendor import (
     Answer,
-    VendorClient,
+    VendorProvider,
     decode,
     fields,
     person_name,
 )
-from shared.ratelimit import Cooldowns
 
 FINDER_PATH = "/v2/email-finder"
 VERIFIER_PATH = "/v2/email-verifier"
@@ -100,16 +96,9 @@ def normalise(raw: str | None) -> EmailStatus:
     return STATUSES.get(raw or "", "unknown")
 
 
-class HunterProvider:
-    def __init__(
-        self,
-        settings: ProviderSettings,
-        session: aiohttp.ClientSession,
-        control: Cooldowns,
-        metrics: ProviderMetrics,
-    ) -> None:
-        self.name = settings.name
-        self.client = VendorClient(settings, session, control, metrics, {"X-API-KEY": settings.key})
+class HunterProvider(VendorProvider):
+    def auth_headers(self, key: str) -> dict[str, str]:
+        return {"X-API-KEY": key}
 
     def can_help(self, draft: LeadDraft) -> bool:
         return has_name_and_company(draft)  # the finder takes no LinkedIn profile

@@ -27,21 +27,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import aiohttp
 import msgspec
 
-from services.enricher.config import ProviderSettings
 from services.enricher.draft import LeadDraft
-from services.enricher.metrics import ProviderMetrics
 from services.enricher.providers.base import (
     ProviderRejected,
     ProviderUnavailable,
     Reply,
-    can_find_person,
     in_chunks,
 )
-from services.enricher.providers.vendor import Answer, VendorClient, decode, fields, person_name
-from shared.ratelimit import Cooldowns
+from services.enricher.providers.vendor import (
+    Answer,
+    VendorProvider,
+    decode,
+    fields,
+    person_name,
+)
 
 BULK_PATH = "/v5/person/bulk"
 BULK_LIMIT = 80  # the docs' practical ceiling (100 is the hard one)
@@ -83,19 +84,9 @@ def email_of(person: PdlPerson) -> str | None:
     return None
 
 
-class PdlProvider:
-    def __init__(
-        self,
-        settings: ProviderSettings,
-        session: aiohttp.ClientSession,
-        control: Cooldowns,
-        metrics: ProviderMetrics,
-    ) -> None:
-        self.name = settings.name
-        self.client = VendorClient(settings, session, control, metrics, {"X-Api-Key": settings.key})
-
-    def can_help(self, draft: LeadDraft) -> bool:
-        return can_find_person(draft)
+class PdlProvider(VendorProvider):
+    def auth_headers(self, key: str) -> dict[str, str]:
+        return {"X-Api-Key": key}
 
     def query(self, draft: LeadDraft) -> dict[str, str | None]:
         first, last, full = person_name(draft.get)

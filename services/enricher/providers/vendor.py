@@ -18,12 +18,14 @@ import aiohttp
 import msgspec
 
 from services.enricher.config import ProviderSettings
+from services.enricher.draft import LeadDraft
 from services.enricher.metrics import ProviderMetrics
 from services.enricher.providers.base import (
     ParkReason,
     ProviderParked,
     ProviderRejected,
     ProviderUnavailable,
+    can_find_person,
     provider_gate,
 )
 from shared.logging import get_logger
@@ -135,6 +137,29 @@ class VendorClient:
 
     def rejected(self, answer: Answer) -> ProviderRejected:
         return ProviderRejected(f"{self.name}: HTTP {answer.status} {answer.detail()}".rstrip())
+
+
+class VendorProvider:
+    """What every vendor adapter shares: its name, and a client that sends the vendor's
+    own authentication header (each adapter says which in `auth_headers`)."""
+
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        session: aiohttp.ClientSession,
+        control: Cooldowns,
+        metrics: ProviderMetrics,
+    ) -> None:
+        self.name = settings.name
+        self.settings = settings
+        headers = self.auth_headers(settings.key)
+        self.client = VendorClient(settings, session, control, metrics, headers)
+
+    def auth_headers(self, key: str) -> dict[str, str]:
+        raise NotImplementedError
+
+    def can_help(self, draft: LeadDraft) -> bool:
+        return can_find_person(draft)
 
 
 def decode(provider: str, decoder: Callable[[bytes], T], body: bytes) -> T:

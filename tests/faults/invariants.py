@@ -40,8 +40,16 @@ async def assert_invariants(
     assert progress["failed"] == sum(1 for lead in leads if lead["status"] == "failed")
 
     if csv_name is not None:
-        rows = read_csv(stack.data_dir / "exports" / "default" / f"{csv_name}.csv")
-        ids = Counter(row["id"] for row in rows)
+        path = stack.data_dir / "exports" / "default" / f"{csv_name}.csv"
+
+        async def csv_ids() -> Counter[str]:
+            # The router syncs the CSV just after the commit that completes the job: a
+            # reader may see `completed` first, so wait for the file to catch up.
+            ids = Counter(row["id"] for row in read_csv(path)) if path.exists() else Counter()
+            return ids if set(ids) >= lead_ids else Counter()
+
+        await wait_until(csv_ids, timeout_s=60, what="the CSV to catch up with the store")
+        ids = Counter(row["id"] for row in read_csv(path))
         assert set(ids) == lead_ids, "the CSV has every lead"
         assert max(ids.values()) == 1, "each once"
 

@@ -30,6 +30,7 @@ from aio_pika.abc import (
 )
 from yarl import URL
 
+from shared import tracing
 from shared.config import CommonSettings
 from shared.errors import BrokerUnavailable
 from shared.health import Metrics
@@ -271,7 +272,8 @@ class Broker:
             priority=PRIORITY_LEVELS.get(item.priority, PRIORITY_LEVELS["normal"]),
             message_id=uuid.uuid4().hex,
             type=tag_of(item.message),
-            headers={ATTEMPT_HEADER: item.attempt, **item.headers},
+            # The trace of the work that publishes it, unless the message carries its own.
+            headers={ATTEMPT_HEADER: item.attempt, **tracing.carrier(), **item.headers},
             # Jitter inside a retry tier: the message expires before the tier's own TTL.
             expiration=max(item.delay_s, 0.001) if item.retry else None,
         )

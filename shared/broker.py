@@ -59,20 +59,50 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
 
 
 @dataclass(frozen=True)
-class Outgoing:
-    """A message to publish, to its exchange by routing key; with `retry`, through that
-    exchange's delay tier (`delay_s`) first; with `dead_letter_of`, to that work queue's
-    dead-letter queue instead (the reason in `headers[ERROR_HEADER]`); with `to_queue`,
-    straight into that queue."""
+class Publish:
+    """To the message's exchange by its routing key (a task: its priority's lane)."""
 
     message: Message
     priority: str = "normal"
-    attempt: int = 0
-    retry: bool = False
-    delay_s: float = 0.0
-    dead_letter_of: str | None = None
-    to_queue: str | None = None
+
+
+@dataclass(frozen=True)
+class Delayed:
+    """Through the delay tier of the message's exchange: back in its queue after `delay_s`,
+    with its attempt count and the reason it is retried (`headers[ERROR_HEADER]`)."""
+
+    message: Message
+    delay_s: float
+    attempt: int
+    priority: str = "normal"
     headers: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """Into the dead-letter queue of the work queue `of`, the reason in
+    `headers[ERROR_HEADER]`."""
+
+    message: Message
+    of: str
+    attempt: int
+    priority: str = "normal"
+    headers: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ToQueue:
+    """Straight into `queue` (a suspect queue), past every exchange."""
+
+    message: Message
+    queue: str
+    attempt: int
+    priority: str = "normal"
+    headers: dict[str, Any] = field(default_factory=dict)
+
+
+# A message to publish: exactly one of these ways, so no flag takes precedence over another.
+Outgoing = Publish | Delayed | DeadLetter | ToQueue
 
 
 class NodeListConnection(aio_pika.RobustConnection):
@@ -264,6 +294,21 @@ class Broker:
         key = routing_key(item.message)
         if key.startswith("task."):
             key = self.topology.task_key(key, item.priority)  # the lane of its priority
+        exchange = self.topology.exchange_for(key)
+        attempt, headers, expiration = 0, {}, None
+        match item:
+            case Publish():
+                pass
+            case Delayed(delay_s=delay_s):
+                exchange = self.topology.retry_name(exchange, self.topology.retry_tier(delay_s))
+                # Jitter inside a retry tier: the message expires before the tier's own TTL.
+                attempt, headers, expiration = item.attempt, item.headers, max(delay_s, 0.001)
+            case DeadLetter(of=of):
+                exchange, key = self.topology.dead_exchange, of
+                attempt, headers = item.attempt, item.headers
+            case ToQueue(queue=queue):
+                exchange, key = "", queue
+                attempt, headers = item.attempt, item.headers
         amqp_message = aio_pika.Message(
             self._codec.encode(item.message),
             content_type="application/json",
@@ -271,17 +316,9 @@ class Broker:
             priority=PRIORITY_LEVELS.get(item.priority, PRIORITY_LEVELS["normal"]),
             message_id=uuid.uuid4().hex,
             type=tag_of(item.message),
-            headers={ATTEMPT_HEADER: item.attempt, **item.headers},
-            # Jitter inside a retry tier: the message expires before the tier's own TTL.
-            expiration=max(item.delay_s, 0.001) if item.retry else None,
+            headers={ATTEMPT_HEADER: attempt, **headers},
+            expiration=expiration,
         )
-        exchange = self.topology.exchange_for(key)
-        if item.to_queue is not None:
-            exchange, key = "", item.to_queue
-        elif item.dead_letter_of is not None:
-            exchange, key = self.topology.dead_exchange, item.dead_letter_of
-        elif item.retry:
-            exchange = self.topology.retry_name(exchange, self.topology.retry_tier(item.delay_s))
         await self._exchanges[exchange].publish(amqp_message, routing_key=key, mandatory=True)
         self._metrics.published.labels(routing_key=tag_of(item.message)).inc()
 

@@ -42,7 +42,6 @@ import msgspec
 from prometheus_client import Counter, Gauge
 
 from services.router.config import WebhookSettings
-from shared.consumer import RetryPolicy
 from shared.health import Metrics
 from shared.jobs import JobSpec, WebhookDestination
 from shared.logging import get_logger
@@ -50,6 +49,7 @@ from shared.netguard import NetGuard, TargetRefused
 from shared.results import decode_result, field_map, project
 from shared.secretbox import SecretBox, SecretUnreadable
 from shared.store import Store, decode_spec, epoch_s
+from shared.supervise import Backoff
 
 log = get_logger(__name__)
 # A claimed batch is someone else's for the call's timeout plus this margin.
@@ -180,9 +180,7 @@ class WebhookDispatcher:
         self.settings = settings
         self.box: SecretBox = settings.secret_box
         self._wake = asyncio.Event()
-        self.backoff = RetryPolicy(
-            backoff_base_s=settings.backoff_base_s, backoff_max_s=settings.backoff_max_s
-        )
+        self.backoff = Backoff(base_s=settings.backoff_base_s, max_s=settings.backoff_max_s)
         self.circuits = Circuits(settings.circuit_failures, settings.circuit_cooloff_s)
         self.limits = Limits(settings.receiver_concurrency, settings.tenant_concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
@@ -222,7 +220,7 @@ class WebhookDispatcher:
                     # Store trouble: never let it end delivery for good.
                     failures += 1
                     log.exception("webhook.claim_failed", failures=failures)
-                    await asyncio.sleep(self.backoff.backoff_s(min(failures, CLAIM_BACKOFF_CAP)))
+                    await asyncio.sleep(self.backoff.delay_s(min(failures, CLAIM_BACKOFF_CAP)))
                     continue
                 failures = 0
                 for batch in claimed:
@@ -309,7 +307,7 @@ class WebhookDispatcher:
                 "webhook.given_up", job_id=batch.job_id, webhook_id=batch.webhook_id, error=error
             )
         else:
-            delay = self.backoff.backoff_s(batch.attempts + 1)
+            delay = self.backoff.delay_s(batch.attempts + 1)
             await self.store.transaction(lambda conn: mark_retry(conn, batch, error, now + delay))
             self._deliveries.labels(outcome="retry").inc()
             log.warning(

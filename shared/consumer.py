@@ -48,7 +48,6 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 import structlog
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustQueue
 
 from shared.broker import (
     ATTEMPT_HEADER,
@@ -56,10 +55,12 @@ from shared.broker import (
     CRASHES_HEADER,
     ERROR_HEADER,
     HISTORY_HEADER,
-    Broker,
+    ConsumerBroker,
     DeadLetter,
     Delayed,
+    Delivered,
     Outgoing,
+    Subscription,
     ToQueue,
     settle,
 )
@@ -141,7 +142,7 @@ GiveUp = Callable[[M, str], Sequence[Outgoing]]
 class _Consumer(Generic[M]):
     def __init__(
         self,
-        broker: Broker,
+        broker: ConsumerBroker,
         queue_name: str,
         message_type: type[M],
         *,
@@ -163,7 +164,7 @@ class _Consumer(Generic[M]):
         # Where this consumer's dead letters go (the base name of its kind of work).
         self.dead_letter_key = queue_name
         # Strong references to the queues: robust consumers must stay restorable.
-        self._subscriptions: list[tuple[AbstractRobustQueue, str]] = []
+        self._subscriptions: list[tuple[Subscription, str]] = []
 
     async def start(self) -> None:
         await self.subscribe(self.queue_name, self.prefetch, self._on_message)
@@ -172,7 +173,7 @@ class _Consumer(Generic[M]):
         self,
         queue_name: str,
         prefetch: int,
-        callback: Callable[[AbstractIncomingMessage], Awaitable[None]],
+        callback: Callable[[Delivered], Awaitable[None]],
     ) -> None:
         queue = await self.broker.consume_channel(queue_name, prefetch)
         tag = await queue.consume(callback)
@@ -187,12 +188,10 @@ class _Consumer(Generic[M]):
                 log.warning("consumer.cancel_failed", queue=queue.name, error=str(e))
         self._subscriptions.clear()
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def _on_message(self, message: Delivered) -> None:
         raise NotImplementedError
 
-    async def settle(
-        self, message: AbstractIncomingMessage, *, requeue: bool | None = None
-    ) -> None:
+    async def settle(self, message: Delivered, *, requeue: bool | None = None) -> None:
         """Ack or requeue; remember what this process handed back (requeued, or could not
         ack after a reconnect), so its redelivery here is not mistaken for a crash."""
         if not await settle(message, requeue=requeue) or requeue:
@@ -200,10 +199,10 @@ class _Consumer(Generic[M]):
             while len(self.returned) > RETURNED_REMEMBERED:
                 self.returned.popitem(last=False)
 
-    def handed_back_here(self, message: AbstractIncomingMessage) -> bool:
+    def handed_back_here(self, message: Delivered) -> bool:
         return self.returned.pop(message.message_id or "", False) is None
 
-    def decode(self, message: AbstractIncomingMessage) -> M | str:
+    def decode(self, message: Delivered) -> M | str:
         """The decoded message, or why it cannot be one."""
         try:
             decoded = self.codec.decode(message.body)
@@ -213,14 +212,10 @@ class _Consumer(Generic[M]):
             return f"unexpected message type {type(decoded).__name__} on {self.queue_name}"
         return decoded
 
-    async def publish_results(
-        self, message: AbstractIncomingMessage, outgoing: Sequence[Outgoing]
-    ) -> None:
+    async def publish_results(self, message: Delivered, outgoing: Sequence[Outgoing]) -> None:
         await self.broker.publish([with_history(item, message) for item in outgoing])
 
-    async def fail(
-        self, message: AbstractIncomingMessage, decoded: M | None, error: BaseException
-    ) -> str:
+    async def fail(self, message: Delivered, decoded: M | None, error: BaseException) -> str:
         """Apply the error policy to one message; returns the outcome for logs and metrics."""
         if isinstance(error, BrokerUnavailable):
             await self.settle(message, requeue=True)
@@ -240,7 +235,7 @@ class _Consumer(Generic[M]):
             return await self.dead_letter(message, decoded, reason)
         return await self.settle_with(message, [delayed], "retry")
 
-    def retry_of(self, message: AbstractIncomingMessage, retry: Retry[M]) -> Delayed | None:
+    def retry_of(self, message: Delivered, retry: Retry[M]) -> Delayed | None:
         """The retry policy: `retry` through a delay tier, or None once its attempts are
         spent (a `later` retry spends none)."""
         attempt = attempt_of(message)
@@ -254,7 +249,7 @@ class _Consumer(Generic[M]):
             headers={ERROR_HEADER: retry.reason},
         )
 
-    def outgoing_of(self, message: AbstractIncomingMessage, handled: Handled[M]) -> list[Outgoing]:
+    def outgoing_of(self, message: Delivered, handled: Handled[M]) -> list[Outgoing]:
         """Everything a handled task publishes: its results, each retry delayed, or, once its
         attempts are spent, its given-up outcome and a dead letter of its items."""
         out = list(handled.publish)
@@ -275,9 +270,7 @@ class _Consumer(Generic[M]):
             )
         return out
 
-    async def dead_letter(
-        self, message: AbstractIncomingMessage, decoded: M | None, reason: str
-    ) -> str:
+    async def dead_letter(self, message: Delivered, decoded: M | None, reason: str) -> str:
         """Give the message's work an outcome (give-up hook), park it in the DLQ, ack it."""
         try:
             if decoded is not None:
@@ -292,7 +285,7 @@ class _Consumer(Generic[M]):
         return "dead_letter"
 
     async def settle_with(
-        self, message: AbstractIncomingMessage, outgoing: Sequence[Outgoing], outcome: str
+        self, message: Delivered, outgoing: Sequence[Outgoing], outcome: str
     ) -> str:
         """Publish `outgoing`, then ack; requeue instead if the broker cannot take them."""
         try:
@@ -322,7 +315,7 @@ class TaskConsumer(_Consumer[M]):
 
     def __init__(
         self,
-        broker: Broker,
+        broker: ConsumerBroker,
         kind: str,
         message_type: type[M],
         handler: Callable[[M, Delivery], Coroutine[Any, Any, Handled[M]]],
@@ -391,7 +384,7 @@ class TaskConsumer(_Consumer[M]):
                 task.cancel()
             await asyncio.gather(*still, return_exceptions=True)
 
-    async def _track(self, message: AbstractIncomingMessage, *, suspect: bool) -> None:
+    async def _track(self, message: Delivered, *, suspect: bool) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._inflight.add(task)
@@ -403,7 +396,7 @@ class TaskConsumer(_Consumer[M]):
         finally:
             self._inflight.discard(task)
 
-    async def _after_crash(self, message: AbstractIncomingMessage, *, suspect: bool) -> None:
+    async def _after_crash(self, message: Delivered, *, suspect: bool) -> None:
         """A redelivery: its consumer died or lost the connection while holding it."""
         crashes = crashes_of(message) + (1 if suspect else 0)
         decoded = self.decode(message)
@@ -432,7 +425,7 @@ class TaskConsumer(_Consumer[M]):
         log.warning("message.redelivered", queue=self.queue_name, crashes=crashes, outcome=outcome)
         self.count(outcome)
 
-    async def _process(self, message: AbstractIncomingMessage) -> None:
+    async def _process(self, message: Delivered) -> None:
         started = time.perf_counter()
         decoded = self.decode(message)
         if isinstance(decoded, str):
@@ -506,7 +499,7 @@ class BatchConsumer(_Consumer[M]):
 
     def __init__(
         self,
-        broker: Broker,
+        broker: ConsumerBroker,
         queue_name: str,
         message_type: type[M],
         handler: Callable[[list[M]], Awaitable[Sequence[Outgoing]]],
@@ -517,7 +510,7 @@ class BatchConsumer(_Consumer[M]):
         super().__init__(broker, queue_name, message_type, **kwargs)
         self.handler = handler
         self.max_batch = max_batch
-        self._arrived: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._arrived: asyncio.Queue[Delivered] = asyncio.Queue()
         self._worker: Supervised | None = None
         self._idle = asyncio.Event()
         self._idle.set()
@@ -545,7 +538,7 @@ class BatchConsumer(_Consumer[M]):
         if self._worker is not None:
             await self._worker.stop()
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def _on_message(self, message: Delivered) -> None:
         self._idle.clear()
         self._arrived.put_nowait(message)
 
@@ -562,9 +555,9 @@ class BatchConsumer(_Consumer[M]):
                 if self._arrived.empty():
                     self._idle.set()
 
-    async def _handle_batch(self, batch: list[AbstractIncomingMessage]) -> None:
+    async def _handle_batch(self, batch: list[Delivered]) -> None:
         started = time.perf_counter()
-        good: list[tuple[AbstractIncomingMessage, M]] = []
+        good: list[tuple[Delivered, M]] = []
         for message in batch:
             decoded = self.decode(message)
             if isinstance(decoded, str):
@@ -633,22 +626,22 @@ class BatchConsumer(_Consumer[M]):
             return outgoing
 
 
-def attempt_of(message: AbstractIncomingMessage) -> int:
+def attempt_of(message: Delivered) -> int:
     value = (message.headers or {}).get(ATTEMPT_HEADER, 0)
     return value if isinstance(value, int) else 0
 
 
-def crashes_of(message: AbstractIncomingMessage) -> int:
+def crashes_of(message: Delivered) -> int:
     value = (message.headers or {}).get(CRASHES_HEADER, 0)
     return value if isinstance(value, int) else 0
 
 
-def history_of(message: AbstractIncomingMessage) -> list[str]:
+def history_of(message: Delivered) -> list[str]:
     value = (message.headers or {}).get(HISTORY_HEADER, [])
     return [str(item) for item in value] if isinstance(value, list) else []
 
 
-def with_history(item: Outgoing, message: AbstractIncomingMessage) -> Outgoing:
+def with_history(item: Outgoing, message: Delivered) -> Outgoing:
     """A retry or dead letter carries the attempts so far, each with its error."""
     if not isinstance(item, Delayed | DeadLetter):
         return item
@@ -670,7 +663,7 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}"
 
 
-def dead_letter_headers(message: AbstractIncomingMessage, reason: str) -> dict[str, Any]:
+def dead_letter_headers(message: Delivered, reason: str) -> dict[str, Any]:
     entry = f"attempt {attempt_of(message) + 1}: {reason}"
     return {
         **(message.headers or {}),

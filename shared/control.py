@@ -15,9 +15,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import msgspec
-from aio_pika.abc import AbstractIncomingMessage
 
-from shared.broker import Broker, Publish, settle
+from shared.broker import ConsumerBroker, Delivered, Publish, settle
 from shared.errors import BrokerUnavailable
 from shared.logging import get_logger
 from shared.messages import (
@@ -40,7 +39,7 @@ DeletedCallback = Callable[[JobDeleted], None]
 
 
 class ControlListener:
-    def __init__(self, broker: Broker, codec: Codec) -> None:
+    def __init__(self, broker: ConsumerBroker, codec: Codec) -> None:
         self.broker = broker
         self.codec = codec
         self.stopped: dict[str, tuple[JobStopped, float]] = {}
@@ -101,7 +100,7 @@ class ControlListener:
         finally:
             self._markers.pop(marker, None)
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def _on_message(self, message: Delivered) -> None:
         try:
             control = self.codec.decode(message.body)
         except msgspec.DecodeError as e:

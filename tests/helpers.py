@@ -34,7 +34,7 @@ def free_port() -> int:
 
 
 async def wait_until(
-    probe: Callable[[], Awaitable[T]],
+    probe: Callable[[], Awaitable[T | None]],
     *,
     timeout_s: float = 30.0,
     interval_s: float = 0.1,
@@ -42,7 +42,7 @@ async def wait_until(
 ) -> T:
     """Poll `probe` until it returns something truthy; fail with the last value on timeout."""
     deadline = time.monotonic() + timeout_s
-    last: Any = None
+    last: T | None = None
     while time.monotonic() < deadline:
         last = await probe()
         if last:

@@ -106,7 +106,7 @@ async def test_providers_that_time_out_are_retried_until_they_answer(
     job = await api.submit({"leads": leads, "destinations": [{"type": "csv", "name": "timeouts"}]})
 
     async def timed_out_a_while() -> bool:
-        return (await sandbox_stats(http, stack))["hangs"] >= 20
+        return bool((await sandbox_stats(http, stack))["hangs"] >= 20)
 
     await wait_until(timed_out_a_while, timeout_s=60, what="provider calls timing out")
     assert (await api.job(job["job_id"]))["progress"]["done"] == 0

@@ -4,7 +4,8 @@ queue, splitting, and a broker that does not confirm."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,7 @@ from shared.messages import (
 from tests.fakebroker import FakeBroker, FakeMessage
 
 MAX_ATTEMPTS = 3
-Handler = Callable[[EnrichTask, Delivery], Awaitable[Handled[EnrichTask]]]
+Handler = Callable[[EnrichTask, Delivery], Coroutine[Any, Any, Handled[EnrichTask]]]
 
 
 def task(*ids: str) -> EnrichTask:

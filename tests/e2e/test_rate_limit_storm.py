@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
 
 import aiohttp
 import pytest
 
 from devtools.samples import make_leads
 from devtools.stack import Stack
-from tests.helpers import Api
+from tests.helpers import Api, sandbox_stats
 
 pytestmark = pytest.mark.e2e
 
@@ -31,12 +30,6 @@ STORM = {
     "LEADFLOW_RETRY_BASE_S": "0.2",
     "LEADFLOW_RETRY_MAX_S": "2",
 }
-
-
-async def sandbox_stats(http: aiohttp.ClientSession, stack: Stack) -> dict[str, Any]:
-    async with http.get(f"{stack.url('sandbox')}/_sandbox/stats") as response:
-        assert response.status == 200
-        return dict(await response.json())
 
 
 async def test_a_storm_of_429s_and_503s_fails_no_lead(

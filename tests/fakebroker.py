@@ -12,16 +12,22 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.broker import Delivered, Outgoing, Route, route
 from shared.config import CommonSettings, EnvReader, load_common
+from shared.consumer import GiveUp, RetryPolicy, TaskConsumer
+from shared.control import ControlListener
 from shared.errors import BrokerUnavailable
+from shared.health import Metrics
 from shared.jobs import PRIORITY_LEVELS
-from shared.messages import Codec, Message
+from shared.messages import Codec, LaneOpened, Message
 from shared.topology import Topology
+from shared.worker import Handler
 
 Callback = Callable[[Delivered], Awaitable[Any]]
+M = TypeVar("M", bound=Message)
+TENANT = "acme"
 
 
 @dataclass
@@ -165,3 +171,43 @@ class FakeBroker:
         """What was published since the last call."""
         taken, self.published = self.published, []
         return taken
+
+    async def tell(self, control: Message) -> None:
+        """Broadcast on the control stream, as the gateway and router do."""
+        await self.deliver(self.topology.control_stream, self.message(control))
+
+    def lane(self, kind: str) -> str:
+        """The normal-priority lane of `TENANT` for `kind`."""
+        return self.topology.lane_queue(kind, TENANT)
+
+
+async def task_consumer(
+    broker: FakeBroker,
+    kind: str,
+    message_type: type[M],
+    handler: Handler[M],
+    *,
+    give_up: GiveUp[M],
+    max_attempts: int = 3,
+    split: Callable[[M], list[M]] | None = None,
+) -> TaskConsumer[M]:
+    """A started task consumer, as a worker runs it, subscribed to `TENANT`'s lanes."""
+    control = ControlListener(broker, broker.codec)
+    consumer = TaskConsumer(
+        broker,
+        kind,
+        message_type,
+        handler,
+        control=control,
+        concurrency=4,
+        codec=broker.codec,
+        metrics=Metrics(),
+        prefetch=2,
+        policy=RetryPolicy(max_attempts=max_attempts, backoff_base_s=1.0, backoff_max_s=8.0),
+        give_up=give_up,
+        split=split,
+    )
+    await consumer.start()
+    await control.start()
+    await broker.tell(LaneOpened(job_id="", tenant=TENANT, kind=kind))
+    return consumer

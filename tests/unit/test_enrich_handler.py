@@ -22,11 +22,10 @@ from services.enricher.providers.base import (
 )
 from services.enricher.waterfall import Waterfall
 from shared.broker import ATTEMPT_HEADER, DeadLetter, Delayed, Publish
-from shared.consumer import Delivery, RetryPolicy, TaskConsumer
-from shared.control import ControlListener
+from shared.consumer import Delivery
 from shared.health import Metrics
-from shared.messages import EnrichTask, LaneOpened, Lead, LeadsEnriched, LeadsFailed
-from tests.fakebroker import FakeBroker
+from shared.messages import EnrichTask, Lead, LeadsEnriched, LeadsFailed
+from tests.fakebroker import FakeBroker, task_consumer
 
 FOUND = {"email": "ada@engines.io", "company_domain": "engines.io"}
 
@@ -140,26 +139,9 @@ async def test_through_the_consumer_a_storm_of_429s_never_fails_a_lead(
     out every 429 and fails only after its attempts on 503s are spent."""
     broker = FakeBroker()
     alpha = ScriptedProvider()
-    control = ControlListener(broker, broker.codec)
-    consumer = TaskConsumer(
-        broker,
-        "enrich",
-        EnrichTask,
-        handler(alpha, cache),
-        control=control,
-        concurrency=1,
-        codec=broker.codec,
-        metrics=Metrics(),
-        prefetch=1,
-        policy=RetryPolicy(max_attempts=3),
-        give_up=give_up,
-        split=split_task,
-    )
-    await consumer.start()
-    await control.start()
-    lane_opened = LaneOpened(job_id="job-1", tenant="acme", kind="enrich")
-    await broker.deliver(broker.topology.control_stream, broker.message(lane_opened))
-    lane = broker.topology.lane_queue("enrich", "acme")
+    enrich = handler(alpha, cache)
+    await task_consumer(broker, "enrich", EnrichTask, enrich, give_up=give_up, split=split_task)
+    lane = broker.lane("enrich")
 
     message = broker.message(task("a"))
     for _ in range(10):

@@ -19,20 +19,16 @@ from shared.broker import (
     Publish,
     ToQueue,
 )
-from shared.consumer import Delivery, Handled, Retry, RetryPolicy, TaskConsumer
-from shared.control import ControlListener
+from shared.consumer import Delivery, Handled, Retry, TaskConsumer
 from shared.errors import PermanentError, TransientError
-from shared.health import Metrics
 from shared.messages import (
     EnrichTask,
     JobFailed,
     JobStopped,
-    LaneOpened,
     Lead,
     LeadsFailed,
-    Message,
 )
-from tests.fakebroker import FakeBroker, FakeMessage
+from tests.fakebroker import FakeBroker, FakeMessage, task_consumer
 
 MAX_ATTEMPTS = 3
 Handler = Callable[[EnrichTask, Delivery], Coroutine[Any, Any, Handled[EnrichTask]]]
@@ -51,34 +47,19 @@ def split(task: EnrichTask) -> list[EnrichTask]:
 
 
 async def consumer(broker: FakeBroker, handler: Handler) -> TaskConsumer[EnrichTask]:
-    control = ControlListener(broker, broker.codec)
-    c = TaskConsumer(
+    return await task_consumer(
         broker,
         "enrich",
         EnrichTask,
         handler,
-        control=control,
-        concurrency=4,
-        codec=broker.codec,
-        metrics=Metrics(),
-        prefetch=2,
-        policy=RetryPolicy(max_attempts=MAX_ATTEMPTS, backoff_base_s=1.0, backoff_max_s=8.0),
         give_up=gave_up,
+        max_attempts=MAX_ATTEMPTS,
         split=split,
     )
-    await c.start()
-    await control.start()
-    await tell(broker, LaneOpened(job_id="job-1", tenant="acme", kind="enrich"))
-    return c
-
-
-async def tell(broker: FakeBroker, control: Message) -> None:
-    """Broadcast on the control stream, as the gateway and router do."""
-    await broker.deliver(broker.topology.control_stream, broker.message(control))
 
 
 def lane(broker: FakeBroker) -> str:
-    return broker.topology.lane_queue("enrich", "acme")
+    return broker.lane("enrich")
 
 
 def suspect(broker: FakeBroker) -> str:
@@ -296,7 +277,7 @@ async def test_a_stopped_jobs_task_is_dropped_unprocessed() -> None:
         raise AssertionError("not called")
 
     await consumer(broker, handler)
-    await tell(broker, JobStopped(job_id="job-1", tenant="acme", state="cancelled", reason="x"))
+    await broker.tell(JobStopped(job_id="job-1", tenant="acme", state="cancelled", reason="x"))
     message = await broker.deliver(lane(broker), broker.message(task()))
     assert message.settled == ["ack"]
     assert broker.taken() == []

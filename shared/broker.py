@@ -12,7 +12,8 @@ instead of vanishing) and waits for publisher confirms, pipelined: a batch of me
 is in flight together and the call returns when the broker confirmed every one.
 
 `ConsumerBroker`, `Subscription` and `Delivered` are what the consumers (shared/consumer.py)
-use of all this: the seam where tests put an in-memory broker (tests/fakebroker.py).
+use of all this, and `TaskPublisher` what starting work uses: the seams where tests put an
+in-memory broker (tests/fakebroker.py).
 """
 
 from __future__ import annotations
@@ -186,6 +187,18 @@ def route(item: Outgoing, topology: Topology) -> Route:
             return Route(topology.dead_exchange, of, {ATTEMPT_HEADER: item.attempt, **item.headers})
         case ToQueue(queue=queue):
             return Route("", queue, {ATTEMPT_HEADER: item.attempt, **item.headers})
+
+
+class TaskPublisher(Protocol):
+    """What starting work needs of the broker (shared/tasks.py, the gateway's submitter):
+    tenants' lanes declared, and tasks published with confirms. `Broker` is the real one."""
+
+    @property
+    def is_connected(self) -> bool: ...
+
+    async def ensure_lane(self, kind: str, tenant: str) -> None: ...
+
+    async def publish(self, outgoing: Sequence[Outgoing], *, timeout_s: float = 30.0) -> None: ...
 
 
 class NodeListConnection(aio_pika.RobustConnection):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from shared.broker import Broker, Outgoing, Publish
+from shared.broker import Outgoing, Publish, TaskPublisher
 from shared.messages import EnrichTask, LaneOpened, Lead
 
 ANNOUNCE_EVERY_S = 3600.0
@@ -29,7 +29,7 @@ class Lanes:
     """Declares a tenant's lanes and announces them on the control stream, again now and
     then, so a worker that starts after the stream forgot the first notice still learns."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: TaskPublisher) -> None:
         self.broker = broker
         self._announced: dict[tuple[str, str], float] = {}
 

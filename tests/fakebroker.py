@@ -100,6 +100,8 @@ class FakeBroker:
         self.queues: dict[str, FakeQueue] = {}
         # While set, nothing is confirmed: every publish raises `BrokerUnavailable`.
         self.refusing: str | None = None
+        self.is_connected = True
+        self.lanes: set[tuple[str, str]] = set()
 
     # -- ConsumerBroker ----------------------------------------------------------------
 
@@ -120,8 +122,16 @@ class FakeBroker:
         return self.queues.setdefault(queue_name, FakeQueue(queue_name, prefetch))
 
     def _confirm(self) -> None:
+        if not self.is_connected:
+            raise BrokerUnavailable("broker not connected")
         if self.refusing is not None:
             raise BrokerUnavailable(self.refusing)
+
+    # -- TaskPublisher -----------------------------------------------------------------
+
+    async def ensure_lane(self, kind: str, tenant: str) -> None:
+        self._confirm()
+        self.lanes.add((kind, tenant))
 
     # -- driving a consumer ------------------------------------------------------------
 

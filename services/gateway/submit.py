@@ -20,7 +20,7 @@ import msgspec
 
 from services.gateway.errors import CsvInUse, IdempotencyConflict, NotSent, QuotaExceeded
 from shared import jobstate
-from shared.broker import Broker, Outgoing, Publish
+from shared.broker import Outgoing, Publish, TaskPublisher
 from shared.errors import BrokerUnavailable
 from shared.jobs import CsvDestination, Destination, JobSpec
 from shared.logging import get_logger
@@ -65,7 +65,7 @@ def new_job_id() -> str:
 
 class JobSubmitter:
     def __init__(
-        self, store: Store, broker: Broker, publish_timeout_s: float, daily_quota_leads: int
+        self, store: Store, broker: TaskPublisher, publish_timeout_s: float, daily_quota_leads: int
     ) -> None:
         self.store = store
         self.broker = broker

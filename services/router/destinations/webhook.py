@@ -35,6 +35,7 @@ import time
 from collections import Counter as Tally
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
+from typing import Literal
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -75,6 +76,33 @@ class Batch:
     created_at: float
     tenant: str = ""
     receiver: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one delivery attempt means for its batch."""
+
+    outcome: Literal["delivered", "disabled", "given_up", "retry"]
+    retry_in_s: float = 0.0
+
+
+def verdict(
+    status: int | None,
+    error: str | None,
+    now: float,
+    batch: Batch,
+    retry_window_s: float,
+    backoff: Backoff,
+) -> Verdict:
+    """The webhook retry policy: a 410 disables the destination; a failure is retried with
+    backoff (`compute_backoff`, as tasks are) until the batch is older than the window."""
+    if status == 410:
+        return Verdict("disabled")
+    if error is None:
+        return Verdict("delivered")
+    if now - batch.created_at >= retry_window_s:
+        return Verdict("given_up")
+    return Verdict("retry", backoff.delay_s(batch.attempts + 1))
 
 
 @dataclass(frozen=True)
@@ -285,13 +313,14 @@ class WebhookDispatcher:
             return  # the job was deleted meanwhile, and its batches with it
         status, error = await self._post(payload, batch)
         now = epoch_s()
-        if status == 410:
+        after = verdict(status, error, now, batch, self.settings.retry_window_s, self.backoff)
+        if after.outcome == "disabled":
             await self.store.transaction(lambda conn: disable_destination(conn, batch))
             self._deliveries.labels(outcome="disabled").inc()
             log.error("webhook.destination_disabled", job_id=batch.job_id, dest=batch.dest_idx)
             return
         self.circuits.record(batch.receiver, error, now)
-        if error is None:
+        if error is None:  # the verdict is "delivered"
             await self.store.transaction(lambda conn: mark_delivered(conn, batch))
             self._deliveries.labels(outcome="delivered").inc()
             log.info(
@@ -300,14 +329,14 @@ class WebhookDispatcher:
                 webhook_id=batch.webhook_id,
                 leads=batch.size,
             )
-        elif now - batch.created_at >= self.settings.retry_window_s:
+        elif after.outcome == "given_up":
             await self.store.transaction(lambda conn: mark_given_up(conn, batch, error))
             self._deliveries.labels(outcome="given_up").inc()
             log.error(
                 "webhook.given_up", job_id=batch.job_id, webhook_id=batch.webhook_id, error=error
             )
         else:
-            delay = self.backoff.delay_s(batch.attempts + 1)
+            delay = after.retry_in_s
             await self.store.transaction(lambda conn: mark_retry(conn, batch, error, now + delay))
             self._deliveries.labels(outcome="retry").inc()
             log.warning(

@@ -10,21 +10,24 @@ channel, exchange, queue and consumer is declared again (`NodeListConnection`).
 Publishing is persistent, mandatory (an unroutable message raises
 instead of vanishing) and waits for publisher confirms, pipelined: a batch of messages
 is in flight together and the call returns when the broker confirmed every one.
+
+`ConsumerBroker`, `Subscription` and `Delivered` are what the consumers (shared/consumer.py)
+use of all this, and `TaskPublisher` what starting work uses: the seams where tests put an
+in-memory broker (tests/fakebroker.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aio_pika
 import aiormq
 from aio_pika.abc import (
     AbstractExchange,
-    AbstractIncomingMessage,
     AbstractRobustChannel,
     AbstractRobustQueue,
 )
@@ -60,20 +63,142 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
 
 
 @dataclass(frozen=True)
-class Outgoing:
-    """A message to publish, to its exchange by routing key; with `retry`, through that
-    exchange's delay tier (`delay_s`) first; with `dead_letter_of`, to that work queue's
-    dead-letter queue instead (the reason in `headers[ERROR_HEADER]`); with `to_queue`,
-    straight into that queue."""
+class Publish:
+    """To the message's exchange by its routing key (a task: its priority's lane)."""
 
     message: Message
     priority: str = "normal"
-    attempt: int = 0
-    retry: bool = False
-    delay_s: float = 0.0
-    dead_letter_of: str | None = None
-    to_queue: str | None = None
+
+
+@dataclass(frozen=True)
+class Delayed:
+    """Through the delay tier of the message's exchange: back in its queue after `delay_s`,
+    with its attempt count and the reason it is retried (`headers[ERROR_HEADER]`)."""
+
+    message: Message
+    delay_s: float
+    attempt: int
+    priority: str = "normal"
     headers: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """Into the dead-letter queue of the work queue `of`, the reason in
+    `headers[ERROR_HEADER]`."""
+
+    message: Message
+    of: str
+    attempt: int
+    priority: str = "normal"
+    headers: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ToQueue:
+    """Straight into `queue` (a suspect queue), past every exchange."""
+
+    message: Message
+    queue: str
+    attempt: int
+    priority: str = "normal"
+    headers: dict[str, Any] = field(default_factory=dict)
+
+
+# A message to publish: exactly one of these ways, so no flag takes precedence over another.
+Outgoing = Publish | Delayed | DeadLetter | ToQueue
+
+
+class Delivered(Protocol):
+    """A message as delivered to a consumer (aio-pika's `AbstractIncomingMessage`)."""
+
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def headers(self) -> dict[str, Any]: ...
+    @property
+    def message_id(self) -> str | None: ...
+    @property
+    def priority(self) -> int | None: ...
+    @property
+    def redelivered(self) -> bool | None: ...
+
+    async def ack(self, multiple: bool = False) -> None: ...
+
+    async def nack(self, multiple: bool = False, requeue: bool = True) -> None: ...
+
+
+class Subscription(Protocol):
+    """A queue consumed on a channel of its own (aio-pika's `AbstractRobustQueue`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def consume(
+        self, callback: Callable[[Delivered], Awaitable[Any]], *, arguments: dict[str, Any] = ...
+    ) -> Any: ...
+
+    async def cancel(self, consumer_tag: str) -> Any: ...
+
+
+class ConsumerBroker(Protocol):
+    """What a consumer needs of the broker: confirmed publishing, dead letters, copies into
+    a queue, and queues to consume from. `Broker` is the real one."""
+
+    @property
+    def topology(self) -> Topology: ...
+    @property
+    def settings(self) -> CommonSettings: ...
+
+    async def publish(self, outgoing: Sequence[Outgoing], *, timeout_s: float = 30.0) -> None: ...
+
+    async def publish_dead(self, queue: str, body: bytes, headers: dict[str, Any]) -> None: ...
+
+    async def republish(self, queue: str, message: Delivered, headers: dict[str, Any]) -> None: ...
+
+    async def consume_channel(self, queue_name: str, prefetch: int) -> Subscription: ...
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where and how an `Outgoing` is published: exchange, routing key, AMQP headers, and
+    the per-message expiration of a delayed one."""
+
+    exchange: str
+    key: str
+    headers: dict[str, Any]
+    expiration_s: float | None = None
+
+
+def route(item: Outgoing, topology: Topology) -> Route:
+    key = routing_key(item.message)
+    if key.startswith("task."):
+        key = topology.task_key(key, item.priority)  # the lane of its priority
+    exchange = topology.exchange_for(key)
+    match item:
+        case Publish():
+            return Route(exchange, key, {ATTEMPT_HEADER: 0})
+        case Delayed(delay_s=delay_s):
+            tier = topology.retry_name(exchange, topology.retry_tier(delay_s))
+            headers = {ATTEMPT_HEADER: item.attempt, **item.headers}
+            # Jitter inside a retry tier: the message expires before the tier's own TTL.
+            return Route(tier, key, headers, max(delay_s, 0.001))
+        case DeadLetter(of=of):
+            return Route(topology.dead_exchange, of, {ATTEMPT_HEADER: item.attempt, **item.headers})
+        case ToQueue(queue=queue):
+            return Route("", queue, {ATTEMPT_HEADER: item.attempt, **item.headers})
+
+
+class TaskPublisher(Protocol):
+    """What starting work needs of the broker (shared/tasks.py, the gateway's submitter):
+    tenants' lanes declared, and tasks published with confirms. `Broker` is the real one."""
+
+    @property
+    def is_connected(self) -> bool: ...
+
+    async def ensure_lane(self, kind: str, tenant: str) -> None: ...
+
+    async def publish(self, outgoing: Sequence[Outgoing], *, timeout_s: float = 30.0) -> None: ...
 
 
 class NodeListConnection(aio_pika.RobustConnection):
@@ -262,9 +387,7 @@ class Broker:
             raise BrokerUnavailable(f"publish failed: {type(e).__name__}: {e}") from e
 
     async def _publish_one(self, item: Outgoing) -> None:
-        key = routing_key(item.message)
-        if key.startswith("task."):
-            key = self.topology.task_key(key, item.priority)  # the lane of its priority
+        to = route(item, self.topology)
         amqp_message = aio_pika.Message(
             self._codec.encode(item.message),
             content_type="application/json",
@@ -273,18 +396,10 @@ class Broker:
             message_id=uuid.uuid4().hex,
             type=tag_of(item.message),
             # The trace of the work that publishes it, unless the message carries its own.
-            headers={ATTEMPT_HEADER: item.attempt, **tracing.carrier(), **item.headers},
-            # Jitter inside a retry tier: the message expires before the tier's own TTL.
-            expiration=max(item.delay_s, 0.001) if item.retry else None,
+            headers={**tracing.carrier(), **to.headers},
+            expiration=to.expiration_s,
         )
-        exchange = self.topology.exchange_for(key)
-        if item.to_queue is not None:
-            exchange, key = "", item.to_queue
-        elif item.dead_letter_of is not None:
-            exchange, key = self.topology.dead_exchange, item.dead_letter_of
-        elif item.retry:
-            exchange = self.topology.retry_name(exchange, self.topology.retry_tier(item.delay_s))
-        await self._exchanges[exchange].publish(amqp_message, routing_key=key, mandatory=True)
+        await self._exchanges[to.exchange].publish(amqp_message, routing_key=to.key, mandatory=True)
         self._metrics.published.labels(routing_key=tag_of(item.message)).inc()
 
     async def ensure_lane(self, kind: str, tenant: str) -> None:
@@ -304,9 +419,7 @@ class Broker:
         """Put a raw message in `queue`'s dead-letter queue, with the reason in its headers."""
         await self._publish_raw(self.topology.dead_exchange, queue, body, headers, None)
 
-    async def republish(
-        self, queue: str, message: AbstractIncomingMessage, headers: dict[str, Any]
-    ) -> None:
+    async def republish(self, queue: str, message: Delivered, headers: dict[str, Any]) -> None:
         """Copy a delivered message into `queue` as it is, with extra headers."""
         merged = {**(message.headers or {}), **headers}
         await self._publish_raw("", queue, message.body, merged, message.priority)
@@ -360,7 +473,7 @@ class Broker:
         return queue
 
 
-async def settle(message: AbstractIncomingMessage, *, requeue: bool | None = None) -> bool:
+async def settle(message: Delivered, *, requeue: bool | None = None) -> bool:
     """Ack (or nack with requeue); False when it could not be done. After a reconnect the
     delivery tag is stale: the broker has already put the message back and will redeliver
     it, so that is logged, not raised."""

@@ -1,20 +1,28 @@
-"""The one place that turns broker deliveries into handler calls.
+"""The one place that turns broker deliveries into handler calls, and the retry and
+dead-letter policy of every task: handlers say what happened, only this module decides
+what it means for the message (publish, delay, dead-letter, ack).
 
 A consumer owns: decode → bind log context → handler → publish the handler's messages
-with confirms → ack, and the error policy, so handlers stay pure business:
+with confirms → ack, and the error policy, so handlers stay pure business. A task
+handler returns `Handled`: results to `publish`, and `retries`, each some of the task's
+items with their partial state (`Retry`), which this module sends through a delay tier
+or, past `max_attempts`, dead-letters with the outcome the handler gave for that case:
 
+- `Retry(later=True)`, a `TransientError` with `later` (a 429, a cooldown, a spent rate
+  window), or `StoreUnavailable`: the other side said "later", nothing is wrong with the
+  work, so it waits through the delay tiers with its attempt count unchanged, however
+  often (the job's timeout bounds it);
 - a body that does not decode, or a `PermanentError`: dead-lettered at once (the
   give-up hook publishes what the job needs to still complete, e.g. failed leads);
-- a `TransientError` or an unexpected exception: the message goes to a delayed retry
-  tier with its attempt count + 1 and the error appended to its history header, until
-  `max_attempts`, then it is dead-lettered with that history;
+- any other `Retry`, `TransientError` or unexpected exception: the message goes to a
+  delayed retry tier (`compute_backoff`) with its attempt count + 1 and the error appended
+  to its history header, until `max_attempts`, then it is dead-lettered with that history;
 - the broker itself failing mid-way: the message is requeued (or, after a reconnect,
   redelivered by the broker) — never acked without its results confirmed;
 - the store unavailable (`StoreUnavailable`: locked, disk full): infrastructure, not bad
-  data, so no attempt is spent on it. A task goes through a delay tier with its attempt
-  count unchanged; the router's `BatchConsumer` holds its batch and tries it again with
-  backoff until the store takes it (a requeue would count against the quorum queue's
-  delivery limit and dead-letter good events).
+  data, so no attempt is spent on it (as above); the router's `BatchConsumer` holds its
+  batch and tries it again with backoff until the store takes it (a requeue would count
+  against the quorum queue's delivery limit and dead-letter good events).
 
 `TaskConsumer` handles deliveries concurrently (up to the prefetch). A delivery flagged
 `redelivered` means its previous consumer died or lost its connection holding it; such
@@ -33,14 +41,13 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Generic, TypeVar
 
 import msgspec
 import structlog
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustQueue
 
 from shared import tracing
 from shared.broker import (
@@ -49,19 +56,24 @@ from shared.broker import (
     CRASHES_HEADER,
     ERROR_HEADER,
     HISTORY_HEADER,
-    Broker,
+    ConsumerBroker,
+    DeadLetter,
+    Delayed,
+    Delivered,
     Outgoing,
+    Subscription,
+    ToQueue,
     settle,
 )
 from shared.control import ControlListener
-from shared.errors import BrokerUnavailable, PermanentError, StoreUnavailable
+from shared.errors import BrokerUnavailable, PermanentError, StoreUnavailable, TransientError
 from shared.health import Metrics
 from shared.jobs import PRIORITY_LEVELS
 from shared.labels import queue_label
 from shared.logging import get_logger
 from shared.messages import Codec, JobStopped, LaneOpened, Message
 from shared.slots import FairSlots
-from shared.supervise import Backoff, Supervised, backoff_s, supervise
+from shared.supervise import Backoff, Supervised, compute_backoff, supervise
 
 M = TypeVar("M", bound=Message)
 log = get_logger(__name__)
@@ -85,14 +97,44 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class Retry(Generic[M]):
+    """Some of a task's items, to try again later: `message` carries them with their
+    partial state (answers so far). `reason` says why (it goes in the history header);
+    `after_s`, when the other side said how long to wait (a `Retry-After`). With `later`,
+    the other side only said "later" (a 429, a cooldown): no attempt is spent. `if_given_up`
+    is what to publish should the consumer give the items up (their failed outcome)."""
+
+    message: M
+    reason: str
+    after_s: float = 0.0
+    later: bool = False
+    if_given_up: Sequence[Outgoing] = ()
+
+
+@dataclass(frozen=True)
+class Handled(Generic[M]):
+    """What a task handler did: results to publish, and items to try again."""
+
+    publish: Sequence[Outgoing] = ()
+    retries: Sequence[Retry[M]] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
 class RetryPolicy:
     max_attempts: int = 5
     backoff_base_s: float = 1.0
     backoff_max_s: float = 600.0
 
     def backoff_s(self, attempt: int) -> float:
-        """Exponential backoff with jitter for the `attempt`-th retry (1-based)."""
-        return backoff_s(attempt, self.backoff_base_s, self.backoff_max_s)
+        """The delay before the `attempt`-th retry (1-based)."""
+        return compute_backoff(attempt, self.backoff_base_s, self.backoff_max_s)
+
+    def delay_s(self, attempt: int, after_s: float, *, later: bool) -> float:
+        """How long a retry waits: what the other side asked for when it only said "later",
+        else the backoff of the attempt to come, and never less than asked."""
+        if later and after_s > 0:
+            return after_s
+        return max(after_s, self.backoff_s(attempt + 1))
 
 
 GiveUp = Callable[[M, str], Sequence[Outgoing]]
@@ -101,7 +143,7 @@ GiveUp = Callable[[M, str], Sequence[Outgoing]]
 class _Consumer(Generic[M]):
     def __init__(
         self,
-        broker: Broker,
+        broker: ConsumerBroker,
         queue_name: str,
         message_type: type[M],
         *,
@@ -123,7 +165,7 @@ class _Consumer(Generic[M]):
         # Where this consumer's dead letters go (the base name of its kind of work).
         self.dead_letter_key = queue_name
         # Strong references to the queues: robust consumers must stay restorable.
-        self._subscriptions: list[tuple[AbstractRobustQueue, str]] = []
+        self._subscriptions: list[tuple[Subscription, str]] = []
 
     async def start(self) -> None:
         await self.subscribe(self.queue_name, self.prefetch, self._on_message)
@@ -132,7 +174,7 @@ class _Consumer(Generic[M]):
         self,
         queue_name: str,
         prefetch: int,
-        callback: Callable[[AbstractIncomingMessage], Awaitable[None]],
+        callback: Callable[[Delivered], Awaitable[None]],
     ) -> None:
         queue = await self.broker.consume_channel(queue_name, prefetch)
         tag = await queue.consume(callback)
@@ -147,12 +189,10 @@ class _Consumer(Generic[M]):
                 log.warning("consumer.cancel_failed", queue=queue.name, error=str(e))
         self._subscriptions.clear()
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def _on_message(self, message: Delivered) -> None:
         raise NotImplementedError
 
-    async def settle(
-        self, message: AbstractIncomingMessage, *, requeue: bool | None = None
-    ) -> None:
+    async def settle(self, message: Delivered, *, requeue: bool | None = None) -> None:
         """Ack or requeue; remember what this process handed back (requeued, or could not
         ack after a reconnect), so its redelivery here is not mistaken for a crash."""
         if not await settle(message, requeue=requeue) or requeue:
@@ -160,10 +200,10 @@ class _Consumer(Generic[M]):
             while len(self.returned) > RETURNED_REMEMBERED:
                 self.returned.popitem(last=False)
 
-    def handed_back_here(self, message: AbstractIncomingMessage) -> bool:
+    def handed_back_here(self, message: Delivered) -> bool:
         return self.returned.pop(message.message_id or "", False) is None
 
-    def decode(self, message: AbstractIncomingMessage) -> M | str:
+    def decode(self, message: Delivered) -> M | str:
         """The decoded message, or why it cannot be one."""
         try:
             decoded = self.codec.decode(message.body)
@@ -173,48 +213,65 @@ class _Consumer(Generic[M]):
             return f"unexpected message type {type(decoded).__name__} on {self.queue_name}"
         return decoded
 
-    async def publish_results(
-        self, message: AbstractIncomingMessage, outgoing: Sequence[Outgoing]
-    ) -> None:
+    async def publish_results(self, message: Delivered, outgoing: Sequence[Outgoing]) -> None:
         await self.broker.publish([with_history(item, message) for item in outgoing])
 
-    async def fail(
-        self, message: AbstractIncomingMessage, decoded: M | None, error: BaseException
-    ) -> str:
+    async def fail(self, message: Delivered, decoded: M | None, error: BaseException) -> str:
         """Apply the error policy to one message; returns the outcome for logs and metrics."""
         if isinstance(error, BrokerUnavailable):
             await self.settle(message, requeue=True)
             return "requeue"
-        attempt = attempt_of(message)
         reason = describe(error)
-        if isinstance(error, StoreUnavailable) and decoded is not None:
-            # Back later with the same attempt count: waiting out the store is not a try.
-            later = Outgoing(
-                decoded,
-                priority=priority_name(message.priority),
-                attempt=attempt,
-                retry=True,
-                delay_s=STORE_RETRY_DELAY_S,
-                headers={ERROR_HEADER: reason},
-            )
-            return await self.settle_with(message, [later], "retry")
-        retryable = decoded is not None and not isinstance(error, PermanentError)
-        if retryable and attempt + 1 < self.policy.max_attempts:
-            assert decoded is not None
-            retry = Outgoing(
-                decoded,
-                priority=priority_name(message.priority),
-                attempt=attempt + 1,
-                retry=True,
-                delay_s=self.policy.backoff_s(attempt + 1),
-                headers={ERROR_HEADER: reason},
-            )
-            return await self.settle_with(message, [retry], "retry")
-        return await self.dead_letter(message, decoded, reason)
+        if decoded is None or isinstance(error, PermanentError):
+            return await self.dead_letter(message, decoded, reason)
+        if isinstance(error, StoreUnavailable):
+            # Waiting out the store is not a try; its own pace, not the error's backoff.
+            retry = Retry(decoded, reason, after_s=STORE_RETRY_DELAY_S, later=True)
+        elif isinstance(error, TransientError):
+            retry = Retry(decoded, reason, after_s=error.retry_after_s or 0.0, later=error.later)
+        else:
+            retry = Retry(decoded, reason)
+        delayed = self.retry_of(message, retry)
+        if delayed is None:
+            return await self.dead_letter(message, decoded, reason)
+        return await self.settle_with(message, [delayed], "retry")
 
-    async def dead_letter(
-        self, message: AbstractIncomingMessage, decoded: M | None, reason: str
-    ) -> str:
+    def retry_of(self, message: Delivered, retry: Retry[M]) -> Delayed | None:
+        """The retry policy: `retry` through a delay tier, or None once its attempts are
+        spent (a `later` retry spends none)."""
+        attempt = attempt_of(message)
+        if not retry.later and attempt + 1 >= self.policy.max_attempts:
+            return None
+        return Delayed(
+            retry.message,
+            delay_s=self.policy.delay_s(attempt, retry.after_s, later=retry.later),
+            attempt=attempt if retry.later else attempt + 1,
+            priority=priority_name(message.priority),
+            headers={ERROR_HEADER: retry.reason},
+        )
+
+    def outgoing_of(self, message: Delivered, handled: Handled[M]) -> list[Outgoing]:
+        """Everything a handled task publishes: its results, each retry delayed, or, once its
+        attempts are spent, its given-up outcome and a dead letter of its items."""
+        out = list(handled.publish)
+        for retry in handled.retries:
+            delayed = self.retry_of(message, retry)
+            if delayed is not None:
+                out.append(delayed)
+                continue
+            out.extend(retry.if_given_up)
+            out.append(
+                DeadLetter(
+                    retry.message,
+                    of=self.dead_letter_key,
+                    attempt=attempt_of(message),
+                    priority=priority_name(message.priority),
+                    headers={ERROR_HEADER: retry.reason},
+                )
+            )
+        return out
+
+    async def dead_letter(self, message: Delivered, decoded: M | None, reason: str) -> str:
         """Give the message's work an outcome (give-up hook), park it in the DLQ, ack it."""
         try:
             if decoded is not None:
@@ -229,7 +286,7 @@ class _Consumer(Generic[M]):
         return "dead_letter"
 
     async def settle_with(
-        self, message: AbstractIncomingMessage, outgoing: Sequence[Outgoing], outcome: str
+        self, message: Delivered, outgoing: Sequence[Outgoing], outcome: str
     ) -> str:
         """Publish `outgoing`, then ack; requeue instead if the broker cannot take them."""
         try:
@@ -259,10 +316,10 @@ class TaskConsumer(_Consumer[M]):
 
     def __init__(
         self,
-        broker: Broker,
+        broker: ConsumerBroker,
         kind: str,
         message_type: type[M],
-        handler: Callable[[M, Delivery], Coroutine[Any, Any, Sequence[Outgoing]]],
+        handler: Callable[[M, Delivery], Coroutine[Any, Any, Handled[M]]],
         *,
         control: ControlListener,
         concurrency: int,
@@ -328,7 +385,7 @@ class TaskConsumer(_Consumer[M]):
                 task.cancel()
             await asyncio.gather(*still, return_exceptions=True)
 
-    async def _track(self, message: AbstractIncomingMessage, *, suspect: bool) -> None:
+    async def _track(self, message: Delivered, *, suspect: bool) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._inflight.add(task)
@@ -340,7 +397,7 @@ class TaskConsumer(_Consumer[M]):
         finally:
             self._inflight.discard(task)
 
-    async def _after_crash(self, message: AbstractIncomingMessage, *, suspect: bool) -> None:
+    async def _after_crash(self, message: Delivered, *, suspect: bool) -> None:
         """A redelivery: its consumer died or lost the connection while holding it."""
         crashes = crashes_of(message) + (1 if suspect else 0)
         decoded = self.decode(message)
@@ -353,14 +410,8 @@ class TaskConsumer(_Consumer[M]):
             headers = {CRASHES_HEADER: crashes}
             priority = priority_name(message.priority)
             attempt = attempt_of(message)
-            outgoing = [
-                Outgoing(
-                    p,
-                    priority=priority,
-                    attempt=attempt,
-                    to_queue=self.suspect_queue,
-                    headers=headers,
-                )
+            outgoing: list[Outgoing] = [
+                ToQueue(p, self.suspect_queue, attempt, priority=priority, headers=headers)
                 for p in parts
             ]
             outcome = await self.settle_with(message, outgoing, "split")
@@ -375,7 +426,7 @@ class TaskConsumer(_Consumer[M]):
         log.warning("message.redelivered", queue=self.queue_name, crashes=crashes, outcome=outcome)
         self.count(outcome)
 
-    async def _process(self, message: AbstractIncomingMessage) -> None:
+    async def _process(self, message: Delivered) -> None:
         started = time.perf_counter()
         decoded = self.decode(message)
         if isinstance(decoded, str):
@@ -404,7 +455,7 @@ class TaskConsumer(_Consumer[M]):
                 # the slot is handed on, so the next prefetched task starts meanwhile.
                 await self.slots.acquire(delivery.priority, decoded.tenant)
                 try:
-                    outgoing = await self._handle(decoded, delivery)
+                    handled = await self._handle(decoded, delivery)
                 finally:
                     self.slots.release(decoded.tenant)
             except JobWasStopped:
@@ -413,12 +464,13 @@ class TaskConsumer(_Consumer[M]):
                 error = e
                 outcome = await self.fail(message, decoded, e)
             else:
+                outgoing = self.outgoing_of(message, handled)
                 outcome = await self.settle_with(message, outgoing, "ack")
             elapsed = time.perf_counter() - started
             self.count(outcome, elapsed)
             log_outcome(self.queue_name, outcome, elapsed, delivery, error)
 
-    async def _handle(self, decoded: M, delivery: Delivery) -> Sequence[Outgoing]:
+    async def _handle(self, decoded: M, delivery: Delivery) -> Handled[M]:
         """Run the handler as a task of its own, so a job stop can abandon it mid-way."""
         job_id = decoded.job_id
         if self.control.is_stopped(job_id):
@@ -457,7 +509,7 @@ class BatchConsumer(_Consumer[M]):
 
     def __init__(
         self,
-        broker: Broker,
+        broker: ConsumerBroker,
         queue_name: str,
         message_type: type[M],
         handler: Callable[[list[M]], Awaitable[Sequence[Outgoing]]],
@@ -468,7 +520,7 @@ class BatchConsumer(_Consumer[M]):
         super().__init__(broker, queue_name, message_type, **kwargs)
         self.handler = handler
         self.max_batch = max_batch
-        self._arrived: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._arrived: asyncio.Queue[Delivered] = asyncio.Queue()
         self._worker: Supervised | None = None
         self._idle = asyncio.Event()
         self._idle.set()
@@ -496,7 +548,7 @@ class BatchConsumer(_Consumer[M]):
         if self._worker is not None:
             await self._worker.stop()
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def _on_message(self, message: Delivered) -> None:
         self._idle.clear()
         self._arrived.put_nowait(message)
 
@@ -513,9 +565,9 @@ class BatchConsumer(_Consumer[M]):
                 if self._arrived.empty():
                     self._idle.set()
 
-    async def _handle_batch(self, batch: list[AbstractIncomingMessage]) -> None:
+    async def _handle_batch(self, batch: list[Delivered]) -> None:
         started = time.perf_counter()
-        good: list[tuple[AbstractIncomingMessage, M]] = []
+        good: list[tuple[Delivered, M]] = []
         for message in batch:
             decoded = self.decode(message)
             if isinstance(decoded, str):
@@ -593,24 +645,24 @@ class BatchConsumer(_Consumer[M]):
             return outgoing
 
 
-def attempt_of(message: AbstractIncomingMessage) -> int:
+def attempt_of(message: Delivered) -> int:
     value = (message.headers or {}).get(ATTEMPT_HEADER, 0)
     return value if isinstance(value, int) else 0
 
 
-def crashes_of(message: AbstractIncomingMessage) -> int:
+def crashes_of(message: Delivered) -> int:
     value = (message.headers or {}).get(CRASHES_HEADER, 0)
     return value if isinstance(value, int) else 0
 
 
-def history_of(message: AbstractIncomingMessage) -> list[str]:
+def history_of(message: Delivered) -> list[str]:
     value = (message.headers or {}).get(HISTORY_HEADER, [])
     return [str(item) for item in value] if isinstance(value, list) else []
 
 
-def with_history(item: Outgoing, message: AbstractIncomingMessage) -> Outgoing:
+def with_history(item: Outgoing, message: Delivered) -> Outgoing:
     """A retry or dead letter carries the attempts so far, each with its error."""
-    if not item.retry and item.dead_letter_of is None:
+    if not isinstance(item, Delayed | DeadLetter):
         return item
     note = str(item.headers.get(ERROR_HEADER, "retry"))
     entry = f"attempt {attempt_of(message) + 1}: {note}"
@@ -630,7 +682,7 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}"
 
 
-def dead_letter_headers(message: AbstractIncomingMessage, reason: str) -> dict[str, Any]:
+def dead_letter_headers(message: Delivered, reason: str) -> dict[str, Any]:
     entry = f"attempt {attempt_of(message) + 1}: {reason}"
     return {
         **(message.headers or {}),

@@ -15,9 +15,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import msgspec
-from aio_pika.abc import AbstractIncomingMessage
 
-from shared.broker import Broker, Outgoing, settle
+from shared.broker import ConsumerBroker, Delivered, Publish, settle
 from shared.errors import BrokerUnavailable
 from shared.logging import get_logger
 from shared.messages import (
@@ -40,7 +39,7 @@ DeletedCallback = Callable[[JobDeleted], None]
 
 
 class ControlListener:
-    def __init__(self, broker: Broker, codec: Codec) -> None:
+    def __init__(self, broker: ConsumerBroker, codec: Codec) -> None:
         self.broker = broker
         self.codec = codec
         self.stopped: dict[str, tuple[JobStopped, float]] = {}
@@ -68,7 +67,7 @@ class ControlListener:
         log.warning("cooldown.started", target=target, seconds=round(until - time.time(), 2))
         notice = CooldownStarted(job_id="", tenant="", target=target, until=until)
         try:
-            await self.broker.publish([Outgoing(notice)])
+            await self.broker.publish([Publish(notice)])
         except BrokerUnavailable as e:
             # It holds here already; the others learn of it from their own 429s.
             log.warning("cooldown.not_broadcast", target=target, error=str(e))
@@ -96,14 +95,12 @@ class ControlListener:
         marker = uuid.uuid4().hex
         seen = self._markers[marker] = asyncio.Event()
         try:
-            await self.broker.publish(
-                [Outgoing(ControlMarker(job_id="", tenant="", marker=marker))]
-            )
+            await self.broker.publish([Publish(ControlMarker(job_id="", tenant="", marker=marker))])
             await asyncio.wait_for(seen.wait(), timeout_s)
         finally:
             self._markers.pop(marker, None)
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def _on_message(self, message: Delivered) -> None:
         try:
             control = self.codec.decode(message.body)
         except msgspec.DecodeError as e:

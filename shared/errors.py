@@ -2,7 +2,10 @@
 
 Work errors split in two: `PermanentError` (bad data: retrying cannot help) and
 `TransientError` (timeouts, 5xx, 429, broker hiccups: retried later with backoff).
-The consumer wrapper decides what happens to a message from which of the two it sees.
+A `TransientError` with `later` is the other side saying "not now" (a 429, a cooldown, a
+spent rate window, the store locked): nothing about the work itself, so waiting it out
+spends none of the work's attempts. The consumer (shared/consumer.py) decides what happens
+to a message from which of these it sees.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ class PermanentError(LeadflowError):
 class TransientError(LeadflowError):
     """The work may succeed later; `retry_after_s` is a hint from the other side."""
 
+    later = False
+
     def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
@@ -40,3 +45,5 @@ class StoreUnavailable(TransientError):
     """The status store cannot be used right now: locked past the busy timeout, disk full
     or failing, the file unreachable. Infrastructure, not bad data: callers wait it out
     (or answer 503) and never spend a message's attempts on it."""
+
+    later = True

@@ -43,7 +43,7 @@ from shared.jobs import (
 from shared.jobstate import STOPPED
 from shared.logging import get_logger
 from shared.messages import Lead
-from shared.supervise import backoff_s
+from shared.supervise import compute_backoff
 
 T = TypeVar("T")
 log = get_logger(__name__)
@@ -191,7 +191,7 @@ class Store:
                 if time.monotonic() >= deadline:
                     raise
                 log.warning("store.open_waiting", error=str(e), tries=tries)
-                await asyncio.sleep(backoff_s(tries, 0.2, 5.0))
+                await asyncio.sleep(compute_backoff(tries, 0.2, 5.0))
 
     @property
     def unavailable_reason(self) -> str | None:

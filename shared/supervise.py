@@ -26,8 +26,9 @@ log = get_logger(__name__)
 HEALTHY_AFTER_S = 60.0
 
 
-def backoff_s(attempt: int, base_s: float, max_s: float) -> float:
-    """Exponential backoff with jitter for the `attempt`-th retry (1-based)."""
+def compute_backoff(attempt: int, base_s: float, max_s: float) -> float:
+    """Exponential backoff with jitter for the `attempt`-th retry (1-based): the one
+    formula behind every wait in leadflow (task retry tiers, webhook retries, restarts)."""
     ceiling = min(max_s, base_s * 2 ** (max(attempt, 1) - 1))
     return random.uniform(ceiling / 2, ceiling)
 
@@ -38,7 +39,7 @@ class Backoff:
     max_s: float = 30.0
 
     def delay_s(self, attempt: int) -> float:
-        return backoff_s(attempt, self.base_s, self.max_s)
+        return compute_backoff(attempt, self.base_s, self.max_s)
 
 
 class Supervised:

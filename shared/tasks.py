@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from shared.broker import Broker, Outgoing
+from shared.broker import Outgoing, Publish, TaskPublisher
 from shared.messages import EnrichTask, LaneOpened, Lead
 
 ANNOUNCE_EVERY_S = 3600.0
@@ -17,7 +17,7 @@ def enrich_tasks(
     job_id: str, tenant: str, leads: Sequence[Lead], batch_size: int, priority: str
 ) -> list[Outgoing]:
     return [
-        Outgoing(
+        Publish(
             EnrichTask(job_id=job_id, tenant=tenant, leads=list(leads[i : i + batch_size])),
             priority=priority,
         )
@@ -29,19 +29,19 @@ class Lanes:
     """Declares a tenant's lanes and announces them on the control stream, again now and
     then, so a worker that starts after the stream forgot the first notice still learns."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: TaskPublisher) -> None:
         self.broker = broker
         self._announced: dict[tuple[str, str], float] = {}
 
     async def open(self, kinds: Sequence[str], tenant: str, job_id: str) -> list[Outgoing]:
         """Make sure the lanes exist; returns the announcements to publish with the tasks
         (call `announced` once the broker confirmed them)."""
-        notices = []
+        notices: list[Outgoing] = []
         now = time.monotonic()
         for kind in kinds:
             await self.broker.ensure_lane(kind, tenant)
             if now - self._announced.get((kind, tenant), -ANNOUNCE_EVERY_S) >= ANNOUNCE_EVERY_S:
-                notices.append(Outgoing(LaneOpened(job_id=job_id, tenant=tenant, kind=kind)))
+                notices.append(Publish(LaneOpened(job_id=job_id, tenant=tenant, kind=kind)))
         return notices
 
     def announced(self, notices: Sequence[Outgoing]) -> None:

@@ -10,15 +10,15 @@ task is failing or dead.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import aiohttp
 
-from shared.broker import Broker, Outgoing
+from shared.broker import Broker
 from shared.config import CommonSettings, WorkerSettings
-from shared.consumer import Delivery, GiveUp, RetryPolicy, TaskConsumer
+from shared.consumer import Delivery, GiveUp, Handled, RetryPolicy, TaskConsumer
 from shared.control import ControlListener
 from shared.health import Metrics, OpsServer
 from shared.lag import sample_lag
@@ -29,7 +29,7 @@ from shared.supervise import Backoff, Supervised, stop_all, supervise
 M = TypeVar("M", bound=Message)
 log = get_logger(__name__)
 START_BACKOFF = Backoff(base_s=1.0, max_s=10.0)
-Handler = Callable[[M, Delivery], Coroutine[Any, Any, Sequence[Outgoing]]]
+Handler = Callable[[M, Delivery], Coroutine[Any, Any, Handled[M]]]
 
 
 @dataclass(frozen=True)

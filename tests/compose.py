@@ -58,7 +58,7 @@ def rabbitmq_conf() -> dict[str, str]:
 
 def dockerfile_copies() -> list[str]:
     """The build-context paths the Dockerfile's COPY instructions take."""
-    sources = []
+    sources: list[str] = []
     for line in DOCKERFILE.read_text().splitlines():
         words = line.split()
         if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):

@@ -20,6 +20,7 @@ import aio_pika
 import aiohttp
 from aiohttp import web
 
+from devtools.stack import Stack
 from shared.topology import WORK_KINDS, Topology
 
 T = TypeVar("T")
@@ -34,7 +35,7 @@ def free_port() -> int:
 
 
 async def wait_until(
-    probe: Callable[[], Awaitable[T]],
+    probe: Callable[[], Awaitable[T | None]],
     *,
     timeout_s: float = 30.0,
     interval_s: float = 0.1,
@@ -42,13 +43,26 @@ async def wait_until(
 ) -> T:
     """Poll `probe` until it returns something truthy; fail with the last value on timeout."""
     deadline = time.monotonic() + timeout_s
-    last: Any = None
+    last: T | None = None
     while time.monotonic() < deadline:
         last = await probe()
         if last:
             return last
         await asyncio.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last value: {last!r}")
+
+
+async def sandbox_config(http: aiohttp.ClientSession, stack: Stack, **knobs: Any) -> None:
+    """Change the sandbox's misbehaviour knobs for the rest of the run."""
+    async with http.put(f"{stack.url('sandbox')}/_sandbox/config", json=knobs) as response:
+        assert response.status == 200, await response.text()
+
+
+async def sandbox_stats(http: aiohttp.ClientSession, stack: Stack) -> dict[str, Any]:
+    """What the sandbox was asked, and the faults it answered."""
+    async with http.get(f"{stack.url('sandbox')}/_sandbox/stats") as response:
+        assert response.status == 200, await response.text()
+        return dict(await response.json())
 
 
 class Api:

@@ -43,10 +43,7 @@ class EnricherService:
             build_provider(p, session, runtime.control, metrics) for p in self.settings.providers
         ]
         handler = EnrichHandler(
-            Waterfall(providers, self.cache, metrics),
-            runtime.spec.policy,
-            runtime.broker.topology.work_queue(KIND),
-            self.settings.fault_crash_on,
+            Waterfall(providers, self.cache, metrics), self.settings.fault_crash_on
         )
         await runtime.start(handler)
 

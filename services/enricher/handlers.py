@@ -1,10 +1,14 @@
 """What the enricher does with an enrich task: local steps, waterfall, outcomes.
 
 Each lead ends one of three ways: enriched; failed (a provider rejected it and nobody
-else completed it); or, when providers were unavailable, back to the broker in a smaller
-task, delayed, with the answers obtained so far. A lead still waiting on providers after
-the last attempt fails with the providers' errors as its reason and is parked in the
-dead-letter queue, from where it can be replayed once the providers are back.
+else completed it); or, when providers were unavailable, waiting: handed back to the
+consumer as a `Retry` of a smaller task with the answers obtained so far. Leads that only
+met providers saying "later" (429, cooldown, a spent key window) go in one retry that
+spends no attempt; leads that met a failure possibly about the request (5xx, timeout,
+malformed answer) in another that does. What a retry costs, and what happens when the
+attempts are spent (the leads fail with the providers' errors as their reason and the
+task is parked in the dead-letter queue, replayable once the providers are back), is the
+consumer's decision: shared/consumer.py.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ from services.enricher.draft import LeadDraft
 from services.enricher.faults import crash_if_poisoned
 from services.enricher.steps import run_final_steps, run_local_steps
 from services.enricher.waterfall import Waterfall, WaterfallResult
-from shared.broker import ERROR_HEADER, Outgoing
-from shared.consumer import Delivery, RetryPolicy
+from shared.broker import Outgoing, Publish
+from shared.consumer import Delivery, Handled, Retry
 from shared.messages import (
     EnrichTask,
     LeadOutcomes,
@@ -35,29 +39,31 @@ from shared.messages import (
 
 
 @dataclass
+class Waiting:
+    """Leads waiting on providers, retried together."""
+
+    drafts: list[LeadDraft] = field(default_factory=list)
+    results: list[WaterfallResult] = field(default_factory=list)
+
+    def add(self, draft: LeadDraft, result: WaterfallResult) -> None:
+        self.drafts.append(draft)
+        self.results.append(result)
+
+
+@dataclass
 class Sorted:
     enriched: list[ResultLead] = field(default_factory=list)
     failed: list[ResultLead] = field(default_factory=list)
-    waiting: list[LeadDraft] = field(default_factory=list)
-    answers: dict[str, list[ProviderAnswer]] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-    retry_after_s: float = 0.0
+    # Waiting because a provider said "later" only, or because of a failure that may be
+    # about the request (which spends an attempt).
+    later: Waiting = field(default_factory=Waiting)
+    about_request: Waiting = field(default_factory=Waiting)
     calls: Counter[str] = field(default_factory=Counter)
 
-    def add(
-        self, draft: LeadDraft, result: WaterfallResult, last_attempt: bool, attempt: int
-    ) -> None:
+    def add(self, draft: LeadDraft, result: WaterfallResult) -> None:
         self.calls.update(result.calls)
         if result.errors:
-            self.waiting.append(draft)
-            self.answers[draft.id] = list(result.answers.values())
-            self.errors.extend(result.errors)
-            self.retry_after_s = max(self.retry_after_s, result.retry_after_s or 0.0)
-            if last_attempt:
-                reason = f"providers unavailable after {attempt} attempts: " + "; ".join(
-                    result.errors
-                )
-                self.failed.append(run_final_steps(draft).result("failed", reason))
+            (self.about_request if result.about_request else self.later).add(draft, result)
         elif result.rejections:
             reason = "rejected by providers: " + "; ".join(result.rejections)
             self.failed.append(run_final_steps(draft).result("failed", reason))
@@ -66,81 +72,73 @@ class Sorted:
 
 
 class EnrichHandler:
-    def __init__(
-        self,
-        waterfall: Waterfall,
-        policy: RetryPolicy,
-        dead_letter_key: str,
-        crash_on: str | None = None,
-    ) -> None:
+    def __init__(self, waterfall: Waterfall, crash_on: str | None = None) -> None:
         self.waterfall = waterfall
-        self.policy = policy
-        self.dead_letter_key = dead_letter_key
         self.crash_on = crash_on
 
-    async def __call__(self, task: EnrichTask, delivery: Delivery) -> Sequence[Outgoing]:
+    async def __call__(self, task: EnrichTask, delivery: Delivery) -> Handled[EnrichTask]:
         crash_if_poisoned(task.leads, self.crash_on)
         drafts = [run_local_steps(LeadDraft.of(lead)) for lead in task.leads]
         results = await self.waterfall.run(drafts, task.answers, task.job_id, task.tenant)
-        attempt = delivery.attempt + 1
-        last_attempt = attempt >= self.policy.max_attempts
         outcome = Sorted()
         for draft, result in zip(drafts, results, strict=True):
-            outcome.add(draft, result, last_attempt, attempt)
-        return self.messages(task, delivery, outcome, last_attempt)
+            outcome.add(draft, result)
+        retries = [
+            retry_of(task, delivery, waiting, later=later)
+            for waiting, later in ((outcome.later, True), (outcome.about_request, False))
+            if waiting.drafts
+        ]
+        return Handled(publish=events(task, delivery, outcome), retries=retries)
 
-    def messages(
-        self, task: EnrichTask, delivery: Delivery, outcome: Sorted, last_attempt: bool
-    ) -> list[Outgoing]:
-        job_id, tenant, priority = task.job_id, task.tenant, delivery.priority
-        # The paid calls ride on the first event; a task with no outcome yet reports them
-        # on their own. Each is counted once by its event id.
-        calls = dict(outcome.calls)
-        events: list[Message] = []
-        if outcome.enriched:
-            events.append(LeadsEnriched(job_id=job_id, tenant=tenant, leads=outcome.enriched))
-        if outcome.failed:
-            events.append(LeadsFailed(job_id=job_id, tenant=tenant, leads=outcome.failed))
-        if events and calls:
-            first = events[0]
-            assert isinstance(first, LeadOutcomes)
-            events[0] = msgspec.structs.replace(first, provider_calls=calls, event_id=new_id())
-        elif calls:
-            events.append(
-                UsageRecorded(job_id=job_id, tenant=tenant, provider_calls=calls, event_id=new_id())
-            )
-        out = [Outgoing(event, priority=priority) for event in events]
-        if outcome.waiting:
-            out.append(self.waiting_task(task, delivery, outcome, last_attempt))
-        return out
 
-    def waiting_task(
-        self, task: EnrichTask, delivery: Delivery, outcome: Sorted, last_attempt: bool
-    ) -> Outgoing:
-        """The leads still waiting on providers: retried later, or parked after the last try."""
-        waiting = EnrichTask(
-            job_id=task.job_id,
-            tenant=task.tenant,
-            leads=[draft.lead for draft in outcome.waiting],
-            answers=outcome.answers,
+def events(task: EnrichTask, delivery: Delivery, outcome: Sorted) -> list[Outgoing]:
+    job_id, tenant = task.job_id, task.tenant
+    # The paid calls ride on the first event; a task with no outcome yet reports them
+    # on their own. Each is counted once by its event id.
+    calls = dict(outcome.calls)
+    events: list[Message] = []
+    if outcome.enriched:
+        events.append(LeadsEnriched(job_id=job_id, tenant=tenant, leads=outcome.enriched))
+    if outcome.failed:
+        events.append(LeadsFailed(job_id=job_id, tenant=tenant, leads=outcome.failed))
+    if events and calls:
+        first = events[0]
+        assert isinstance(first, LeadOutcomes)
+        events[0] = msgspec.structs.replace(first, provider_calls=calls, event_id=new_id())
+    elif calls:
+        events.append(
+            UsageRecorded(job_id=job_id, tenant=tenant, provider_calls=calls, event_id=new_id())
         )
-        headers = {ERROR_HEADER: "; ".join(dict.fromkeys(outcome.errors))}
-        if last_attempt:
-            return Outgoing(
-                waiting,
-                priority=delivery.priority,
-                attempt=delivery.attempt,
-                dead_letter_of=self.dead_letter_key,
-                headers=headers,
-            )
-        return Outgoing(
-            waiting,
-            priority=delivery.priority,
-            attempt=delivery.attempt + 1,
-            retry=True,
-            delay_s=max(outcome.retry_after_s, self.policy.backoff_s(delivery.attempt + 1)),
-            headers=headers,
-        )
+    return [Publish(event, priority=delivery.priority) for event in events]
+
+
+def retry_of(
+    task: EnrichTask, delivery: Delivery, waiting: Waiting, *, later: bool
+) -> Retry[EnrichTask]:
+    """The waiting leads, with their answers so far, and how they fail if given up."""
+    answers: dict[str, list[ProviderAnswer]] = {}
+    errors: list[str] = []
+    failed: list[ResultLead] = []
+    attempts = delivery.attempt + 1
+    for draft, result in zip(waiting.drafts, waiting.results, strict=True):
+        answers[draft.id] = list(result.answers.values())
+        errors.extend(result.errors)
+        reason = f"providers unavailable after {attempts} attempts: " + "; ".join(result.errors)
+        failed.append(run_final_steps(draft).result("failed", reason))
+    retry = EnrichTask(
+        job_id=task.job_id,
+        tenant=task.tenant,
+        leads=[draft.lead for draft in waiting.drafts],
+        answers=answers,
+    )
+    give_up = LeadsFailed(job_id=task.job_id, tenant=task.tenant, leads=failed)
+    return Retry(
+        retry,
+        "; ".join(dict.fromkeys(errors)),
+        after_s=max((r.retry_after_s or 0.0 for r in waiting.results), default=0.0),
+        later=later,
+        if_given_up=[Publish(give_up, priority=delivery.priority)],
+    )
 
 
 def new_id() -> str:
@@ -150,7 +148,7 @@ def new_id() -> str:
 def give_up(task: EnrichTask, reason: str) -> Sequence[Outgoing]:
     """The task is being dead-lettered: its leads still get an outcome, so the job completes."""
     leads = [LeadDraft.of(lead).result("failed", f"dead-lettered: {reason}") for lead in task.leads]
-    return [Outgoing(LeadsFailed(job_id=task.job_id, tenant=task.tenant, leads=leads))]
+    return [Publish(LeadsFailed(job_id=task.job_id, tenant=task.tenant, leads=leads))]
 
 
 def split_task(task: EnrichTask) -> list[EnrichTask]:

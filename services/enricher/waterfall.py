@@ -49,9 +49,13 @@ class WaterfallResult:
     retry_after_s: float | None = None
     # Paid calls made for this lead now, by provider (answers from the cache cost nothing).
     calls: Counter[str] = field(default_factory=Counter)
+    # Whether an error may be about the request (5xx, timeout, malformed answer), not only
+    # a provider saying "later" (429, cooldown): only then does the lead spend an attempt.
+    about_request: bool = False
 
     def unavailable(self, error: ProviderUnavailable) -> None:
         self.errors.append(str(error))
+        self.about_request = self.about_request or not error.later
         self.retry_after_s = max(error.retry_after_s or 0.0, self.retry_after_s or 0.0)
 
 

@@ -25,7 +25,7 @@ from services.gateway.problems import FieldError, invalid
 from services.gateway.queries import encode_cursor
 from services.gateway.routes import json_response
 from services.gateway.validation import decode_request
-from shared.broker import Outgoing
+from shared.broker import Outgoing, Publish
 from shared.errors import BrokerUnavailable
 from shared.messages import Codec
 from shared.store import utc_now
@@ -118,7 +118,7 @@ async def replay_dead_letters(request: web.Request) -> web.Response:
         except msgspec.DecodeError as e:
             skipped.append(Skipped(id=row["id"], reason=f"not a leadflow message: {e}"))
             continue
-        outgoing.append(Outgoing(message, priority=row["priority"] or "normal"))
+        outgoing.append(Publish(message, priority=row["priority"] or "normal"))
         replayed.append(row["id"])
     try:
         await request.app[BROKER].publish(outgoing)

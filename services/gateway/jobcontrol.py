@@ -34,7 +34,7 @@ from services.gateway.keys import BROKER, SETTINGS, STORE, tenant_of
 from services.gateway.routes import json_response, require_job
 from services.gateway.validation import decode_request
 from shared import jobstate
-from shared.broker import Outgoing
+from shared.broker import Publish
 from shared.errors import BrokerUnavailable
 from shared.jobs import JobStatus
 from shared.logging import get_logger
@@ -56,7 +56,7 @@ async def cancel_job(request: web.Request) -> web.Response:
         job_id=job.job_id, tenant=tenant_of(request), state="cancelled", reason=CANCEL_REASON
     )
     try:
-        await request.app[BROKER].publish([Outgoing(stop)])
+        await request.app[BROKER].publish([Publish(stop)])
     except BrokerUnavailable as e:
         raise NotSent(f"the cancel could not be broadcast to the workers: {e}") from e
     store = request.app[STORE]
@@ -80,7 +80,7 @@ async def remove_job(request: web.Request) -> web.Response:
     # then removes the provider answers the job's leads used from its cache.
     deleted = JobDeleted(job_id=job.job_id, tenant=tenant_of(request))
     try:
-        await request.app[BROKER].publish([Outgoing(deleted)])
+        await request.app[BROKER].publish([Publish(deleted)])
     except BrokerUnavailable as e:
         raise NotSent(f"the deletion could not be broadcast to the workers: {e}") from e
     exports = await request.app[STORE].transaction(lambda conn: delete_job(conn, job.job_id))

@@ -18,7 +18,7 @@ from services.gateway.errors import BadDependency
 from services.gateway.schemas import EnrichJobRequest, ScrapeJobRequest
 from services.gateway.submit import NewJob
 from shared import jobstate
-from shared.broker import Outgoing
+from shared.broker import Outgoing, Publish
 from shared.jobs import Destination, JobSpec, ScrapeSpec, WebhookDestination
 from shared.messages import Lead, ScrapeTask
 from shared.secretbox import SecretBox
@@ -98,7 +98,7 @@ def scrape_job(request: ScrapeJobRequest, tenant: str, settings: GatewaySettings
             max_leads=scrape.max_leads,
             enrich=scrape.enrich,
         )
-        return [Outgoing(task, priority=request.priority)]
+        return [Publish(task, priority=request.priority)]
 
     destinations, sealed = seal_secrets(request.destinations, settings.secret_box)
     return NewJob(

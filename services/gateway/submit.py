@@ -20,7 +20,7 @@ import msgspec
 
 from services.gateway.errors import CsvInUse, IdempotencyConflict, NotSent, QuotaExceeded
 from shared import jobstate, tracing
-from shared.broker import Broker, Outgoing
+from shared.broker import Outgoing, Publish, TaskPublisher
 from shared.errors import BrokerUnavailable
 from shared.jobs import CsvDestination, Destination, JobSpec
 from shared.logging import get_logger
@@ -65,7 +65,7 @@ def new_job_id() -> str:
 
 class JobSubmitter:
     def __init__(
-        self, store: Store, broker: Broker, publish_timeout_s: float, daily_quota_leads: int
+        self, store: Store, broker: TaskPublisher, publish_timeout_s: float, daily_quota_leads: int
     ) -> None:
         self.store = store
         self.broker = broker
@@ -112,7 +112,7 @@ class JobSubmitter:
         workers to drop them. If the broker is down, there is nobody to tell anyway."""
         stop = JobStopped(job_id=job_id, tenant=tenant, state="failed", reason=reason)
         try:
-            await self.broker.publish([Outgoing(stop)], timeout_s=self.publish_timeout_s)
+            await self.broker.publish([Publish(stop)], timeout_s=self.publish_timeout_s)
         except BrokerUnavailable as e:
             log.warning("job.stop_not_broadcast", job_id=job_id, error=str(e))
 

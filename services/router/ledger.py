@@ -23,7 +23,7 @@ import msgspec
 
 from services.router.usage import add_usage, provider_metrics
 from shared import jobstate
-from shared.broker import Outgoing
+from shared.broker import Outgoing, Publish
 from shared.jobs import WebhookDestination
 from shared.logging import get_logger
 from shared.messages import (
@@ -74,7 +74,7 @@ def record_events(conn: sqlite3.Connection, events: Sequence[Message]) -> Record
             stop = JobStopped(
                 job_id=event.job_id, tenant=event.tenant, state="failed", reason=event.reason
             )
-            outgoing.append(Outgoing(stop))
+            outgoing.append(Publish(stop))
             continue
         if state in jobstate.STOPPED:
             # Its counts stay as they were when it stopped, but for replayed leads.

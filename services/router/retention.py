@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from shared import jobstate
-from shared.broker import Outgoing
+from shared.broker import Outgoing, Publish
 from shared.logging import get_logger
 from shared.messages import JobDeleted
 from shared.results import remove_exports
@@ -76,7 +76,7 @@ class RetentionKeeper:
         # A few jobs a transaction: the router's writes (and the gateway's) wait on each one.
         while expired := await self.store.run(lambda conn: expired_jobs(conn, self.days)):
             await self.broker.publish(
-                [Outgoing(JobDeleted(job_id=job_id, tenant=tenant)) for job_id, tenant in expired]
+                [Publish(JobDeleted(job_id=job_id, tenant=tenant)) for job_id, tenant in expired]
             )
             job_ids = [job_id for job_id, _ in expired]
             exports = await self.store.transaction(partial(delete_jobs, job_ids=job_ids))

@@ -13,7 +13,7 @@ import sqlite3
 from functools import partial
 
 from shared import jobstate
-from shared.broker import Broker, Outgoing
+from shared.broker import Broker, Publish
 from shared.logging import get_logger
 from shared.messages import JobStopped
 from shared.store import Store, epoch_s
@@ -42,7 +42,7 @@ class DeadlineKeeper:
             reason = f"timed out after {timeout_s}s"
             # Broadcast first: if the broker is down this raises and the next round retries.
             stop = JobStopped(job_id=job_id, tenant=tenant, state=jobstate.TIMED_OUT, reason=reason)
-            await self.broker.publish([Outgoing(stop)])
+            await self.broker.publish([Publish(stop)])
             stopped = partial(jobstate.stop, job_id=job_id, state=jobstate.TIMED_OUT, reason=reason)
             if await self.store.transaction(stopped):
                 log.warning("job.timed_out", job_id=job_id, timeout_s=timeout_s)

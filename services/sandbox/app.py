@@ -49,6 +49,7 @@ def create_app(settings: SandboxSettings) -> web.Application:
                 **providers.stats.as_json(),
                 **vendors.stats.as_json(),
                 "hangs": faults.hangs,
+                "faults": {str(status): n for status, n in faults.answered.items()},
                 "sources": sources.stats.requests,
             }
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 
 from aiohttp import web
 
@@ -15,12 +16,15 @@ class Faults:
     def __init__(self, knobs: Knobs, seed: int) -> None:
         self.knobs = knobs
         self.hangs = 0
+        # Faults answered by chance, by HTTP status (429 and 503 told apart for tests).
+        self.answered: Counter[int] = Counter()
         self._random = random.Random(seed)
         self._source_faults_used: dict[int, int] = {}
 
     def reset(self, knobs: Knobs) -> None:
         self.knobs = knobs
         self.hangs = 0
+        self.answered.clear()
         self._source_faults_used.clear()
 
     async def misbehave(self, names: list[str]) -> web.StreamResponse | None:
@@ -37,9 +41,11 @@ class Faults:
             return web.json_response({"error": "slow"}, status=504)
         roll -= knobs.hang_rate
         if roll < knobs.error_rate:
+            self.answered[503] += 1
             return web.json_response({"error": "upstream exploded"}, status=503)
         roll -= knobs.error_rate
         if roll < knobs.rate_limit_rate:
+            self.answered[429] += 1
             return too_many(knobs.retry_after_s)
         roll -= knobs.rate_limit_rate
         if roll < knobs.malformed_rate:

@@ -6,8 +6,9 @@ scrape goes on) and the task for the next page. A crash before the ack fetches t
 page again; pages before it are never fetched again, and their leads keep their ids.
 
 A source account in cooldown, or over its request rate, is not waited on while holding
-the task: the task goes back through the broker's delay tier and comes back when the
-account may be called again.
+the task: the handler hands the page back as a `Retry(later=True)`, which the consumer
+(shared/consumer.py) sends through the broker's delay tier without spending an attempt,
+to come back when the account may be called again.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from services.scraper.sources.base import (
     SourceRejected,
     SourceUnavailable,
 )
-from shared.broker import ERROR_HEADER, Outgoing
-from shared.consumer import Delivery
+from shared.broker import Outgoing, Publish
+from shared.consumer import Delivery, Handled, Retry
 from shared.errors import PermanentError
 from shared.health import Metrics
 from shared.messages import JobCoolingDown, JobFailed, LeadsScraped, ScrapeTask
@@ -52,7 +53,7 @@ class ScrapeHandler:
         self.sources = sources
         self.enrich_batch_size = enrich_batch_size
 
-    async def __call__(self, task: ScrapeTask, delivery: Delivery) -> Sequence[Outgoing]:
+    async def __call__(self, task: ScrapeTask, delivery: Delivery) -> Handled[ScrapeTask]:
         source = self.sources.get(task.source)
         if source is None:
             raise PermanentError(f"no source named {task.source!r} is configured")
@@ -62,17 +63,17 @@ class ScrapeHandler:
         try:
             await gate.wait_turn(AccountCoolingDown, AccountOverRate)
         except AccountCoolingDown as e:
-            return later(task, delivery, e.retry_after_s or 0.0, "cooling down", cooling=True)
+            return later(task, e.retry_after_s or 0.0, "cooling down", cooling=True)
         except AccountOverRate as e:
             why = "over the account's request rate"
-            return later(task, delivery, e.retry_after_s or 0.0, why, cooling=False)
+            return later(task, e.retry_after_s or 0.0, why, cooling=False)
         requests = self.requests
         try:
             page = await source.fetch(task.account, task.query, task.cursor, task.job_id)
         except SourceRateLimited as e:
             requests.labels(source=source.name, outcome="rate_limited").inc()
             pause = await gate.cool_down(e.retry_after_s)
-            return later(task, delivery, pause, str(e), cooling=True)
+            return later(task, pause, str(e), cooling=True)
         except SourceUnavailable:
             requests.labels(source=source.name, outcome="unavailable").inc()
             raise
@@ -80,7 +81,7 @@ class ScrapeHandler:
             requests.labels(source=source.name, outcome="rejected").inc()
             raise
         requests.labels(source=source.name, outcome="ok").inc()
-        return self.page_done(task, delivery, page)
+        return Handled(publish=self.page_done(task, delivery, page))
 
     def page_done(self, task: ScrapeTask, delivery: Delivery, page: Page) -> list[Outgoing]:
         leads = page.leads[: max(0, task.max_leads - task.scraped)]
@@ -96,7 +97,7 @@ class ScrapeHandler:
             final=not more,
             total=None if more else scraped,
         )
-        out = [Outgoing(event, priority=delivery.priority)]
+        out: list[Outgoing] = [Publish(event, priority=delivery.priority)]
         if task.enrich:
             out.extend(
                 enrich_tasks(job_id, tenant, leads, self.enrich_batch_size, delivery.priority)
@@ -105,28 +106,18 @@ class ScrapeHandler:
             following = msgspec.structs.replace(
                 task, page=task.page + 1, cursor=page.next_cursor, scraped=scraped
             )
-            out.append(Outgoing(following, priority=delivery.priority))
+            out.append(Publish(following, priority=delivery.priority))
         return out
 
 
-def later(
-    task: ScrapeTask, delivery: Delivery, delay_s: float, why: str, *, cooling: bool
-) -> list[Outgoing]:
-    """The same page again after `delay_s`, through the broker (not an attempt used up)."""
-    out = [
-        Outgoing(
-            task,
-            priority=delivery.priority,
-            attempt=delivery.attempt,
-            retry=True,
-            delay_s=delay_s,
-            headers={ERROR_HEADER: why},
-        )
-    ]
+def later(task: ScrapeTask, delay_s: float, why: str, *, cooling: bool) -> Handled[ScrapeTask]:
+    """The same page again after `delay_s` (not an attempt used up); a cooldown is
+    shown on the job."""
+    notices: list[Outgoing] = []
     if cooling:
         until = time.time() + delay_s
-        out.append(Outgoing(JobCoolingDown(job_id=task.job_id, tenant=task.tenant, until=until)))
-    return out
+        notices.append(Publish(JobCoolingDown(job_id=task.job_id, tenant=task.tenant, until=until)))
+    return Handled(publish=notices, retries=[Retry(task, why, after_s=delay_s, later=True)])
 
 
 def pick(accounts: Sequence[str], job_id: str) -> str:
@@ -138,4 +129,4 @@ def pick(accounts: Sequence[str], job_id: str) -> str:
 def give_up(task: ScrapeTask, reason: str) -> Sequence[Outgoing]:
     """A page failed for good: the job cannot complete, so it fails with the reason."""
     why = f"page {task.page} of source {task.source} failed: {reason}"
-    return [Outgoing(JobFailed(job_id=task.job_id, tenant=task.tenant, reason=why))]
+    return [Publish(JobFailed(job_id=task.job_id, tenant=task.tenant, reason=why))]

@@ -9,6 +9,7 @@ import csv
 import io
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -17,6 +18,9 @@ import pytest
 from devtools.samples import make_leads
 from devtools.stack import Stack
 from tests.helpers import Api
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, Page, Request
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = [
@@ -61,7 +65,7 @@ RECORD_PROGRESS = """() => {
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[playwright.Browser]:
+async def browser() -> AsyncIterator[Browser]:
     async with playwright.async_playwright() as driver:
         browser = await driver.chromium.launch(
             executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True
@@ -73,7 +77,7 @@ async def browser() -> AsyncIterator[playwright.Browser]:
 
 
 @pytest.fixture
-async def page(browser: playwright.Browser) -> AsyncIterator[playwright.Page]:
+async def page(browser: Browser) -> AsyncIterator[Page]:
     context = await browser.new_context(
         viewport={"width": 1280, "height": 900}, accept_downloads=True
     )
@@ -85,7 +89,7 @@ async def page(browser: playwright.Browser) -> AsyncIterator[playwright.Page]:
 
 
 @pytest.fixture
-def page_errors(page: playwright.Page) -> list[object]:
+def page_errors(page: Page) -> list[object]:
     """Uncaught script errors of the page; a test ends by asserting there were none."""
     errors: list[object] = []
     page.on("pageerror", lambda error: errors.append(error))
@@ -107,7 +111,7 @@ def start_stack(stack_factory: Callable[..., Stack], **env: str) -> Stack:
     return stack
 
 
-async def use_key(page: playwright.Page, base_url: str, key: str) -> None:
+async def use_key(page: Page, base_url: str, key: str) -> None:
     await page.goto(base_url + "/")
     await page.get_by_label("API key").fill(key)
     await page.get_by_role("button", name="Use key").click()
@@ -116,7 +120,7 @@ async def use_key(page: playwright.Page, base_url: str, key: str) -> None:
 async def test_progress_bar_follows_a_running_job_live(
     stack_factory: Callable[..., Stack],
     http: aiohttp.ClientSession,
-    page: playwright.Page,
+    page: Page,
     page_errors: list[object],
     screenshots: Path,
 ) -> None:
@@ -130,7 +134,7 @@ async def test_progress_bar_follows_a_running_job_live(
         LEADFLOW_SANDBOX_ERROR_RATE="0.05",
     )
     api = Api(stack.url("gateway"), http, KEY)
-    requests: list[playwright.Request] = []
+    requests: list[Request] = []
     page.on("request", lambda request: requests.append(request))
     await use_key(page, stack.url("gateway"), KEY)
     await expect(page.locator("#jobs-empty")).to_be_visible()
@@ -190,7 +194,7 @@ async def test_progress_bar_follows_a_running_job_live(
 
 async def test_a_wrong_key_shows_the_problem_detail(
     stack_factory: Callable[..., Stack],
-    page: playwright.Page,
+    page: Page,
     page_errors: list[object],
     screenshots: Path,
 ) -> None:
@@ -213,7 +217,7 @@ async def test_a_wrong_key_shows_the_problem_detail(
 async def test_an_empty_key_works_when_auth_is_off(
     stack_factory: Callable[..., Stack],
     http: aiohttp.ClientSession,
-    page: playwright.Page,
+    page: Page,
     page_errors: list[object],
 ) -> None:
     stack = stack_factory()
@@ -221,7 +225,7 @@ async def test_an_empty_key_works_when_auth_is_off(
     job_id = (await Api(stack.url("gateway"), http).submit({"leads": make_leads(2, seed=34)}))[
         "job_id"
     ]
-    api_requests: list[playwright.Request] = []
+    api_requests: list[Request] = []
     page.on(
         "request",
         lambda request: api_requests.append(request) if "/v1/" in request.url else None,
@@ -241,7 +245,7 @@ async def test_an_empty_key_works_when_auth_is_off(
 async def test_job_page_resumes_its_stream_across_a_gateway_restart(
     stack_factory: Callable[..., Stack],
     http: aiohttp.ClientSession,
-    page: playwright.Page,
+    page: Page,
     page_errors: list[object],
 ) -> None:
     stack = start_stack(
@@ -250,7 +254,7 @@ async def test_job_page_resumes_its_stream_across_a_gateway_restart(
     api = Api(stack.url("gateway"), http, KEY)
     leads = make_leads(300, seed=33)
     job_id = (await api.submit({"leads": leads}))["job_id"]
-    streams: list[playwright.Request] = []
+    streams: list[Request] = []
     page.on(
         "request",
         lambda request: streams.append(request) if "/events" in request.url else None,
@@ -277,7 +281,7 @@ async def test_job_page_resumes_its_stream_across_a_gateway_restart(
 async def test_cancel_from_the_job_page(
     stack_factory: Callable[..., Stack],
     http: aiohttp.ClientSession,
-    page: playwright.Page,
+    page: Page,
     page_errors: list[object],
     screenshots: Path,
 ) -> None:

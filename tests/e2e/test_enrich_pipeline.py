@@ -54,7 +54,7 @@ async def test_thousand_leads_reach_every_destination(
     # Webhook deliveries continue after completion; wait for the destination to report them.
     async def webhook_done() -> bool:
         dests = (await api.job(job["job_id"]))["destinations"]
-        return dests[0]["delivered"] == 1000
+        return bool(dests[0]["delivered"] == 1000)
 
     await wait_until(webhook_done, timeout_s=60, what="webhook delivered 1000")
     assert webhook.lead_ids() == expected_ids

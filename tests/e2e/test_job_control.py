@@ -4,6 +4,7 @@ between tenants, timeouts, alerts, deletion and retention."""
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -51,14 +52,21 @@ async def test_cancel_stops_every_call_and_delivery(
     assert cancelled["state"] == "cancelled"
     assert (await api.job(job["job_id"]))["state"] == "cancelled"
 
-    # What is in flight at the cancel may still land; after SETTLE_S nothing may move.
-    await asyncio.sleep(SETTLE_S)  # observing that nothing happens takes time, by definition
+    # What is in flight at the cancel may still land. Once the enricher has settled every
+    # task of the job (done, or dropped for the cancel) nothing can call a provider again:
+    # counted, not waited for with a fixed sleep.
+    tasks = math.ceil(5000 / 25)  # the gateway's LEADFLOW_TASK_BATCH_SIZE default
+
+    async def every_task_settled() -> bool:
+        return await tasks_settled(http, stack) >= tasks
+
+    await wait_until(every_task_settled, timeout_s=60, what="every task done or dropped")
     settled = await api.job(job["job_id"])
     calls_then = await sandbox_calls(http, stack, job["job_id"])
     batches_then = len(webhook.batches)
-    await asyncio.sleep(2 * SETTLE_S)
-    assert await sandbox_calls(http, stack, job["job_id"]) == calls_then
     assert calls_then["last_at"] <= cancelled_at + SETTLE_S
+    assert await tasks_settled(http, stack) == tasks, "no task of the job came back"
+    assert await sandbox_calls(http, stack, job["job_id"]) == calls_then
     assert len(webhook.batches) == batches_then
     final = await api.job(job["job_id"])
     assert final["progress"] == settled["progress"]
@@ -67,6 +75,18 @@ async def test_cancel_stops_every_call_and_delivery(
 
     status, problem = await api.request("POST", f"/v1/jobs/{job['job_id']}/cancel")
     assert status == 409, problem
+
+
+async def tasks_settled(http: aiohttp.ClientSession, stack: Stack) -> float:
+    """Enrich tasks the enricher finished with: handled (acked) or dropped (job stopped)."""
+    async with http.get(f"{stack.url('enricher')}/metrics") as response:
+        text = await response.text()
+    return sum(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("leadflow_messages_consumed_total{")
+        and ('outcome="ack"' in line or 'outcome="dropped"' in line)
+    )
 
 
 async def at_least(api: Api, job_id: str, count: int) -> bool:

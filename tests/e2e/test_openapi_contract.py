@@ -41,6 +41,8 @@ from services.gateway.queries import MAX_POSITION, encode_cursor
 from tests.conftest import make_stack, teardown_stack
 from tests.helpers import Api
 
+# Schemathesis cases of any operation (its type parameter is the operation's class).
+Case = schemathesis.Case[Any]
 pytestmark = pytest.mark.e2e
 
 API_KEY = "contract-key-0001"
@@ -97,13 +99,14 @@ def schema(stack: Stack) -> BaseSchema:
     return schemathesis.openapi.from_url(f"{stack.url('gateway')}/openapi.json", config=config)
 
 
-def with_a_valid_lead(case: schemathesis.Case) -> schemathesis.Case:
-    if isinstance(case.body, dict):
-        case.body["leads"] = [VALID_LEAD, *(case.body.get("leads") or [])[:3]]
+def with_a_valid_lead(case: Case) -> Case:
+    body: Any = case.body
+    if isinstance(body, dict):
+        body["leads"] = [VALID_LEAD, *(body.get("leads") or [])[:3]]
     return case
 
 
-def within_prose_rules(case: schemathesis.Case) -> schemathesis.Case:
+def within_prose_rules(case: Case) -> Case:
     """A job body that keeps the three rules the document states in prose only."""
     body: Any = case.body
     if not isinstance(body, dict):
@@ -124,7 +127,7 @@ def within_prose_rules(case: schemathesis.Case) -> schemathesis.Case:
     return case
 
 
-def with_a_cursor(case: schemathesis.Case, position: int) -> schemathesis.Case:
+def with_a_cursor(case: Case, position: int) -> Case:
     case.query = {**(case.query or {}), "cursor": encode_cursor(position)}
     return case
 
@@ -153,7 +156,7 @@ def test_every_answer_matches_the_document(
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow],
     )
-    def answers_as_documented(case: schemathesis.Case) -> None:
+    def answers_as_documented(case: Case) -> None:
         case.call_and_validate()
 
     answers_as_documented()
@@ -165,7 +168,7 @@ def test_sequences_of_calls_answer_as_documented(schema: BaseSchema) -> None:
     base = schema.as_state_machine()
 
     class Machine(base):  # type: ignore[misc,valid-type]
-        def before_call(self, case: schemathesis.Case) -> None:
+        def before_call(self, case: Case) -> None:
             meta = case.meta
             positive = meta is None or meta.generation.mode.is_positive
             if (case.method.upper(), case.path) in JOB_BODIES and positive:
@@ -186,7 +189,7 @@ def test_sequences_of_calls_answer_as_documented(schema: BaseSchema) -> None:
 
 async def test_a_real_job_answers_as_documented(schema: BaseSchema, api: Api) -> None:
     """Generated ids are unknown jobs; here every read is of a real, finished job."""
-    body = {
+    body: Any = {
         "leads": make_leads(3, seed=77),
         "destinations": [{"type": "csv", "name": "contract"}, {"type": "dashboard"}],
     }
@@ -227,7 +230,7 @@ async def test_a_real_job_answers_as_documented(schema: BaseSchema, api: Api) ->
     assert [r.status_code for r in got[6:]] == [422, 422]
 
 
-def leads_case(schema: BaseSchema, job_id: str, query: dict[str, Any]) -> schemathesis.Case:
+def leads_case(schema: BaseSchema, job_id: str, query: dict[str, Any]) -> Case:
     operation = schema["/v1/jobs/{job_id}/leads"]["GET"]
     return operation.Case(path_parameters={"job_id": job_id}, query=query)
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from typing import NamedTuple
 
+import aiohttp
 import pytest
 
 from devtools.stack import Stack
 from tests.broker_node import BrokerNode, node_of_its_own
+from tests.helpers import Api
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +39,24 @@ def fault_stack(
         )
 
     return make
+
+
+class Started(NamedTuple):
+    stack: Stack
+    api: Api
+
+
+StartStack = Callable[..., Awaitable[Started]]
+
+
+@pytest.fixture
+def start_stack(fault_stack: Callable[..., Stack], http: aiohttp.ClientSession) -> StartStack:
+    """Make a stack on the suite's broker node with `env`, start `services` (all when none
+    are named) and return it with a client of its gateway: every fault test's first lines."""
+
+    async def start(env: dict[str, str] | None = None, *services: str) -> Started:
+        stack = fault_stack(env)
+        await asyncio.to_thread(stack.start, *services)
+        return Started(stack, Api(stack.url("gateway"), http))
+
+    return start

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 
 import aiohttp
 import pytest
@@ -47,7 +48,7 @@ async def test_broker_restart_mid_job(
     await asyncio.to_thread(broker_node.stop_app)
     for name in ("gateway", "enricher", "router"):
         await wait_until(
-            lambda n=name: is_503(http, stack.url(n)), timeout_s=30, what=f"{name} not ready"
+            partial(is_503, http, stack.url(name)), timeout_s=30, what=f"{name} not ready"
         )
     status, problem = await api.request("POST", "/v1/jobs/enrich", json={"leads": make_leads(2)})
     assert status == 503, problem
@@ -71,9 +72,7 @@ async def test_broker_restart_mid_job(
     await wait_until(consumers_back, timeout_s=CONSUMERS_BACK_WITHIN_S + 5, what="consumers back")
     assert time.monotonic() - back_at <= CONSUMERS_BACK_WITHIN_S
     for name in ("gateway", "enricher", "router"):
-        await wait_until(
-            lambda n=name: is_200(http, stack.url(n)), timeout_s=30, what=f"{name} ready"
-        )
+        await wait_until(partial(is_200, http, stack.url(name)), timeout_s=30, what=f"{name} ready")
 
     await assert_invariants(
         api,
@@ -112,12 +111,12 @@ async def test_connection_drops_between_services_and_broker(
 
     for done in (150, 450, 750):
         await wait_until(
-            lambda d=done: progressed_to(api, job["job_id"], d), timeout_s=90, what="progress"
+            partial(progressed_to, api, job["job_id"], done), timeout_s=90, what="progress"
         )
         before = proxy.connections_made
         await proxy.drop_all()
         await wait_until(
-            lambda b=before: reconnected(proxy, b), timeout_s=30, what="services reconnected"
+            partial(reconnected, proxy, before), timeout_s=30, what="services reconnected"
         )
 
     await assert_invariants(

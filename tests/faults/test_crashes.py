@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable
+from functools import partial
 
 import aiohttp
 import pytest
@@ -22,7 +23,7 @@ SLOW = {"LEADFLOW_SANDBOX_LATENCY_MS": "60", "LEADFLOW_ENRICH_PREFETCH": "2"}
 
 
 async def progressed_to(api: Api, job_id: str, done: int) -> bool:
-    return (await api.job(job_id))["progress"]["done"] >= done
+    return bool((await api.job(job_id))["progress"]["done"] >= done)
 
 
 def submit_body(
@@ -53,7 +54,7 @@ async def test_kill_9_repeatedly_loses_and_doubles_nothing(
 
     for fraction in (0.15, 0.4, 0.65):
         await wait_until(
-            lambda f=fraction: progressed_to(api, job["job_id"], int(1500 * f)),
+            partial(progressed_to, api, job["job_id"], int(1500 * fraction)),
             timeout_s=120,
             what=f"{fraction:.0%} progress",
         )
@@ -132,7 +133,7 @@ async def test_a_lead_that_kills_its_consumer_is_dead_lettered_alone(
         if enricher.proc.poll() is not None:  # play the supervisor: restart what died
             crashes += 1
             await asyncio.to_thread(stack.start, "enricher")
-        return (await api.job(job["job_id"]))["state"] == "completed"
+        return bool((await api.job(job["job_id"]))["state"] == "completed")
 
     await wait_until(finished_or_restarted, timeout_s=180, what="job completed")
     assert 2 <= crashes <= 6

@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from devtools.samples import make_leads
-from devtools.stack import Stack
 from services.router.destinations.webhook import GONE_REASON
 from tests.broker_node import BrokerNode
+from tests.faults.conftest import StartStack
 from tests.faults.invariants import assert_invariants
-from tests.helpers import Api, WebhookReceiver, free_port, wait_until
+from tests.helpers import WebhookReceiver, free_port, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 ACME_KEY = "acme-key-0123456789abcdef0123456789"
@@ -33,19 +32,16 @@ async def dead_webhook() -> AsyncIterator[WebhookReceiver]:
 
 
 async def test_flaky_webhook_gets_everything_and_a_dead_one_is_given_up(
-    fault_stack: Callable[..., Stack],
+    start_stack: StartStack,
     broker_node: BrokerNode,
-    http: aiohttp.ClientSession,
     webhook: WebhookReceiver,
     dead_webhook: WebhookReceiver,
 ) -> None:
     # Retries and giving up, without circuits (which would pause the flaky receiver's
     # retries past this short window; tests/unit/test_webhook_delivery.py covers them).
-    stack = fault_stack(
+    stack, api = await start_stack(
         {"LEADFLOW_WEBHOOK_RETRY_WINDOW_S": "6", "LEADFLOW_WEBHOOK_CIRCUIT_FAILURES": "1000"}
     )
-    await asyncio.to_thread(stack.start)
-    api = Api(stack.url("gateway"), http)
     webhook.fail_with = 500
     leads = make_leads(400, seed=401)
     job = await api.submit(
@@ -140,20 +136,17 @@ async def timed_webhook() -> AsyncIterator[TimedReceiver]:
 
 
 async def test_a_hanging_receiver_delays_no_other_tenant(
-    fault_stack: Callable[..., Stack],
-    http: aiohttp.ClientSession,
+    start_stack: StartStack,
     hanging_webhook: HangingReceiver,
     timed_webhook: TimedReceiver,
 ) -> None:
     timeout_s = 20.0
-    stack = fault_stack(
+    _, gateway = await start_stack(
         {
             "LEADFLOW_WEBHOOK_TIMEOUT_S": str(timeout_s),
             "LEADFLOW_API_KEYS": f"acme:{ACME_KEY},globex:{GLOBEX_KEY}",
         }
     )
-    await asyncio.to_thread(stack.start)
-    gateway = Api(stack.url("gateway"), http)
     acme, globex = gateway.with_key(ACME_KEY), gateway.with_key(GLOBEX_KEY)
     await acme.submit(
         {
@@ -191,17 +184,14 @@ async def test_a_hanging_receiver_delays_no_other_tenant(
 
 
 async def test_a_receiver_answering_410_is_disabled_without_failing_the_job(
-    fault_stack: Callable[..., Stack],
+    start_stack: StartStack,
     broker_node: BrokerNode,
-    http: aiohttp.ClientSession,
     webhook: WebhookReceiver,
     dead_webhook: WebhookReceiver,
 ) -> None:
     dead_webhook.fail_with = 410
     # One delivery at a time to it, so exactly one request sees the 410.
-    stack = fault_stack({"LEADFLOW_WEBHOOK_RECEIVER_CONCURRENCY": "1"})
-    await asyncio.to_thread(stack.start)
-    api = Api(stack.url("gateway"), http)
+    stack, api = await start_stack({"LEADFLOW_WEBHOOK_RECEIVER_CONCURRENCY": "1"})
     leads = make_leads(200, seed=410)
     job = await api.submit(
         {

@@ -3,37 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import pytest
 
 from devtools.samples import make_leads
-from devtools.stack import Stack
 from tests.broker_node import BrokerNode
+from tests.faults.conftest import StartStack
 from tests.faults.invariants import assert_invariants, read_csv
-from tests.helpers import Api, wait_until
+from tests.helpers import sandbox_config, sandbox_stats, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
 
-async def sandbox_config(http: aiohttp.ClientSession, stack: Stack, **knobs: Any) -> None:
-    async with http.put(f"{stack.url('sandbox')}/_sandbox/config", json=knobs) as response:
-        assert response.status == 200, await response.text()
-
-
-async def sandbox_stats(http: aiohttp.ClientSession, stack: Stack) -> dict[str, Any]:
-    async with http.get(f"{stack.url('sandbox')}/_sandbox/stats") as response:
-        return dict(await response.json())
-
-
 async def test_poison_lead_is_dead_lettered_then_replayed(
-    fault_stack: Callable[..., Stack], broker_node: BrokerNode, http: aiohttp.ClientSession
+    start_stack: StartStack, broker_node: BrokerNode, http: aiohttp.ClientSession
 ) -> None:
-    stack = fault_stack({"LEADFLOW_MAX_ATTEMPTS": "3", "LEADFLOW_RETRY_BASE_S": "0.2"})
-    await asyncio.to_thread(stack.start)
-    api = Api(stack.url("gateway"), http)
+    stack, api = await start_stack({"LEADFLOW_MAX_ATTEMPTS": "3", "LEADFLOW_RETRY_BASE_S": "0.2"})
     await sandbox_config(http, stack, unavailable_for=["Poison Pill"])
     leads = make_leads(1000, seed=301)
     poison = leads[500] = {**leads[500], "full_name": "Poison Pill"}
@@ -88,9 +75,9 @@ async def test_poison_lead_is_dead_lettered_then_replayed(
 
 
 async def test_providers_that_time_out_are_retried_until_they_answer(
-    fault_stack: Callable[..., Stack], broker_node: BrokerNode, http: aiohttp.ClientSession
+    start_stack: StartStack, broker_node: BrokerNode, http: aiohttp.ClientSession
 ) -> None:
-    stack = fault_stack(
+    stack, api = await start_stack(
         {
             "LEADFLOW_PROVIDER_ALPHA_TIMEOUT_S": "0.3",
             "LEADFLOW_PROVIDER_BETA_TIMEOUT_S": "0.3",
@@ -99,14 +86,12 @@ async def test_providers_that_time_out_are_retried_until_they_answer(
             "LEADFLOW_RETRY_MAX_S": "1",
         }
     )
-    await asyncio.to_thread(stack.start)
-    api = Api(stack.url("gateway"), http)
     await sandbox_config(http, stack, hang_rate=1.0, hang_s=5.0)
     leads = make_leads(300, seed=302)
     job = await api.submit({"leads": leads, "destinations": [{"type": "csv", "name": "timeouts"}]})
 
     async def timed_out_a_while() -> bool:
-        return (await sandbox_stats(http, stack))["hangs"] >= 20
+        return bool((await sandbox_stats(http, stack))["hangs"] >= 20)
 
     await wait_until(timed_out_a_while, timeout_s=60, what="provider calls timing out")
     assert (await api.job(job["job_id"]))["progress"]["done"] == 0
@@ -119,11 +104,11 @@ async def test_providers_that_time_out_are_retried_until_they_answer(
 
 
 async def test_job_without_a_consumer_is_flagged_stalled_then_recovers(
-    fault_stack: Callable[..., Stack], broker_node: BrokerNode, http: aiohttp.ClientSession
+    start_stack: StartStack, broker_node: BrokerNode, http: aiohttp.ClientSession
 ) -> None:
-    stack = fault_stack({"LEADFLOW_STALL_AFTER_S": "1.5"})
-    await asyncio.to_thread(stack.start, "sandbox", "router", "gateway")
-    api = Api(stack.url("gateway"), http)
+    stack, api = await start_stack(
+        {"LEADFLOW_STALL_AFTER_S": "1.5"}, "sandbox", "router", "gateway"
+    )
     leads = make_leads(50, seed=303)
     job = await api.submit({"leads": leads})
 

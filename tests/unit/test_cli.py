@@ -5,11 +5,12 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from leadflow_cli import commands
-from leadflow_cli.client import api_error
+from leadflow_cli.client import Client, api_error
 from leadflow_cli.commands import TERMINAL_STATES, with_origins
 from leadflow_cli.errors import EXIT_SERVER, EXIT_USAGE
 from leadflow_cli.main import main
@@ -123,7 +124,9 @@ def test_following_ends_with_the_job_and_says_how_it_ended(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], final: str, code: int
 ) -> None:
     monkeypatch.setattr(commands, "POLL_INTERVAL_S", 0)
-    assert commands.follow(JobsInStates("queued", "running", final), "job_1") == code
+    # A stand-in: following only ever calls `get`.
+    client = cast(Client, JobsInStates("queued", "running", final))
+    assert commands.follow(client, "job_1") == code
     out, err = capsys.readouterr()
     assert out.splitlines()[0] == f"job job_1 {final}: 2 enriched, 0 failed of 2"
     assert "100.0%" in err.splitlines()[-1]

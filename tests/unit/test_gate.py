@@ -29,7 +29,7 @@ from services.scraper.sources.base import (
 )
 from services.scraper.sources.http import SearchApiSource
 from shared.config import ApiSettings
-from shared.consumer import Delivery
+from shared.consumer import Delivery, Handled
 from shared.errors import TransientError
 from shared.health import Metrics
 from shared.messages import JobCoolingDown, Lead, ScrapeTask
@@ -208,8 +208,8 @@ def page_task() -> ScrapeTask:
     )
 
 
-def cooling_notices(out: Any) -> list[JobCoolingDown]:
-    return [o.message for o in out if isinstance(o.message, JobCoolingDown)]
+def cooling_notices(out: Handled[ScrapeTask]) -> list[JobCoolingDown]:
+    return [o.message for o in out.publish if isinstance(o.message, JobCoolingDown)]
 
 
 async def test_the_scraper_gates_each_account_and_cools_it_down_on_429() -> None:
@@ -228,7 +228,9 @@ async def test_the_scraper_gates_each_account_and_cools_it_down_on_429() -> None
     out = await handler(page_task(), delivery)  # in the cooldown: not fetched
     assert source.fetches == 1
     assert len(cooling_notices(out)) == 1
-    assert 6 < out[0].delay_s <= 7
+    [retry] = out.retries
+    assert retry.later, "a cooldown spends no attempt"
+    assert 6 < retry.after_s <= 7
 
 
 async def test_the_scraper_hands_a_far_turn_back_without_a_cooldown_notice() -> None:
@@ -239,6 +241,8 @@ async def test_the_scraper_hands_a_far_turn_back_without_a_cooldown_notice() -> 
     out = await handler(page_task(), delivery)
     assert source.fetches == 1
     assert cooling_notices(out) == []
-    assert out[0].delay_s > 1
+    [retry] = out.retries
+    assert retry.later
+    assert retry.after_s > 1
     with pytest.raises(AccountOverRate):
         await source.gate("acct1").wait_turn(AccountCoolingDown, AccountOverRate)

@@ -67,7 +67,7 @@ async def test_a_store_outage_moves_deadlines_instead_of_timing_jobs_out(store: 
             await store.transaction(lambda c: c.execute("DELETE FROM health_probe"))
         await keeper.check()  # the store is known to be down: no stop is broadcast
         # The outage outlasts the deadline (60 s more than it in the store's books).
-        store._down_since = epoch_s() - 65  # type: ignore[attr-defined]
+        store._down_since = epoch_s() - 65
     finally:
         other.execute("ROLLBACK")
         other.close()

@@ -26,13 +26,23 @@ MAX_RATE_WAIT_S = 1.0
 
 
 class ProviderUnavailable(TransientError):
-    """Timeout, 5xx, 429, malformed reply: ask this provider again later."""
+    """Timeout, 5xx, 429, malformed reply: ask this provider again later. A 429 is the
+    provider saying "later" (`later`): the lead waits without spending an attempt."""
 
     def __init__(
         self, message: str, *, retry_after_s: float | None = None, status: int | None = None
     ) -> None:
         super().__init__(message, retry_after_s=retry_after_s)
         self.status = status
+        if status == 429:
+            self.later = True
+
+
+class ProviderBusy(ProviderUnavailable):
+    """Not asked: the provider is cooling down, over its request rate, or its key's window
+    is used up. Nothing about the request, so the lead waits without spending an attempt."""
+
+    later = True
 
 
 class ProviderRejected(Exception):

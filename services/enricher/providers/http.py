@@ -21,6 +21,7 @@ from services.enricher.config import ProviderSettings
 from services.enricher.draft import LeadDraft
 from services.enricher.metrics import ProviderMetrics
 from services.enricher.providers.base import (
+    ProviderBusy,
     ProviderRejected,
     ProviderUnavailable,
     Reply,
@@ -156,7 +157,7 @@ class PersonMatchProvider:
 
     async def _call(self, url: str, payload: bytes, job_id: str) -> bytes | None:
         async with self._slots:
-            await self._gate.wait_turn(ProviderUnavailable)
+            await self._gate.wait_turn(ProviderBusy)
             try:
                 with self._latency.time():
                     return await self._post(url, payload, job_id)

@@ -22,6 +22,7 @@ from services.enricher.draft import LeadDraft
 from services.enricher.metrics import ProviderMetrics
 from services.enricher.providers.base import (
     ParkReason,
+    ProviderBusy,
     ProviderParked,
     ProviderRejected,
     ProviderUnavailable,
@@ -85,7 +86,7 @@ class VendorClient:
             data = _encode(body)
             headers["Content-Type"] = "application/json"
         async with self._slots:
-            await self._gate.wait_turn(ProviderUnavailable)
+            await self._gate.wait_turn(ProviderBusy)
             try:
                 with self._latency.time():
                     async with self._session.request(

@@ -35,6 +35,7 @@ import time
 from collections import Counter as Tally
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
+from typing import Literal
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -44,7 +45,6 @@ from prometheus_client import Counter, Gauge
 
 from services.router.config import WebhookSettings
 from shared import tracing
-from shared.consumer import RetryPolicy
 from shared.health import Metrics
 from shared.jobs import JobSpec, WebhookDestination
 from shared.logging import get_logger
@@ -52,6 +52,7 @@ from shared.netguard import NetGuard, TargetRefused
 from shared.results import decode_result, field_map, project
 from shared.secretbox import SecretBox, SecretUnreadable
 from shared.store import Store, decode_spec, epoch_s
+from shared.supervise import Backoff
 
 log = get_logger(__name__)
 # A claimed batch is someone else's for the call's timeout plus this margin.
@@ -77,6 +78,33 @@ class Batch:
     created_at: float
     tenant: str = ""
     receiver: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one delivery attempt means for its batch."""
+
+    outcome: Literal["delivered", "disabled", "given_up", "retry"]
+    retry_in_s: float = 0.0
+
+
+def verdict(
+    status: int | None,
+    error: str | None,
+    now: float,
+    batch: Batch,
+    retry_window_s: float,
+    backoff: Backoff,
+) -> Verdict:
+    """The webhook retry policy: a 410 disables the destination; a failure is retried with
+    backoff (`compute_backoff`, as tasks are) until the batch is older than the window."""
+    if status == 410:
+        return Verdict("disabled")
+    if error is None:
+        return Verdict("delivered")
+    if now - batch.created_at >= retry_window_s:
+        return Verdict("given_up")
+    return Verdict("retry", backoff.delay_s(batch.attempts + 1))
 
 
 @dataclass(frozen=True)
@@ -182,9 +210,7 @@ class WebhookDispatcher:
         self.settings = settings
         self.box: SecretBox = settings.secret_box
         self._wake = asyncio.Event()
-        self.backoff = RetryPolicy(
-            backoff_base_s=settings.backoff_base_s, backoff_max_s=settings.backoff_max_s
-        )
+        self.backoff = Backoff(base_s=settings.backoff_base_s, max_s=settings.backoff_max_s)
         self.circuits = Circuits(settings.circuit_failures, settings.circuit_cooloff_s)
         self.limits = Limits(settings.receiver_concurrency, settings.tenant_concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
@@ -224,7 +250,7 @@ class WebhookDispatcher:
                     # Store trouble: never let it end delivery for good.
                     failures += 1
                     log.exception("webhook.claim_failed", failures=failures)
-                    await asyncio.sleep(self.backoff.backoff_s(min(failures, CLAIM_BACKOFF_CAP)))
+                    await asyncio.sleep(self.backoff.delay_s(min(failures, CLAIM_BACKOFF_CAP)))
                     continue
                 failures = 0
                 for batch in claimed:
@@ -300,13 +326,14 @@ class WebhookDispatcher:
             if error is not None:
                 tracing.fail(span, error)
         now = epoch_s()
-        if status == 410:
+        after = verdict(status, error, now, batch, self.settings.retry_window_s, self.backoff)
+        if after.outcome == "disabled":
             await self.store.transaction(lambda conn: disable_destination(conn, batch))
             self._deliveries.labels(outcome="disabled").inc()
             log.error("webhook.destination_disabled", job_id=batch.job_id, dest=batch.dest_idx)
             return
         self.circuits.record(batch.receiver, error, now)
-        if error is None:
+        if error is None:  # the verdict is "delivered"
             await self.store.transaction(lambda conn: mark_delivered(conn, batch))
             self._deliveries.labels(outcome="delivered").inc()
             log.info(
@@ -315,14 +342,14 @@ class WebhookDispatcher:
                 webhook_id=batch.webhook_id,
                 leads=batch.size,
             )
-        elif now - batch.created_at >= self.settings.retry_window_s:
+        elif after.outcome == "given_up":
             await self.store.transaction(lambda conn: mark_given_up(conn, batch, error))
             self._deliveries.labels(outcome="given_up").inc()
             log.error(
                 "webhook.given_up", job_id=batch.job_id, webhook_id=batch.webhook_id, error=error
             )
         else:
-            delay = self.backoff.backoff_s(batch.attempts + 1)
+            delay = after.retry_in_s
             await self.store.transaction(lambda conn: mark_retry(conn, batch, error, now + delay))
             self._deliveries.labels(outcome="retry").inc()
             log.warning(

@@ -35,15 +35,22 @@ class SourceUnavailable(TransientError):
     """Timeout, 5xx, garbage: fetch the page again later."""
 
 
-class SourceRateLimited(SourceUnavailable):
+class SourceSaidLater(SourceUnavailable):
+    """The source, or its account's turn-taking, said "later": nothing about the page, so
+    it waits without spending an attempt."""
+
+    later = True
+
+
+class SourceRateLimited(SourceSaidLater):
     """429 or a soft block: the account must cool down (for `retry_after_s` if given)."""
 
 
-class AccountCoolingDown(SourceUnavailable):
+class AccountCoolingDown(SourceSaidLater):
     """The account is in a cooldown (here or broadcast by another scraper): not called."""
 
 
-class AccountOverRate(SourceUnavailable):
+class AccountOverRate(SourceSaidLater):
     """The account's next turn under its request rate is too far away to wait for here."""
 
 

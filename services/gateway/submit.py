@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import msgspec
 from services.gateway.errors import CsvInUse, IdempotencyConflict, NotSent, QuotaExceeded
 from shared import jobstate
 from shared.broker import Broker, Outgoing
+from shared.dbapi import Connection
 from shared.errors import BrokerUnavailable
 from shared.jobs import CsvDestination, Destination, JobSpec
 from shared.logging import get_logger
@@ -116,7 +116,7 @@ class JobSubmitter:
 
     def insert(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         tenant: str,
         job_id: str,
         job: NewJob,
@@ -186,7 +186,7 @@ class JobSubmitter:
         return None
 
 
-def replay_of(conn: sqlite3.Connection, tenant: str, key: str, digest: str) -> Submission | None:
+def replay_of(conn: Connection, tenant: str, key: str, digest: str) -> Submission | None:
     row = conn.execute(
         "SELECT i.job_id, i.body_hash, i.created_at, j.state FROM idempotency_keys i"
         " JOIN jobs j ON j.job_id = i.job_id WHERE i.tenant = ? AND i.key = ?",
@@ -202,7 +202,7 @@ def replay_of(conn: sqlite3.Connection, tenant: str, key: str, digest: str) -> S
     return Submission(job_id=row["job_id"], state=row["state"], replayed=True)
 
 
-def refuse_over_quota(conn: sqlite3.Connection, tenant: str, charged: int, quota: int) -> None:
+def refuse_over_quota(conn: Connection, tenant: str, charged: int, quota: int) -> None:
     """A tenant's jobs of today may take at most `quota` leads (0: no quota). Charges are
     kept apart from the jobs, so deleting a job does not give its leads back."""
     if quota <= 0:
@@ -218,9 +218,7 @@ def refuse_over_quota(conn: sqlite3.Connection, tenant: str, charged: int, quota
         raise QuotaExceeded(quota=quota, used=used, needed=charged, retry_after_s=retry_after)
 
 
-def refuse_csv_in_use(
-    conn: sqlite3.Connection, tenant: str, destinations: list[Destination]
-) -> None:
+def refuse_csv_in_use(conn: Connection, tenant: str, destinations: list[Destination]) -> None:
     for idx, dest in enumerate(destinations):
         if not isinstance(dest, CsvDestination):
             continue
@@ -234,7 +232,7 @@ def refuse_csv_in_use(
             raise CsvInUse(index=idx, file_name=dest.file_name, job_id=busy[0])
 
 
-def fail_job(conn: sqlite3.Connection, job_id: str, reason: str) -> None:
+def fail_job(conn: Connection, job_id: str, reason: str) -> None:
     """The job's tasks could not be queued: it fails, its quota charge is given back, and
     its idempotency key is freed so that a retry of the POST makes a new job."""
     jobstate.stop(conn, job_id, jobstate.FAILED, reason)

@@ -9,11 +9,11 @@ did not finish, never because its results could not be written down.
 
 from __future__ import annotations
 
-import sqlite3
 from functools import partial
 
 from shared import jobstate
 from shared.broker import Broker, Outgoing
+from shared.dbapi import Connection
 from shared.logging import get_logger
 from shared.messages import JobStopped
 from shared.store import Store, epoch_s
@@ -49,14 +49,14 @@ class DeadlineKeeper:
 
 
 def extend_and_find_expired(
-    conn: sqlite3.Connection, outage_s: float, now: float
+    conn: Connection, outage_s: float, now: float
 ) -> list[tuple[str, str, int]]:
     if outage_s > 0:
         extend_deadlines(conn, outage_s)
     return past_deadline(conn, now)
 
 
-def extend_deadlines(conn: sqlite3.Connection, seconds: float) -> None:
+def extend_deadlines(conn: Connection, seconds: float) -> None:
     conn.execute(
         "UPDATE jobs SET deadline_at = deadline_at + ?"
         f" WHERE {TIMING_OUT} AND deadline_at IS NOT NULL",
@@ -64,7 +64,7 @@ def extend_deadlines(conn: sqlite3.Connection, seconds: float) -> None:
     )
 
 
-def past_deadline(conn: sqlite3.Connection, now: float) -> list[tuple[str, str, int]]:
+def past_deadline(conn: Connection, now: float) -> list[tuple[str, str, int]]:
     rows = conn.execute(
         f"SELECT job_id, tenant, timeout_s FROM jobs WHERE {TIMING_OUT} AND deadline_at < ?",
         (now,),

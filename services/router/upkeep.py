@@ -11,14 +11,14 @@ every round) runs the duties, so a job is not released twice nor an alert sent t
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
+from shared.dbapi import Connection
 from shared.errors import BrokerUnavailable, StoreUnavailable
 from shared.logging import get_logger
-from shared.store import Store, epoch_s
+from shared.store import Store, StoreError, epoch_s
 
 log = get_logger(__name__)
 Check = Callable[[], Awaitable[None]]
@@ -36,7 +36,7 @@ async def run_upkeep(store: Store, interval_s: float, checks: Sequence[tuple[str
         except StoreUnavailable as e:
             log.warning("upkeep.store_unavailable", error=str(e))
             continue
-        except sqlite3.Error:
+        except StoreError:
             log.exception("upkeep.lease_failed")
             continue
         for name, check in checks:
@@ -48,7 +48,7 @@ async def run_upkeep(store: Store, interval_s: float, checks: Sequence[tuple[str
                 log.exception("upkeep.failed", duty=name)
 
 
-def claim_lease(conn: sqlite3.Connection, owner: str, lease_s: float) -> bool:
+def claim_lease(conn: Connection, owner: str, lease_s: float) -> bool:
     """Take or renew the lease: ours if free, expired or already ours."""
     now = epoch_s()
     conn.execute(

@@ -11,12 +11,12 @@ File I/O leaves the event loop through aiofiles (the stack's one way), fsync inc
 from __future__ import annotations
 
 import os
-import sqlite3
 from pathlib import Path
 
 import aiofiles
 import aiofiles.os
 
+from shared.dbapi import Connection
 from shared.jobs import CsvDestination
 from shared.jobstate import STOPPED
 from shared.logging import get_logger
@@ -64,7 +64,7 @@ class CsvExporter:
         return True
 
 
-def csv_targets(conn: sqlite3.Connection, job_id: str) -> list[tuple[str, int, CsvDestination]]:
+def csv_targets(conn: Connection, job_id: str) -> list[tuple[str, int, CsvDestination]]:
     job = conn.execute(
         "SELECT tenant, state, spec FROM jobs WHERE job_id = ?", (job_id,)
     ).fetchone()
@@ -80,7 +80,7 @@ def csv_targets(conn: sqlite3.Connection, job_id: str) -> list[tuple[str, int, C
 
 
 def pending_rows(
-    conn: sqlite3.Connection, job_id: str, idx: int
+    conn: Connection, job_id: str, idx: int
 ) -> tuple[int, int, list[tuple[int, bytes]]]:
     dest = conn.execute(
         "SELECT cursor_seq, file_offset FROM destinations WHERE job_id = ? AND idx = ?",

@@ -30,7 +30,6 @@ import contextlib
 import hashlib
 import hmac
 import math
-import sqlite3
 import time
 from collections import Counter as Tally
 from collections import defaultdict, deque
@@ -43,6 +42,7 @@ from prometheus_client import Counter, Gauge
 
 from services.router.config import WebhookSettings
 from shared.consumer import RetryPolicy
+from shared.dbapi import Connection
 from shared.health import Metrics
 from shared.jobs import JobSpec, WebhookDestination
 from shared.logging import get_logger
@@ -406,7 +406,7 @@ class SpecCache:
 
 
 def claim_due(
-    conn: sqlite3.Connection,
+    conn: Connection,
     now: float,
     free: int,
     lease_s: float,
@@ -553,7 +553,7 @@ class Payload:
     sealed_secrets: list[str]  # the current one first, then one being rotated out
 
 
-def build_payload(conn: sqlite3.Connection, batch: Batch, now: float) -> Payload | None:
+def build_payload(conn: Connection, batch: Batch, now: float) -> Payload | None:
     job = conn.execute("SELECT spec FROM jobs WHERE job_id = ?", (batch.job_id,)).fetchone()
     dest_row = conn.execute(
         "SELECT secret, previous_secret, previous_secret_until FROM destinations"
@@ -577,15 +577,15 @@ def build_payload(conn: sqlite3.Connection, batch: Batch, now: float) -> Payload
     return Payload(dest.url, _encode({"job_id": batch.job_id, "leads": leads}), secrets)
 
 
-def mark_delivered(conn: sqlite3.Connection, batch: Batch) -> None:
+def mark_delivered(conn: Connection, batch: Batch) -> None:
     _finish(conn, batch, "delivered", None)
 
 
-def mark_given_up(conn: sqlite3.Connection, batch: Batch, error: str) -> None:
+def mark_given_up(conn: Connection, batch: Batch, error: str) -> None:
     _finish(conn, batch, "failed", error)
 
 
-def _finish(conn: sqlite3.Connection, batch: Batch, state: str, error: str | None) -> None:
+def _finish(conn: Connection, batch: Batch, state: str, error: str | None) -> None:
     updated = conn.execute(
         "UPDATE webhook_batches SET state = ?, attempts = attempts + 1, last_error = ?,"
         " lease_until = 0 WHERE job_id = ? AND dest_idx = ? AND batch_no = ? AND state = 'pending'",
@@ -601,7 +601,7 @@ def _finish(conn: sqlite3.Connection, batch: Batch, state: str, error: str | Non
     )
 
 
-def mark_retry(conn: sqlite3.Connection, batch: Batch, error: str, next_at: float) -> None:
+def mark_retry(conn: Connection, batch: Batch, error: str, next_at: float) -> None:
     updated = conn.execute(
         "UPDATE webhook_batches SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?,"
         " lease_until = 0 WHERE job_id = ? AND dest_idx = ? AND batch_no = ? AND state = 'pending'",
@@ -614,7 +614,7 @@ def mark_retry(conn: sqlite3.Connection, batch: Batch, error: str, next_at: floa
         )
 
 
-def disable_destination(conn: sqlite3.Connection, batch: Batch) -> None:
+def disable_destination(conn: Connection, batch: Batch) -> None:
     """The receiver said the endpoint is gone: no more requests to it for this destination."""
     conn.execute(
         "UPDATE destinations SET disabled_reason = ? WHERE job_id = ? AND idx = ?",
@@ -623,7 +623,7 @@ def disable_destination(conn: sqlite3.Connection, batch: Batch) -> None:
     fail_pending(conn, batch.job_id, batch.dest_idx, GONE_REASON)
 
 
-def fail_pending(conn: sqlite3.Connection, job_id: str, dest_idx: int, reason: str) -> int:
+def fail_pending(conn: Connection, job_id: str, dest_idx: int, reason: str) -> int:
     """Fail every pending batch of a disabled destination (one in flight included: its
     outcome is then ignored); returns how many."""
     sizes = conn.execute(

@@ -37,7 +37,7 @@ from shared.messages import (
     UsageRecorded,
     tag_of,
 )
-from shared.store import decode_spec, epoch_s, utc_now
+from shared.store import decode_spec, epoch_s, lock_job_leads, utc_now
 
 log = get_logger(__name__)
 _encode = msgspec.json.Encoder().encode
@@ -58,6 +58,8 @@ def record_events(conn: Connection, events: Sequence[Message]) -> Recorded:
     """Store a batch of events, in the caller's transaction."""
     recorded = Recorded()
     touched, outgoing = recorded.touched, recorded.outgoing
+    # Seq numbers of a job's leads must become visible in order (see lock_job_leads).
+    lock_job_leads(conn, (event.job_id for event in events))
     for event in events:
         state = job_state(conn, event.job_id)
         if state is None:

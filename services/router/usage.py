@@ -22,7 +22,7 @@ def add_usage(conn: Connection, tenant: str, counts: Mapping[str, int], event_id
         return  # this event was counted already (a redelivery)
     conn.executemany(
         "INSERT INTO usage (tenant, day, metric, count) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT (tenant, day, metric) DO UPDATE SET count = count + excluded.count",
+        " ON CONFLICT (tenant, day, metric) DO UPDATE SET count = usage.count + excluded.count",
         [(tenant, day, metric, n) for metric, n in counts.items() if n],
     )
 

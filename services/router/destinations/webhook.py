@@ -49,7 +49,7 @@ from shared.logging import get_logger
 from shared.netguard import NetGuard, TargetRefused
 from shared.results import decode_result, field_map, project
 from shared.secretbox import SecretBox, SecretUnreadable
-from shared.store import Store, decode_spec, epoch_s
+from shared.store import Store, db_now, decode_spec, epoch_s
 
 log = get_logger(__name__)
 # A claimed batch is someone else's for the call's timeout plus this margin.
@@ -416,12 +416,16 @@ def claim_due(
     destinations, defer (or give up) those behind an open circuit."""
     rules = rules or ClaimRules()
     specs = rules.specs
+    # Leases are compared in the database's time: routers with skewed clocks agree on
+    # when one expired. (The claim itself runs alone: SQLite's write lock, SERIALIZABLE
+    # on PostgreSQL, so no batch is leased twice.)
+    lease_now = db_now(conn)
     busy_receivers: Tally[str] = Tally()
     busy_tenants: Tally[str] = Tally()
     for row in conn.execute(
         "SELECT b.job_id, b.dest_idx, j.tenant, j.spec FROM webhook_batches b"
         " JOIN jobs j ON j.job_id = b.job_id WHERE b.state = 'pending' AND b.lease_until > ?",
-        (now,),
+        (lease_now,),
     ):
         busy_receivers[specs.receiver(row[0], row[1], row[3])] += 1
         busy_tenants[row[2]] += 1
@@ -436,9 +440,9 @@ def claim_due(
         " ORDER BY b.next_attempt_at, b.batch_no) AS rank"
         " FROM webhook_batches b JOIN jobs j ON j.job_id = b.job_id"
         " JOIN destinations d ON d.job_id = b.job_id AND d.idx = b.dest_idx"
-        " WHERE b.state = 'pending' AND b.next_attempt_at <= ? AND b.lease_until <= ?)"
+        " WHERE b.state = 'pending' AND b.next_attempt_at <= ? AND b.lease_until <= ?) AS due"
         " WHERE rank <= ? ORDER BY created_at, batch_no",
-        (now, now, rules.limits.receiver),
+        (now, lease_now, rules.limits.receiver),
     ):
         if row["disabled_reason"] is not None:
             disabled[(row["job_id"], row["dest_idx"])] = row["disabled_reason"]
@@ -475,7 +479,7 @@ def claim_due(
     conn.executemany(
         "UPDATE webhook_batches SET lease_until = ? WHERE job_id = ? AND dest_idx = ?"
         " AND batch_no = ?",
-        [(now + lease_s, b.job_id, b.dest_idx, b.batch_no) for b in chosen],
+        [(lease_now + lease_s, b.job_id, b.dest_idx, b.batch_no) for b in chosen],
     )
     return chosen
 

@@ -23,7 +23,7 @@ def suite_pg_url() -> str | None:
     return url if url.startswith(("postgresql://", "postgres://")) else None
 
 
-def test_pg_url() -> str:
+def scaleout_pg_url() -> str:
     return suite_pg_url() or os.environ.get("LEADFLOW_TEST_PG_URL", DEFAULT_PG_URL)
 
 

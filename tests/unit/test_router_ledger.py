@@ -159,6 +159,24 @@ async def test_csv_holds_each_lead_once_even_after_a_crash_mid_write(
     assert pending == []
 
 
+async def test_a_lost_csv_file_is_rebuilt_from_the_store(store: Store, tmp_path: Path) -> None:
+    spec = JobSpec(destinations=[CsvDestination(name="lost", fields={"ID": "id"})])
+    await store.transaction(lambda c: add_job(c, "j5", 4, spec))
+    exporter = CsvExporter(store, tmp_path / "exports")
+    path = tmp_path / "exports" / "t" / "lost.csv"
+    await store.transaction(lambda c: record_events(c, [enriched("j5", "a", "b")]))
+    await exporter.sync("j5")
+    path.unlink()  # or a router on another machine without the file
+    await store.transaction(lambda c: record_events(c, [enriched("j5", "c")]))
+    await exporter.sync("j5")
+
+    raw = path.read_bytes()
+    assert b"\x00" not in raw
+    assert list(csv.reader(raw.decode().splitlines())) == [["ID"], ["a"], ["b"], ["c"]]
+    job = await status(store, "j5")
+    assert job["destinations"][0]["delivered"] == 3  # type: ignore[index]
+
+
 def test_webhook_signature_follows_standard_webhooks() -> None:
     import base64
     import hashlib

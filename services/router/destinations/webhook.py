@@ -415,6 +415,8 @@ def claim_due(
     """Lease up to `free` due batches as `rules` choose; fail those of disabled
     destinations, defer (or give up) those behind an open circuit."""
     rules = rules or ClaimRules()
+    # What the claim did, from zero: on PostgreSQL a transaction may run more than once.
+    rules.deferred = rules.given_up = rules.disabled = 0
     specs = rules.specs
     # Leases are compared in the database's time: routers with skewed clocks agree on
     # when one expired. (The claim itself runs alone: SQLite's write lock, SERIALIZABLE

@@ -1,6 +1,6 @@
 """The PostgreSQL store's own logic: migrations raced by services starting at once, lead
 `seq` made visible in order when two transactions write one job, the upkeep lease in
-database time, and the dialect translation."""
+database time, a webhook batch leased by one router only, and the dialect translation."""
 
 from __future__ import annotations
 
@@ -11,10 +11,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from services.router.destinations.webhook import claim_due
+from services.router.ledger import record_events
 from services.router.upkeep import claim_lease
 from shared import pgstore
+from shared.jobs import JobSpec, WebhookDestination
 from shared.store import Store, lock_job_leads
 from tests.pg import pg_schema, scaleout_pg_url, unreachable
+from tests.unit.test_router_ledger import add_job, enriched
 
 PG_URL = scaleout_pg_url()
 needs_pg = pytest.mark.skipif((reason := unreachable(PG_URL)) is not None, reason=reason or "")
@@ -129,3 +133,24 @@ async def test_the_upkeep_lease_follows_database_time_not_the_routers_clocks(
         assert not await store.transaction(lambda c: claim_lease(c, "router-a", 30.0))
     finally:
         await store.close()
+
+
+@needs_pg
+async def test_two_routers_never_lease_one_webhook_batch(store_url: str) -> None:
+    spec = JobSpec(destinations=[WebhookDestination(url="http://x", batch_size=1)])
+    routers = [Store(store_url), Store(store_url)]
+    try:
+        await routers[0].transaction(lambda c: add_job(c, "hooked", 40, spec))
+        leads = [f"lead-{n}" for n in range(40)]
+        await routers[0].transaction(lambda c: record_events(c, [enriched("hooked", *leads)]))
+        claims = await asyncio.gather(
+            *(
+                router.transaction(lambda c: claim_due(c, 1e12, 3, 60))
+                for _ in range(10)
+                for router in routers
+            )
+        )
+    finally:
+        await asyncio.gather(*(router.close() for router in routers))
+    leased = [batch.batch_no for claim in claims for batch in claim]
+    assert sorted(leased) == list(range(40)), "a batch leased twice or never"

@@ -25,7 +25,7 @@ from shared.errors import BrokerUnavailable
 from shared.jobs import CsvDestination, Destination, JobSpec
 from shared.logging import get_logger
 from shared.messages import JobStopped, Lead
-from shared.store import IDEMPOTENCY_TTL_S, Store, epoch_s, utc_now
+from shared.store import IDEMPOTENCY_TTL_S, Store, db_now, epoch_s, utc_now
 from shared.tasks import Lanes
 
 log = get_logger(__name__)
@@ -135,7 +135,7 @@ class JobSubmitter:
             )
         refuse_over_quota(conn, tenant, job.charged, self.daily_quota_leads)
         refuse_csv_in_use(conn, tenant, job.spec.destinations)
-        now = epoch_s()
+        now = db_now(conn)  # the deadline is enforced by a router, maybe on another machine
         # A job with nothing to do is done at once (a dependency that found no leads).
         state = jobstate.initial_state(waiting=job.waiting, total=job.total)
         conn.execute(

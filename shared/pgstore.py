@@ -20,8 +20,11 @@ and nowhere else:
 - migrations (DDL only, see shared/migrations/README.md): `INTEGER PRIMARY KEY
   AUTOINCREMENT` -> identity column, `INTEGER` -> `BIGINT`, `REAL` -> `DOUBLE PRECISION`,
   `BLOB` -> `BYTEA`;
-- values: Python bools are stored as 0/1 (the schema's flags are integers), and integral
-  `numeric` results (a `SUM` of integers) come back as `int`, as they do from SQLite.
+- values: Python bools are stored as 0/1 (the schema's flags are integers), integral
+  `numeric` results (a `SUM` of integers) come back as `int`, as they do from SQLite, and a
+  NUL character in a text parameter (which PostgreSQL text cannot hold; SQLite's can)
+  becomes U+FFFD: a lookup by such a value finds nothing, as it finds nothing on SQLite,
+  instead of failing the request.
 """
 
 from __future__ import annotations
@@ -181,10 +184,10 @@ class PgConnection:
         statement = translate(sql)
         if not self.in_transaction and statement.lstrip()[:6].upper() not in ("SELECT", "BEGIN "):
             self.wrote_outside_transaction = True
-        return PgCursor(self.raw.execute(statement, tuple(params)))
+        return PgCursor(self.raw.execute(statement, _values(params)))
 
     def executemany(self, sql: str, params: Any, /) -> PgCursor:
-        rows = [tuple(row) for row in params]
+        rows = [_values(row) for row in params]
         if not self.in_transaction:
             self.wrote_outside_transaction = True
         cursor = self.raw.cursor()
@@ -195,6 +198,13 @@ class PgConnection:
 
     def close(self) -> None:
         self.raw.close()
+
+
+def _values(params: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(
+        value.replace("\x00", "\ufffd") if isinstance(value, str) and "\x00" in value else value
+        for value in params
+    )
 
 
 def connect(url: str, *, lock_timeout_s: float, statement_timeout_s: float = 0) -> PgConnection:

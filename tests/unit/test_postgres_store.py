@@ -154,3 +154,15 @@ async def test_two_routers_never_lease_one_webhook_batch(store_url: str) -> None
         await asyncio.gather(*(router.close() for router in routers))
     leased = [batch.batch_no for claim in claims for batch in claim]
     assert sorted(leased) == list(range(40)), "a batch leased twice or never"
+
+
+@needs_pg
+async def test_a_nul_in_a_text_parameter_finds_nothing_instead_of_failing(store_url: str) -> None:
+    store = Store(store_url)
+    try:
+        row = await store.run(
+            lambda c: c.execute("SELECT job_id FROM jobs WHERE job_id = ?", ("a\x00b",)).fetchone()
+        )
+    finally:
+        await store.close()
+    assert row is None

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: venv broker broker-management run up down test test-e2e test-unit test-faults lint format bench clean
+.PHONY: venv broker broker-management postgres run up down test test-pg test-e2e test-unit test-faults lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ venv: $(STAMP)
 
 broker:
 	@devtools/ensure-rabbitmq.sh
+
+postgres:
+	@devtools/ensure-postgres.sh
 
 ## The broker plus its management UI where it can be enabled (never fails for the UI).
 broker-management:
@@ -36,6 +39,11 @@ down: venv
 ## The whole test suite: unit tests and end-to-end tests against the real broker.
 test: venv broker
 	$(PY) -m pytest
+
+## The whole suite again on PostgreSQL (each test stack in a schema of its own).
+TEST_PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
+test-pg: venv broker postgres
+	LEADFLOW_STORE_URL=$(TEST_PG_URL) $(PY) -m pytest
 
 test-unit: venv
 	$(PY) -m pytest tests/unit

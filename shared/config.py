@@ -144,6 +144,12 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     # whose queues an older leadflow declared classic; see shared/topology.py).
     queue_type: QueueType
     data_dir: Path
+    # Where the store lives: `sqlite:///<path>` (default: leadflow.db in the data dir) or
+    # `postgresql://…` (several machines; see shared/store.py).
+    store_url: str
+    # CSV exports, <exports_dir>/<tenant>/<name>.csv: a directory every router shares
+    # (a network file system when routers run on several machines).
+    exports_dir: Path
     http_host: str
     http_port: int
     broker_prefix: str
@@ -181,12 +187,18 @@ def load_common(service: str, env: EnvReader) -> CommonSettings:
     if not prefix.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise ConfigError("LEADFLOW_BROKER_PREFIX", "letters, digits, '.', '-' and '_'", prefix)
     default_format: LogFormat = "console" if sys.stderr.isatty() else "json"
+    data_dir = Path(env.get_str("LEADFLOW_DATA_DIR", "./var")).resolve()
+    store_url = env.get_str("LEADFLOW_STORE_URL", f"sqlite:///{data_dir / 'leadflow.db'}")
+    if not store_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise ConfigError("LEADFLOW_STORE_URL", "a sqlite:///path or postgresql://… URL", store_url)
     return CommonSettings(
         service=service,
         env=mode,
         amqp_urls=amqp_urls,
         queue_type=env.choice("LEADFLOW_QUEUE_TYPE", "quorum", ("quorum", "classic")),
-        data_dir=Path(env.get_str("LEADFLOW_DATA_DIR", "./var")).resolve(),
+        data_dir=data_dir,
+        store_url=store_url,
+        exports_dir=Path(env.get_str("LEADFLOW_EXPORTS_DIR", str(data_dir / "exports"))).resolve(),
         http_host=env.get_str("LEADFLOW_HTTP_HOST", "127.0.0.1"),
         http_port=env.get_int(
             "LEADFLOW_HTTP_PORT", DEFAULT_PORTS[service], minimum=1, maximum=65535

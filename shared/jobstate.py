@@ -25,11 +25,11 @@ state build their condition with `state_in` from the sets defined here.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from typing import Final
 
 from shared.clock import epoch_s, utc_now
+from shared.dbapi import Connection
 
 WAITING: Final = "waiting"
 QUEUED: Final = "queued"
@@ -116,17 +116,17 @@ def initial_state(*, waiting: bool, total: int | None) -> str:
     return COMPLETED if total == 0 else QUEUED
 
 
-def mark_running(conn: sqlite3.Connection, job_id: str) -> bool:
+def mark_running(conn: Connection, job_id: str) -> bool:
     """The first outcome of a queued (or waiting) job arrived."""
     return _update(conn, job_id, RUNNING, (QUEUED, WAITING), "", ())
 
 
-def complete_if_done(conn: sqlite3.Connection, job_id: str) -> bool:
+def complete_if_done(conn: Connection, job_id: str) -> bool:
     """A running job whose every lead has an outcome is completed."""
     return _complete(conn, job_id, (RUNNING,))
 
 
-def release_waiting(conn: sqlite3.Connection, job_id: str, total: int) -> bool:
+def release_waiting(conn: Connection, job_id: str, total: int) -> bool:
     """A waiting job's tasks are published: it is queued with `total` leads, and with
     none it is completed at once. False if it was not waiting any more."""
     released = _update(
@@ -137,7 +137,7 @@ def release_waiting(conn: sqlite3.Connection, job_id: str, total: int) -> bool:
     return released
 
 
-def stop(conn: sqlite3.Connection, job_id: str, state: str, reason: str) -> bool:
+def stop(conn: Connection, job_id: str, state: str, reason: str) -> bool:
     """End an unfinished job as `state` (failed, cancelled or timed out) with `reason`;
     its pending webhook batches are cancelled. False if it could not move to `state`
     (it had finished already, or a paused job cannot time out)."""
@@ -159,7 +159,7 @@ def stop(conn: sqlite3.Connection, job_id: str, state: str, reason: str) -> bool
     return stopped
 
 
-def _complete(conn: sqlite3.Connection, job_id: str, came_from: tuple[str, ...]) -> bool:
+def _complete(conn: Connection, job_id: str, came_from: tuple[str, ...]) -> bool:
     return _update(
         conn,
         job_id,
@@ -172,7 +172,7 @@ def _complete(conn: sqlite3.Connection, job_id: str, came_from: tuple[str, ...])
 
 
 def _update(
-    conn: sqlite3.Connection,
+    conn: Connection,
     job_id: str,
     to: str,
     came_from: tuple[str, ...],

@@ -1,24 +1,34 @@
-"""The status store: jobs, per-lead results and delivery bookkeeping in SQLite (WAL mode).
+"""The status store: jobs, per-lead results and delivery bookkeeping, in SQLite (WAL
+mode; the embedded default) or PostgreSQL (`LEADFLOW_STORE_URL=postgresql://…`, several
+machines).
 
 One `Store` per process. Every statement runs on one dedicated thread, so the event loop
-never blocks on disk and the connection is never shared between threads. Services keep
-their own SQL next to their logic and run it through `Store.run` / `Store.transaction`;
+never blocks on the database and the connection is never shared between threads. Services
+keep their own SQL next to their logic and run it through `Store.run` / `Store.transaction`;
 this module applies the schema (the versioned files in shared/migrations/) and owns the
 reads more than one service needs. A job's state changes only through shared/jobstate.py.
 
-Several processes on one machine share the file: the gateway creates jobs, the router is
-the single writer of their progress. WAL lets readers run beside that writer.
+Several processes share the database: the gateways create jobs, the active router writes
+their progress. On SQLite one write lock serialises every write transaction. On
+PostgreSQL `Store.transaction` runs SERIALIZABLE and is run again after a serialization
+failure or a deadlock, so each transaction still behaves as if it ran alone: the
+check-then-write steps written for SQLite (an idempotency key, the daily quota, a CSV
+name claim, a dead letter's replay, a webhook batch's lease) stay correct across machines
+without a lock of their own. What SERIALIZABLE does not give — the order in which lead
+`seq` numbers become visible — `lock_job_leads` does. The dialect differences live in
+shared/pgstore.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
@@ -27,11 +37,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
+import psycopg
+
+from shared import pgstore
 
 # Re-exported: the store's time formats, which most callers import from here.
 from shared.clock import epoch_s as epoch_s
 from shared.clock import iso as iso
 from shared.clock import utc_now as utc_now
+from shared.dbapi import Connection, Row
 from shared.errors import StoreUnavailable
 from shared.jobs import (
     DestinationStatus,
@@ -49,8 +63,9 @@ T = TypeVar("T")
 log = get_logger(__name__)
 
 # Migrations are versioned files (`migrations/NNNN_what.sql`), applied in order by number
-# at connect; `PRAGMA user_version` records how many ran. Add a new file, never edit one
-# that has shipped.
+# at connect; `PRAGMA user_version` (SQLite) or the `schema_versions` row of the component
+# (PostgreSQL) records how many ran. Add a new file, never edit one that has shipped; its
+# dialect is described in shared/migrations/README.md.
 MIGRATION_NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 
 
@@ -119,6 +134,12 @@ UNAVAILABLE_TEXTS = (
     "file is not a database",
     "out of memory",
 )
+# Any error a database driver raises (callers that must not let one escape).
+StoreError = (sqlite3.Error, psycopg.Error)
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+# A transaction that lost a serialization race is run again this many times (each with a
+# short random pause), then the store counts as unavailable, as with a lock held too long.
+SERIALIZATION_RETRIES = 30
 NOT_INFRASTRUCTURE = (
     sqlite3.IntegrityError,
     sqlite3.ProgrammingError,
@@ -134,6 +155,8 @@ def unavailable(error: BaseException) -> StoreUnavailable | None:
     """The `StoreUnavailable` that `error` means, or None when it is not store trouble."""
     if isinstance(error, StoreUnavailable):
         return error
+    if isinstance(error, psycopg.Error):
+        return pgstore.unavailable(error)
     if not isinstance(error, sqlite3.DatabaseError) or isinstance(error, NOT_INFRASTRUCTURE):
         return None
     code = getattr(error, "sqlite_errorcode", None)
@@ -148,28 +171,48 @@ def unavailable(error: BaseException) -> StoreUnavailable | None:
     return found
 
 
+def is_postgres_url(target: Path | str) -> bool:
+    return isinstance(target, str) and target.startswith(POSTGRES_SCHEMES)
+
+
+def sqlite_path(url: str) -> Path:
+    """The file of a `sqlite:///path` URL (`sqlite:////abs` or `sqlite:///rel`)."""
+    if not url.startswith("sqlite:///"):
+        raise ValueError(f"not a sqlite:/// URL: {url!r}")
+    return Path(url.removeprefix("sqlite:///"))
+
+
 class Store:
-    """An SQLite database used from one worker thread.
+    """A database used from one worker thread: an SQLite file (`target` a Path or a
+    `sqlite:///` URL) or PostgreSQL (a `postgresql://` URL).
 
     Store trouble (see `unavailable`) is raised as `StoreUnavailable`; the store then
     counts as unavailable until a write succeeds again, and the time it was unavailable
-    is kept for `take_outage_s` (the router moves job deadlines by it)."""
+    is kept for `take_outage_s` (the router moves job deadlines by it). `component` names
+    the migration set on PostgreSQL, where several share one database."""
 
     def __init__(
         self,
-        path: Path,
+        target: Path | str,
         migrations: tuple[str, ...] = MIGRATIONS,
         *,
         durable: bool = True,
         busy_timeout_s: float = BUSY_TIMEOUT_S,
+        component: str = "leadflow",
     ) -> None:
-        self.path = path
+        self.url: str | None = None
+        self._path: Path | None = None
+        if is_postgres_url(target):
+            self.url = str(target)
+        else:
+            self._path = sqlite_path(target) if isinstance(target, str) else target
+        self._component = component
         self._migrations = migrations
         self._durable = durable
         self._busy_timeout_s = busy_timeout_s
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
-        self._conn: sqlite3.Connection | None = None
-        self._reader: sqlite3.Connection | None = None
+        self._conn: Any = None  # sqlite3.Connection or pgstore.PgConnection
+        self._reader: Any = None
         self._probe: asyncio.Future[None] | None = None
         self._lock = threading.Lock()  # the store thread and the loop both touch these
         self._down_since: float | None = None
@@ -192,6 +235,17 @@ class Store:
                     raise
                 log.warning("store.open_waiting", error=str(e), tries=tries)
                 await asyncio.sleep(compute_backoff(tries, 0.2, 5.0))
+
+    @property
+    def path(self) -> Path:
+        """The SQLite file (a PostgreSQL store has none)."""
+        if self._path is None:
+            raise ValueError("a PostgreSQL store has no file")
+        return self._path
+
+    @property
+    def postgres(self) -> bool:
+        return self.url is not None
 
     @property
     def unavailable_reason(self) -> str | None:
@@ -218,37 +272,42 @@ class Store:
             self._reader.close()
             self._reader = None
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn(connection)` on the store thread (autocommit unless it opens a transaction)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._call, fn, False)
 
-    def read_now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def read_now(self, fn: Callable[[Connection], T]) -> T:
         """Run a small indexed read on the caller's thread, on a connection of its own.
 
         For reads of a row or two that the hot path serves often (a job's status): a hop
         to the store thread costs more than the read itself. WAL readers never wait for the
         writer, so this does not block the event loop behind a write."""
+        wait_s = min(READ_BUSY_TIMEOUT_S, self._busy_timeout_s)
         try:
             if self._reader is None:
-                self._reader = connect(
-                    self.path,
-                    (),
-                    durable=self._durable,
-                    busy_timeout_s=min(READ_BUSY_TIMEOUT_S, self._busy_timeout_s),
-                )
+                if self.url is not None:
+                    self._reader = pgstore.connect(
+                        self.url, lock_timeout_s=wait_s, statement_timeout_s=wait_s
+                    )
+                else:
+                    self._reader = connect(
+                        self.path, (), durable=self._durable, busy_timeout_s=wait_s
+                    )
             return fn(self._reader)
-        except sqlite3.Error as e:
+        except StoreError as e:
             trouble = unavailable(e)
             if trouble is None:
                 raise
             self._close_reader()
             raise trouble from e
 
-    async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn(connection)` inside one write transaction on the store thread."""
+    async def transaction(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn(connection)` inside one write transaction on the store thread (on
+        PostgreSQL possibly more than once: `fn` must have no effect outside the database
+        that a second run would repeat)."""
 
-        def in_transaction(conn: sqlite3.Connection) -> T:
+        def in_transaction(conn: Connection) -> T:
             with write_transaction(conn):
                 return fn(conn)
 
@@ -272,17 +331,20 @@ class Store:
             raise StoreUnavailable(reason)
         await asyncio.shield(self._probe)
 
-    def _probe_writes(self, conn: sqlite3.Connection, name: str) -> None:
+    def _probe_writes(self, conn: Connection, name: str) -> None:
         wait_s = min(PROBE_BUSY_TIMEOUT_S, self._busy_timeout_s)
-        conn.execute(f"PRAGMA busy_timeout={int(wait_s * 1000)}")
+        setting = "SET lock_timeout = {}" if self.postgres else "PRAGMA busy_timeout={}"
+        conn.execute(setting.format(int(wait_s * 1000)))
         try:
             with write_transaction(conn):
                 write_probe(conn, name)
         finally:
-            conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_s * 1000)}")
+            conn.execute(setting.format(int(self._busy_timeout_s * 1000)))
 
-    def _call(self, fn: Callable[[sqlite3.Connection], T], writes: bool) -> T:
+    def _call(self, fn: Callable[[Connection], T], writes: bool) -> T:
         started = time.time()
+        if self.url is not None:
+            return self._call_postgres(self.url, fn, writes, started)
         try:
             if self._conn is None:
                 self._conn = connect(
@@ -303,6 +365,49 @@ class Store:
         if writes:
             self._came_back()
         return result
+
+    def _call_postgres(
+        self, url: str, fn: Callable[[Connection], T], writes: bool, started: float
+    ) -> T:
+        tries = 0
+        while True:
+            try:
+                if self._conn is None:
+                    conn = pgstore.connect(url, lock_timeout_s=self._busy_timeout_s)
+                    try:
+                        if self._migrations:
+                            pgstore.migrate(conn, self._migrations, self._component)
+                    except BaseException:
+                        conn.close()
+                        raise
+                    self._conn = conn
+                self._conn.wrote_outside_transaction = False
+                result = fn(self._conn)
+            except StoreUnavailable as e:  # could not connect
+                self._went_down(str(e), started)
+                raise
+            except psycopg.Error as e:
+                self._leave_transaction()
+                conn = self._conn
+                if (
+                    pgstore.retryable(e)
+                    and tries < SERIALIZATION_RETRIES
+                    and conn is not None
+                    and not conn.wrote_outside_transaction
+                ):
+                    tries += 1
+                    # Another transaction won the race: a short random pause keeps the
+                    # two from meeting again at once.
+                    time.sleep(random.uniform(0, min(0.2, 0.005 * 2**tries)))
+                    continue
+                trouble = unavailable(e)
+                if trouble is None:
+                    raise
+                self._went_down(str(e), started)
+                raise trouble from e
+            if writes:
+                self._came_back()
+            return result
 
     def _went_down(self, reason: str, since: float) -> None:
         with self._lock:
@@ -326,23 +431,23 @@ class Store:
             return
         try:
             conn.execute("ROLLBACK")
-        except sqlite3.Error:
+        except StoreError:
             self._close()
 
     def _close(self) -> None:
         if self._conn is not None:
-            with contextlib.suppress(sqlite3.Error):  # a broken connection: nothing to do
+            with contextlib.suppress(*StoreError):  # a broken connection: nothing to do
                 self._conn.close()
             self._conn = None
 
     def _close_reader(self) -> None:
         if self._reader is not None:
-            with contextlib.suppress(sqlite3.Error):  # a broken connection: nothing to do
+            with contextlib.suppress(*StoreError):  # a broken connection: nothing to do
                 self._reader.close()
             self._reader = None
 
 
-def write_probe(conn: sqlite3.Connection, name: str) -> None:
+def write_probe(conn: Connection, name: str) -> None:
     """Upsert one small row: what readiness writes to show the store takes writes."""
     conn.execute(
         "INSERT INTO health_probe (name, at) VALUES (?, ?)"
@@ -379,7 +484,7 @@ def connect(
     return conn
 
 
-def migrate(conn: sqlite3.Connection, migrations: tuple[str, ...]) -> None:
+def migrate(conn: Connection, migrations: tuple[str, ...]) -> None:
     if conn.execute("PRAGMA user_version").fetchone()[0] >= len(migrations):
         return  # up to date: no write lock needed (a reconnect during an outage can read)
     with write_transaction(conn):
@@ -391,9 +496,10 @@ def migrate(conn: sqlite3.Connection, migrations: tuple[str, ...]) -> None:
 
 
 @contextmanager
-def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+def write_transaction(conn: Connection) -> Iterator[None]:
     # IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout
     # instead of failing with "database is locked" when a read upgrades to a write.
+    # PostgreSQL reads it as SERIALIZABLE (shared/pgstore.py).
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield
@@ -406,10 +512,42 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
+def is_postgres(conn: Connection) -> bool:
+    return getattr(conn, "dialect", "sqlite") == "postgresql"
+
+
+def db_now(conn: Connection) -> float:
+    """Now in epoch seconds by the database's clock, for leases and deadlines that
+    machines with skewed clocks share; on SQLite (one machine) the process clock."""
+    if is_postgres(conn):
+        return float(conn.execute("SELECT EXTRACT(EPOCH FROM clock_timestamp())").fetchone()[0])
+    return epoch_s()
+
+
+def lock_job_leads(conn: Connection, job_ids: Iterable[str]) -> None:
+    """Call in a write transaction before inserting leads of these jobs.
+
+    Readers page a job's leads by `seq` (CSV writer, webhook cutter, SSE, `GET …/leads`)
+    and never look below their cursor again. On PostgreSQL two transactions writing one
+    job (routers overlapping during a failover) could draw seq N and N+1 and commit N+1
+    first; a reader between the two commits would skip N for ever. Locking the job's row
+    first makes the draws of one job follow its commits, so seq becomes visible in order.
+    Rows are locked in job_id order, so two writers of the same jobs never deadlock.
+    SQLite's single write lock already orders them."""
+    if not is_postgres(conn):
+        return
+    ids = sorted(set(job_ids))
+    if ids:
+        marks = ", ".join("?" * len(ids))
+        conn.execute(
+            f"SELECT job_id FROM jobs WHERE job_id IN ({marks}) ORDER BY job_id FOR UPDATE", ids
+        )
+
+
 IDEMPOTENCY_TTL_S = 24 * 3600  # how long a repeated Idempotency-Key returns the first job
 
 
-def job_result_leads(conn: sqlite3.Connection, job_id: str) -> list[Lead]:
+def job_result_leads(conn: Connection, job_id: str) -> list[Lead]:
     """A job's successful results as input leads (what a dependent job takes)."""
     rows = conn.execute(
         "SELECT data FROM leads WHERE job_id = ? AND status IN ('scraped', 'enriched')"
@@ -422,7 +560,7 @@ def job_result_leads(conn: sqlite3.Connection, job_id: str) -> list[Lead]:
 _lead_from_result = msgspec.json.Decoder(Lead).decode  # Lead ignores the result-only fields
 
 
-def csv_owner(conn: sqlite3.Connection, tenant: str, file_name: str) -> str | None:
+def csv_owner(conn: Connection, tenant: str, file_name: str) -> str | None:
     """The job a tenant's CSV file belongs to: the newest one that writes it. A file name
     is taken over by a later job; the earlier one no longer writes, rewrites or deletes it."""
     row = conn.execute(
@@ -433,7 +571,7 @@ def csv_owner(conn: sqlite3.Connection, tenant: str, file_name: str) -> str | No
     return None if row is None else str(row[0])
 
 
-def delete_job(conn: sqlite3.Connection, job_id: str) -> list[tuple[str, str]]:
+def delete_job(conn: Connection, job_id: str) -> list[tuple[str, str]]:
     """Remove a job and everything about it; returns the CSV exports it owned as
     (tenant, file name)."""
     job = conn.execute("SELECT tenant FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
@@ -469,7 +607,7 @@ def decode_spec(raw: bytes) -> JobSpec:
     return _spec_decoder.decode(raw)
 
 
-def job_status(conn: sqlite3.Connection, row: sqlite3.Row) -> JobStatus:
+def job_status(conn: Connection, row: Row) -> JobStatus:
     dests = conn.execute(
         "SELECT type, name, delivered, failed, cancelled, last_error FROM destinations"
         " WHERE job_id = ? ORDER BY idx",
@@ -514,7 +652,7 @@ def job_status(conn: sqlite3.Connection, row: sqlite3.Row) -> JobStatus:
     )
 
 
-def fetch_job_row(conn: sqlite3.Connection, job_id: str, tenant: str | None) -> Any:
+def fetch_job_row(conn: Connection, job_id: str, tenant: str | None) -> Any:
     sql = f"SELECT seq, tenant, {JOB_COLUMNS} FROM jobs WHERE job_id = ?"
     params: tuple[str, ...] = (job_id,)
     if tenant is not None:

@@ -13,6 +13,10 @@ from hypothesis import settings
 
 from devtools.stack import SERVICES, Stack
 from tests.helpers import AMQP_URL, Api, WebhookReceiver, delete_topology, free_port
+from tests.pg import create_schema, drop_schema, suite_pg_url
+
+# On PostgreSQL (`make test-pg`) each stack gets a schema of its own: stack -> schema.
+_SCHEMAS: dict[int, str] = {}
 
 # Property tests judge answers, not speed: no per-example deadline, which a loaded machine
 # (CI, parallel runs) would turn into failures.
@@ -30,7 +34,14 @@ def make_stack(data_dir: Path, env: dict[str, str] | None = None) -> Stack:
         "LEADFLOW_RETRY_BASE_S": "0.2",
         **(env or {}),
     }
-    return Stack(data_dir, env=base_env, ports=ports)
+    pg_url = suite_pg_url()
+    schema = None
+    if pg_url is not None and "LEADFLOW_STORE_URL" not in (env or {}):
+        schema, base_env["LEADFLOW_STORE_URL"] = create_schema(pg_url)
+    made = Stack(data_dir, env=base_env, ports=ports)
+    if schema is not None:
+        _SCHEMAS[id(made)] = schema
+    return made
 
 
 def teardown_stack(stack: Stack) -> None:
@@ -40,6 +51,10 @@ def teardown_stack(stack: Stack) -> None:
     keys = stack.env.get("LEADFLOW_API_KEYS", "")
     tenants = tuple(pair.split(":", 1)[0] for pair in keys.split(",") if ":" in pair)
     asyncio.run(delete_topology(stack.env["LEADFLOW_BROKER_PREFIX"], url, tenants))
+    pg_url = suite_pg_url()
+    schema = _SCHEMAS.pop(id(stack), None)
+    if pg_url is not None and schema is not None:
+        drop_schema(pg_url, schema)
 
 
 @pytest.fixture(scope="module")

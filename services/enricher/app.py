@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from services.enricher.cache import ProviderCache
 from services.enricher.config import EnricherSettings
 from services.enricher.handlers import EnrichHandler, give_up, split_task
 from services.enricher.metrics import ProviderMetrics
 from services.enricher.providers import build_provider
 from services.enricher.waterfall import Waterfall
+from shared.config import CommonSettings
 from shared.messages import EnrichTask
+from shared.store import is_postgres_url
 from shared.supervise import Supervised, supervise
 from shared.worker import WorkerRuntime, WorkerSpec
 
@@ -26,9 +30,7 @@ class EnricherService:
             split=split_task,
         )
         self.runtime = WorkerRuntime(settings.common, spec)
-        self.cache = ProviderCache(
-            settings.common.data_dir / "provider-cache.db", settings.provider_cache_ttl_s
-        )
+        self.cache = ProviderCache(cache_target(settings.common), settings.provider_cache_ttl_s)
         self.purge: Supervised | None = None
 
     async def start(self) -> None:
@@ -52,3 +54,11 @@ class EnricherService:
         if self.purge is not None:
             await self.purge.stop()
         await self.cache.close()
+
+
+def cache_target(common: CommonSettings) -> Path | str:
+    """The provider cache shares a PostgreSQL store (every machine's enrichers see one
+    cache); beside an SQLite store it is a file of its own, not to contend for its lock."""
+    if is_postgres_url(common.store_url):
+        return common.store_url
+    return common.data_dir / "provider-cache.db"

@@ -3,7 +3,9 @@
 A crash between a provider's answer and the ack of the task would otherwise make the
 redelivered task call that provider again; the cache also saves credits when the same
 person comes back in another job of the same tenant. Entries expire after a TTL.
-It lives in its own SQLite file under the data dir (one per machine).
+On SQLite it lives in its own file under the data dir (one per machine); on PostgreSQL in
+the shared store (its own migration set, component `enricher_cache`), so a task
+redelivered to an enricher on another machine finds the answers already paid for.
 
 The answers are personal data, so they are removable:
 - `cache_jobs` records which jobs used each entry (stored it, or were answered from it).
@@ -21,11 +23,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import sqlite3
 from pathlib import Path
 
 import msgspec
 
+from shared.dbapi import Connection
 from shared.logging import get_logger
 from shared.messages import JobDeleted, ProviderAnswer
 from shared.store import Store, epoch_s, load_migrations, write_transaction
@@ -47,9 +49,9 @@ def fingerprint(query: dict[str, str | None]) -> str:
 
 
 class ProviderCache:
-    def __init__(self, path: Path, ttl_s: float) -> None:
+    def __init__(self, target: Path | str, ttl_s: float) -> None:
         # Losing the last cache writes on power loss costs a repeated call, not a lead.
-        self.store = Store(path, CACHE_MIGRATIONS, durable=False)
+        self.store = Store(target, CACHE_MIGRATIONS, durable=False, component="enricher_cache")
         self.ttl_s = ttl_s
         # Deleted jobs whose entries are still to be removed, and every job deleted since
         # start: a straggling task of a deleted job must not put its answers back.
@@ -77,7 +79,7 @@ class ProviderCache:
         oldest = epoch_s() - self.ttl_s
         record = job_id not in self._forgotten
 
-        def read(conn: sqlite3.Connection) -> list[tuple[str, bytes]]:
+        def read(conn: Connection) -> list[tuple[str, bytes]]:
             marks = ", ".join("?" * len(keys))
             rows = conn.execute(
                 "SELECT fingerprint, found FROM provider_answers WHERE tenant = ?"
@@ -99,7 +101,7 @@ class ProviderCache:
         now = epoch_s()
         rows = [(tenant, provider, key, _encode(answer), now) for key, answer in answers.items()]
 
-        def put(conn: sqlite3.Connection) -> None:
+        def put(conn: Connection) -> None:
             conn.executemany(
                 "INSERT INTO provider_answers VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (tenant, provider, fingerprint) DO UPDATE"
@@ -157,7 +159,7 @@ class ProviderCache:
                 await asyncio.wait_for(self._wake.wait(), every_s)
 
 
-def record_use(conn: sqlite3.Connection, job_id: str, tenant: str, keys: list[str]) -> None:
+def record_use(conn: Connection, job_id: str, tenant: str, keys: list[str]) -> None:
     now = epoch_s()
     conn.executemany(
         "INSERT INTO cache_jobs (job_id, tenant, fingerprint, used_at) VALUES (?, ?, ?, ?)"
@@ -166,7 +168,7 @@ def record_use(conn: sqlite3.Connection, job_id: str, tenant: str, keys: list[st
     )
 
 
-def forget_chunk(conn: sqlite3.Connection, job_id: str, limit: int = PURGE_CHUNK) -> int:
+def forget_chunk(conn: Connection, job_id: str, limit: int = PURGE_CHUNK) -> int:
     """Delete up to `limit` entries used by `job_id` (every provider's answer for each, and
     every job's record of using it); the number of entries."""
     entries = conn.execute(
@@ -178,7 +180,7 @@ def forget_chunk(conn: sqlite3.Connection, job_id: str, limit: int = PURGE_CHUNK
     return len(pairs)
 
 
-def purge_chunk(conn: sqlite3.Connection, oldest: float, limit: int = PURGE_CHUNK) -> int:
+def purge_chunk(conn: Connection, oldest: float, limit: int = PURGE_CHUNK) -> int:
     """Delete up to `limit` answers stored before `oldest`, and as many usage records
     older than that (the answers they point to have expired by then: an answer is never
     older than its last use); the number of rows deleted."""

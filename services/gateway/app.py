@@ -29,7 +29,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
         client_max_size=settings.max_body_bytes,
     )
     metrics = Metrics()
-    store = Store(settings.common.db_path)
+    store = Store(settings.common.store_url)
     broker = Broker(settings.common, Codec(), metrics)
     app[SETTINGS] = settings
     app[STORE] = store

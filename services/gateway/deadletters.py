@@ -7,7 +7,6 @@ again, with its attempts reset; the router then upgrades any lead recorded as fa
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -26,6 +25,7 @@ from services.gateway.queries import encode_cursor
 from services.gateway.routes import json_response
 from services.gateway.validation import decode_request
 from shared.broker import Outgoing, Publish
+from shared.dbapi import Connection, Row
 from shared.errors import BrokerUnavailable
 from shared.messages import Codec
 from shared.store import utc_now
@@ -100,7 +100,7 @@ async def replay_dead_letters(request: web.Request) -> web.Response:
     tenant = tenant_of(request)
     store = request.app[STORE]
 
-    def claim(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    def claim(conn: Connection) -> list[Row]:
         # Claimed (marked replayed) before publishing: two replays at once send each once.
         rows = select_letters(conn, tenant, job_id=body.job_id, ids=body.ids, state="parked")
         mark_replayed(conn, [row["id"] for row in rows])
@@ -131,7 +131,7 @@ async def replay_dead_letters(request: web.Request) -> web.Response:
 
 
 def select_letters(
-    conn: sqlite3.Connection,
+    conn: Connection,
     tenant: str,
     *,
     job_id: str | None = None,
@@ -139,7 +139,7 @@ def select_letters(
     state: str | None = None,
     after: int | None = None,
     limit: int = 1000,
-) -> list[sqlite3.Row]:
+) -> list[Row]:
     sql = (
         "SELECT d.*, j.priority FROM dead_letters d LEFT JOIN jobs j ON j.job_id = d.job_id"
         " WHERE d.tenant = ? AND d.id > ?"
@@ -156,10 +156,11 @@ def select_letters(
         params.append(state)
     sql += " ORDER BY d.id LIMIT ?"
     params.append(limit)
-    return conn.execute(sql, params).fetchall()
+    rows: list[Row] = conn.execute(sql, params).fetchall()
+    return rows
 
 
-def mark_replayed(conn: sqlite3.Connection, ids: list[int]) -> None:
+def mark_replayed(conn: Connection, ids: list[int]) -> None:
     now = utc_now()
     conn.executemany(
         "UPDATE dead_letters SET state = 'replayed', replayed_at = ? WHERE id = ?",
@@ -167,14 +168,14 @@ def mark_replayed(conn: sqlite3.Connection, ids: list[int]) -> None:
     )
 
 
-def unmark(conn: sqlite3.Connection, ids: list[int]) -> None:
+def unmark(conn: Connection, ids: list[int]) -> None:
     conn.executemany(
         "UPDATE dead_letters SET state = 'parked', replayed_at = NULL WHERE id = ?",
         [(i,) for i in ids],
     )
 
 
-def letter_view(row: sqlite3.Row) -> DeadLetterView:
+def letter_view(row: Row) -> DeadLetterView:
     return DeadLetterView(
         id=row["id"],
         queue=row["queue"],

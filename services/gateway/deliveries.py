@@ -12,13 +12,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from typing import Annotated
 
 import msgspec
 
 from services.gateway.errors import DestinationNotFound, NotAWebhook
+from shared.dbapi import Connection
 from shared.jobs import JobStatus, WebhookDestination, WebhookSecret
 from shared.secretbox import SecretBox
 from shared.store import decode_spec, epoch_s, iso
@@ -58,7 +58,7 @@ class SecretRotated(msgspec.Struct, frozen=True, kw_only=True):
     previous_secret_until: str | None
 
 
-def cancel_pending_deliveries(conn: sqlite3.Connection, job_id: str) -> CancelledDeliveries:
+def cancel_pending_deliveries(conn: Connection, job_id: str) -> CancelledDeliveries:
     rows = conn.execute(
         "UPDATE webhook_batches SET state = 'cancelled', lease_until = 0"
         " WHERE job_id = ? AND state = 'pending' RETURNING dest_idx, size",
@@ -76,7 +76,7 @@ def cancel_pending_deliveries(conn: sqlite3.Connection, job_id: str) -> Cancelle
 
 
 def rotate_secret(
-    conn: sqlite3.Connection,
+    conn: Connection,
     job_id: str,
     index: int,
     rotation: SecretRotation,

@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-import sqlite3
 import time
 from bisect import bisect_right
 from collections import Counter as Tally
@@ -56,6 +55,7 @@ from services.gateway.errors import JobNotFound, TooManyStreams
 from services.gateway.keys import METRICS, SETTINGS, STORE, tenant_of
 from services.gateway.params import EVENTS_LEADS, LAST_EVENT_ID
 from services.gateway.queries import get_job
+from shared.dbapi import Connection
 from shared.errors import StoreUnavailable
 from shared.jobs import DestinationStatus, JobStatus, Progress
 from shared.jobstate import TERMINAL
@@ -614,7 +614,7 @@ def sse_event(name: str, data: bytes, event_id: int) -> bytes:
 
 
 def read_snapshot(
-    conn: sqlite3.Connection, *, tenant: str, job_id: str, after: int, limit: int
+    conn: Connection, *, tenant: str, job_id: str, after: int, limit: int
 ) -> Snapshot | None:
     with read_transaction(conn):
         job = get_job(conn, tenant, job_id)
@@ -629,7 +629,7 @@ def read_snapshot(
     return Snapshot(job, [(row["seq"], row["data"]) for row in rows[:limit]], len(rows) > limit)
 
 
-def read_tail(conn: sqlite3.Connection, *, tenant: str, job_id: str) -> tuple[Snapshot, int] | None:
+def read_tail(conn: Connection, *, tenant: str, job_id: str) -> tuple[Snapshot, int] | None:
     """A hub's first read: the job, and the seq of its last lead (the hub starts after it)."""
     with read_transaction(conn):
         job = get_job(conn, tenant, job_id)
@@ -642,7 +642,7 @@ def read_tail(conn: sqlite3.Connection, *, tenant: str, job_id: str) -> tuple[Sn
 
 
 @contextmanager
-def read_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+def read_transaction(conn: Connection) -> Iterator[None]:
     # One WAL snapshot for the job row and its leads: a terminal state is committed with
     # the job's last leads, so a snapshot that shows it also holds every lead.
     conn.execute("BEGIN")

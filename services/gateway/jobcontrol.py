@@ -11,7 +11,6 @@ cancel stops those (deliveries.py), or answers 409 when there are none.
 
 from __future__ import annotations
 
-import sqlite3
 from functools import partial
 
 import msgspec
@@ -35,6 +34,7 @@ from services.gateway.routes import json_response, require_job
 from services.gateway.validation import decode_request
 from shared import jobstate
 from shared.broker import Publish
+from shared.dbapi import Connection
 from shared.errors import BrokerUnavailable
 from shared.jobs import JobStatus
 from shared.logging import get_logger
@@ -61,7 +61,7 @@ async def cancel_job(request: web.Request) -> web.Response:
         raise NotSent(f"the cancel could not be broadcast to the workers: {e}") from e
     store = request.app[STORE]
 
-    def cancel(conn: sqlite3.Connection) -> tuple[bool, JobStatus]:
+    def cancel(conn: Connection) -> tuple[bool, JobStatus]:
         stopped = jobstate.stop(conn, job.job_id, jobstate.CANCELLED, CANCEL_REASON)
         return stopped, job_status(conn, fetch_job_row(conn, job.job_id, None))
 
@@ -86,7 +86,7 @@ async def remove_job(request: web.Request) -> web.Response:
     exports = await request.app[STORE].transaction(lambda conn: delete_job(conn, job.job_id))
     settings = request.app[SETTINGS]
     if settings.delete_exports:
-        await remove_exports(settings.common.data_dir / "exports", exports)
+        await remove_exports(settings.common.exports_dir, exports)
     log.info("job.deleted", job_id=job.job_id)
     return web.Response(status=204)
 
@@ -94,7 +94,7 @@ async def remove_job(request: web.Request) -> web.Response:
 async def cancel_deliveries(request: web.Request, job: JobStatus) -> web.Response:
     """A completed job: stop its pending webhook deliveries, or 409 if it has none."""
 
-    def cancel(conn: sqlite3.Connection) -> DeliveriesCancelled | None:
+    def cancel(conn: Connection) -> DeliveriesCancelled | None:
         cancelled = cancel_pending_deliveries(conn, job.job_id)
         if not cancelled.batches:
             return None

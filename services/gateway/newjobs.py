@@ -8,7 +8,6 @@ leave the spec here, sealed (shared/secretbox.py), before anything is stored.
 
 from __future__ import annotations
 
-import sqlite3
 from functools import partial
 
 import msgspec
@@ -19,6 +18,7 @@ from services.gateway.schemas import EnrichJobRequest, ScrapeJobRequest
 from services.gateway.submit import NewJob
 from shared import jobstate
 from shared.broker import Outgoing, Publish
+from shared.dbapi import Connection
 from shared.jobs import Destination, JobSpec, ScrapeSpec, WebhookDestination
 from shared.messages import Lead, ScrapeTask
 from shared.secretbox import SecretBox
@@ -64,7 +64,7 @@ async def enrich_job(
     )
 
 
-def dependency_state(conn: sqlite3.Connection, tenant: str, job_id: str) -> tuple[str, int]:
+def dependency_state(conn: Connection, tenant: str, job_id: str) -> tuple[str, int]:
     """The state of the scrape job depended on, and the most leads it may find."""
     row = conn.execute(
         "SELECT kind, state, spec FROM jobs WHERE job_id = ? AND tenant = ?", (job_id, tenant)

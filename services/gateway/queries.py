@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import sqlite3
 from dataclasses import dataclass
 
 from services.gateway.problems import FieldError, invalid
+from shared.dbapi import Connection
 from shared.jobs import JobStatus
 from shared.store import JOB_COLUMNS, fetch_job_row, job_status
 
@@ -63,13 +63,13 @@ def decode_cursor(cursor: str | None, param: str = "cursor") -> int | None:
     raise invalid([FieldError(param, "not a cursor this API returned")])
 
 
-def get_job(conn: sqlite3.Connection, tenant: str, job_id: str) -> JobStatus | None:
+def get_job(conn: Connection, tenant: str, job_id: str) -> JobStatus | None:
     row = fetch_job_row(conn, job_id, tenant)
     return None if row is None else job_status(conn, row)
 
 
 def list_jobs(
-    conn: sqlite3.Connection,
+    conn: Connection,
     tenant: str,
     *,
     state: str | None,
@@ -96,7 +96,7 @@ def list_jobs(
 
 
 def list_leads(
-    conn: sqlite3.Connection, job_id: str, *, status: str | None, limit: int, after: int | None
+    conn: Connection, job_id: str, *, status: str | None, limit: int, after: int | None
 ) -> Page:
     sql = "SELECT seq, data FROM leads WHERE job_id = ? AND seq > ?"
     params: list[object] = [job_id, after or 0]

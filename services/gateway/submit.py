@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,11 +20,12 @@ import msgspec
 from services.gateway.errors import CsvInUse, IdempotencyConflict, NotSent, QuotaExceeded
 from shared import jobstate, tracing
 from shared.broker import Outgoing, Publish, TaskPublisher
+from shared.dbapi import Connection
 from shared.errors import BrokerUnavailable
 from shared.jobs import CsvDestination, Destination, JobSpec
 from shared.logging import get_logger
 from shared.messages import JobStopped, Lead
-from shared.store import IDEMPOTENCY_TTL_S, Store, epoch_s, utc_now
+from shared.store import IDEMPOTENCY_TTL_S, Store, db_now, epoch_s, utc_now
 from shared.tasks import Lanes
 
 log = get_logger(__name__)
@@ -118,7 +118,7 @@ class JobSubmitter:
 
     def insert(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         tenant: str,
         job_id: str,
         job: NewJob,
@@ -138,7 +138,7 @@ class JobSubmitter:
             )
         refuse_over_quota(conn, tenant, job.charged, self.daily_quota_leads)
         refuse_csv_in_use(conn, tenant, job.spec.destinations)
-        now = epoch_s()
+        now = db_now(conn)  # the deadline is enforced by a router, maybe on another machine
         # A job with nothing to do is done at once (a dependency that found no leads).
         state = jobstate.initial_state(waiting=job.waiting, total=job.total)
         conn.execute(
@@ -190,7 +190,7 @@ class JobSubmitter:
         return None
 
 
-def replay_of(conn: sqlite3.Connection, tenant: str, key: str, digest: str) -> Submission | None:
+def replay_of(conn: Connection, tenant: str, key: str, digest: str) -> Submission | None:
     row = conn.execute(
         "SELECT i.job_id, i.body_hash, i.created_at, j.state FROM idempotency_keys i"
         " JOIN jobs j ON j.job_id = i.job_id WHERE i.tenant = ? AND i.key = ?",
@@ -206,7 +206,7 @@ def replay_of(conn: sqlite3.Connection, tenant: str, key: str, digest: str) -> S
     return Submission(job_id=row["job_id"], state=row["state"], replayed=True)
 
 
-def refuse_over_quota(conn: sqlite3.Connection, tenant: str, charged: int, quota: int) -> None:
+def refuse_over_quota(conn: Connection, tenant: str, charged: int, quota: int) -> None:
     """A tenant's jobs of today may take at most `quota` leads (0: no quota). Charges are
     kept apart from the jobs, so deleting a job does not give its leads back."""
     if quota <= 0:
@@ -222,9 +222,7 @@ def refuse_over_quota(conn: sqlite3.Connection, tenant: str, charged: int, quota
         raise QuotaExceeded(quota=quota, used=used, needed=charged, retry_after_s=retry_after)
 
 
-def refuse_csv_in_use(
-    conn: sqlite3.Connection, tenant: str, destinations: list[Destination]
-) -> None:
+def refuse_csv_in_use(conn: Connection, tenant: str, destinations: list[Destination]) -> None:
     for idx, dest in enumerate(destinations):
         if not isinstance(dest, CsvDestination):
             continue
@@ -238,7 +236,7 @@ def refuse_csv_in_use(
             raise CsvInUse(index=idx, file_name=dest.file_name, job_id=busy[0])
 
 
-def fail_job(conn: sqlite3.Connection, job_id: str, reason: str) -> None:
+def fail_job(conn: Connection, job_id: str, reason: str) -> None:
     """The job's tasks could not be queued: it fails, its quota charge is given back, and
     its idempotency key is freed so that a retry of the POST makes a new job."""
     jobstate.stop(conn, job_id, jobstate.FAILED, reason)

@@ -7,7 +7,6 @@ no more than the rows it finds.
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from datetime import UTC, date, datetime
 
@@ -17,6 +16,7 @@ from aiohttp import web
 from services.gateway.keys import STORE, tenant_of
 from services.gateway.params import USAGE_FROM, USAGE_TO
 from services.gateway.routes import json_response
+from shared.dbapi import Connection
 
 PROVIDER_PREFIX = "provider_calls:"
 
@@ -77,7 +77,7 @@ def summed(counts: Counter[str]) -> dict[str, object]:
 
 
 def usage_rows(
-    conn: sqlite3.Connection, tenant: str, first: date, last: date
+    conn: Connection, tenant: str, first: date, last: date
 ) -> list[tuple[str, str, int]]:
     rows = conn.execute(
         "SELECT day, metric, count FROM usage WHERE tenant = ? AND day BETWEEN ? AND ?",

@@ -8,22 +8,22 @@ and a redirect must not carry them, or the request, into the private network."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import dataclass
 from functools import partial
 
 import aiohttp
 
+from shared.dbapi import Connection, Row
 from shared.logging import get_logger
 from shared.netguard import NetGuard, TargetRefused
-from shared.store import Store, utc_now
+from shared.store import Store, epoch_s, iso, utc_now
 
 log = get_logger(__name__)
 ALERT_TIMEOUT_S = 10.0
 CHECK_EVERY_S = 2.0
 # Jobs that ended recently: a first start on an old store must not page for history.
-RECENT = "-1 day"
+RECENT_S = 86400.0
 
 
 @dataclass(frozen=True)
@@ -81,21 +81,22 @@ class Alerter:
         return False  # tried again on the next round
 
 
-def remember(conn: sqlite3.Connection, alert: Alert) -> None:
+def remember(conn: Connection, alert: Alert) -> None:
     conn.execute(
-        "INSERT OR IGNORE INTO alerts (job_id, kind, sent_at) VALUES (?, ?, ?)",
+        "INSERT INTO alerts (job_id, kind, sent_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (job_id, kind) DO NOTHING",
         (alert.job_id, alert.kind, utc_now()),
     )
 
 
-def due_alerts(conn: sqlite3.Connection) -> list[Alert]:
+def due_alerts(conn: Connection) -> list[Alert]:
     """What deserves an alert and has not had one (each query served by an index)."""
     alerts: list[Alert] = []
     for row in conn.execute(
         "SELECT job_id, tenant, state, error FROM jobs j WHERE state IN ('failed', 'timed_out')"
-        " AND finished_at >= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)"
+        " AND finished_at >= ?"
         " AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.job_id = j.job_id AND a.kind = j.state)",
-        (RECENT,),
+        (iso(epoch_s() - RECENT_S),),
     ):
         alerts.append(job_alert(row, row["state"], row["error"]))
     for row in conn.execute(
@@ -117,6 +118,6 @@ def due_alerts(conn: sqlite3.Connection) -> list[Alert]:
     return alerts
 
 
-def job_alert(row: sqlite3.Row, kind: str, reason: str | None) -> Alert:
+def job_alert(row: Row, kind: str, reason: str | None) -> Alert:
     text = f"leadflow: job {row['job_id']} ({row['tenant']}) {kind}: {reason}"
     return Alert(row["job_id"], row["tenant"], kind, text)

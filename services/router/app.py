@@ -40,7 +40,7 @@ class RouterService:
         self.settings = settings
         common = settings.common
         self.metrics = Metrics()
-        self.store = Store(common.db_path)
+        self.store = Store(common.store_url)
         self.codec = Codec()  # built once per process
         self.broker = Broker(common, self.codec, self.metrics)
         self.ops = OpsServer(
@@ -79,7 +79,7 @@ class RouterService:
         webhooks = WebhookDispatcher(
             self.store, self._session, guard, self.settings.webhook, self.metrics
         )
-        csv = CsvExporter(self.store, self.settings.common.data_dir / "exports")
+        csv = CsvExporter(self.store, self.settings.common.exports_dir)
         self._consumer = BatchConsumer(
             self.broker,
             self.broker.topology.events_queue,
@@ -113,7 +113,7 @@ class RouterService:
                 RetentionKeeper(
                     self.store,
                     self.broker,
-                    settings.common.data_dir / "exports",
+                    settings.common.exports_dir,
                     settings.retention_days,
                     settings.delete_exports,
                     settings.dead_letter_retention_days,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import sqlite3
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -21,6 +20,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from shared.broker import ERROR_HEADER, HISTORY_HEADER, Broker, settle
 from shared.consumer import STORE_BACKOFF
+from shared.dbapi import Connection
 from shared.errors import StoreUnavailable
 from shared.logging import get_logger
 from shared.messages import Codec, EnrichTask, LeadOutcomes, routing_key
@@ -116,7 +116,7 @@ def broker_reason(headers: dict[str, Any]) -> str:
     return "dead-lettered (no reason recorded)"
 
 
-def park(conn: sqlite3.Connection, letter: DeadLetter) -> None:
+def park(conn: Connection, letter: DeadLetter) -> None:
     conn.execute(
         "INSERT INTO dead_letters (message_id, queue, tenant, job_id, message_type, lead_ids,"
         " error, attempts, history, body, dead_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"

@@ -4,13 +4,13 @@ is cancelled or times out."""
 
 from __future__ import annotations
 
-import sqlite3
 from functools import partial
 
 import msgspec
 
 from shared import jobstate, tracing
 from shared.broker import Broker
+from shared.dbapi import Connection
 from shared.logging import get_logger
 from shared.messages import Lead
 from shared.store import Store, job_result_leads
@@ -59,7 +59,7 @@ class DependencyKeeper:
         log.info("job.released", job_id=job_id, depends_on=dependency, leads=len(leads))
 
 
-def waiting_jobs(conn: sqlite3.Connection) -> list[tuple[str, str, str, str, str, str | None]]:
+def waiting_jobs(conn: Connection) -> list[tuple[str, str, str, str, str, str | None]]:
     rows = conn.execute(
         "SELECT w.job_id, w.tenant, w.priority, w.depends_on, d.state, w.traceparent FROM jobs w"
         " JOIN jobs d ON d.job_id = w.depends_on WHERE w.state = ?",
@@ -68,11 +68,11 @@ def waiting_jobs(conn: sqlite3.Connection) -> list[tuple[str, str, str, str, str
     return [tuple(row) for row in rows]
 
 
-def leads_for(conn: sqlite3.Connection, job_id: str, dependency: str) -> list[Lead]:
+def leads_for(conn: Connection, job_id: str, dependency: str) -> list[Lead]:
     own = conn.execute("SELECT leads FROM deferred_leads WHERE job_id = ?", (job_id,)).fetchone()
     return _decode_leads(own[0]) if own is not None else job_result_leads(conn, dependency)
 
 
-def mark_released(conn: sqlite3.Connection, job_id: str, total: int) -> None:
+def mark_released(conn: Connection, job_id: str, total: int) -> None:
     jobstate.release_waiting(conn, job_id, total)
     conn.execute("DELETE FROM deferred_leads WHERE job_id = ?", (job_id,))

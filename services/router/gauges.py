@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 from prometheus_client import Gauge
 
+from shared.dbapi import Connection
 from shared.health import Metrics
 from shared.jobs import JOB_STATES
 from shared.store import Store
@@ -31,7 +31,7 @@ class JobGauges:
             self.jobs.labels(state=state).set(counts.get(state, 0))
 
 
-def count_by_state(conn: sqlite3.Connection) -> dict[str, int]:
+def count_by_state(conn: Connection) -> dict[str, int]:
     return {
         row[0]: row[1] for row in conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state")
     }

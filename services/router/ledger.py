@@ -14,7 +14,6 @@ results are in the store and the API).
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import msgspec
 from services.router.usage import add_usage, provider_metrics
 from shared import jobstate
 from shared.broker import Outgoing, Publish
+from shared.dbapi import Connection
 from shared.jobs import WebhookDestination
 from shared.logging import get_logger
 from shared.messages import (
@@ -37,7 +37,7 @@ from shared.messages import (
     UsageRecorded,
     tag_of,
 )
-from shared.store import decode_spec, epoch_s, utc_now
+from shared.store import decode_spec, epoch_s, lock_job_leads, utc_now
 
 log = get_logger(__name__)
 _encode = msgspec.json.Encoder().encode
@@ -54,10 +54,12 @@ class Recorded:
     outcomes: Counter[str] = field(default_factory=Counter)
 
 
-def record_events(conn: sqlite3.Connection, events: Sequence[Message]) -> Recorded:
+def record_events(conn: Connection, events: Sequence[Message]) -> Recorded:
     """Store a batch of events, in the caller's transaction."""
     recorded = Recorded()
     touched, outgoing = recorded.touched, recorded.outgoing
+    # Seq numbers of a job's leads must become visible in order (see lock_job_leads).
+    lock_job_leads(conn, (event.job_id for event in events))
     for event in events:
         state = job_state(conn, event.job_id)
         if state is None:
@@ -97,14 +99,12 @@ def record_events(conn: sqlite3.Connection, events: Sequence[Message]) -> Record
     return recorded
 
 
-def job_state(conn: sqlite3.Connection, job_id: str) -> str | None:
+def job_state(conn: Connection, job_id: str) -> str | None:
     row = conn.execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
     return None if row is None else str(row[0])
 
 
-def record_outcomes(
-    conn: sqlite3.Connection, event: LeadOutcomes, *, accept_new: bool
-) -> Counter[str]:
+def record_outcomes(conn: Connection, event: LeadOutcomes, *, accept_new: bool) -> Counter[str]:
     added, upgraded = insert_leads(conn, event.job_id, event.leads, accept_new=accept_new)
     if added or upgraded:
         advance_progress(conn, event.job_id, added, upgraded)
@@ -113,7 +113,7 @@ def record_outcomes(
     return added
 
 
-def record_replayed(conn: sqlite3.Connection, event: LeadOutcomes) -> Counter[str]:
+def record_replayed(conn: Connection, event: LeadOutcomes) -> Counter[str]:
     """The outcomes of a stopped job's leads that were replayed from its dead letters."""
     replayed = replayed_lead_ids(conn, event.job_id)
     leads = [lead for lead in event.leads if lead.id in replayed]
@@ -132,25 +132,27 @@ def record_replayed(conn: sqlite3.Connection, event: LeadOutcomes) -> Counter[st
     return added
 
 
-def replayed_lead_ids(conn: sqlite3.Connection, job_id: str) -> set[str]:
+def replayed_lead_ids(conn: Connection, job_id: str) -> set[str]:
     rows = conn.execute(
         "SELECT lead_ids FROM dead_letters WHERE job_id = ? AND state = 'replayed'", (job_id,)
     )
     return {lead_id for row in rows for lead_id in _decode_ids(row[0])}
 
 
-def record_scraped(conn: sqlite3.Connection, event: LeadsScraped) -> Counter[str]:
+def record_scraped(conn: Connection, event: LeadsScraped) -> Counter[str]:
     """A page of a scrape job, counted once per page however often it arrives."""
     added: Counter[str] = Counter()
     new_page = conn.execute(
-        "INSERT OR IGNORE INTO scrape_pages (job_id, page, leads) VALUES (?, ?, ?)",
+        "INSERT INTO scrape_pages (job_id, page, leads) VALUES (?, ?, ?)"
+        " ON CONFLICT (job_id, page) DO NOTHING",
         (event.job_id, event.page, len(event.leads)),
     ).rowcount
     if new_page:
         # A source may list a person on two pages: the job counts each lead once.
         new_leads = sum(
             conn.execute(
-                "INSERT OR IGNORE INTO scrape_leads (job_id, lead_id) VALUES (?, ?)",
+                "INSERT INTO scrape_leads (job_id, lead_id) VALUES (?, ?)"
+                " ON CONFLICT (job_id, lead_id) DO NOTHING",
                 (event.job_id, lead.id),
             ).rowcount
             for lead in event.leads
@@ -178,7 +180,7 @@ def record_scraped(conn: sqlite3.Connection, event: LeadsScraped) -> Counter[str
 
 
 def insert_leads(
-    conn: sqlite3.Connection, job_id: str, leads: Sequence[ResultLead], *, accept_new: bool
+    conn: Connection, job_id: str, leads: Sequence[ResultLead], *, accept_new: bool
 ) -> tuple[Counter[str], int]:
     """Insert new outcomes; replace a failed one by an enriched one (a replayed lead).
 
@@ -197,7 +199,7 @@ def insert_leads(
 INSERT_LEAD = "INSERT INTO leads (job_id, lead_id, status, data) VALUES (?, ?, ?, ?)"
 
 
-def replace_failed(conn: sqlite3.Connection, row: tuple[str, str, str, bytes]) -> bool:
+def replace_failed(conn: Connection, row: tuple[str, str, str, bytes]) -> bool:
     # Delete and insert rather than update: the lead gets a new seq, so the webhook
     # batching sees it as a new result and sends it again.
     deleted = conn.execute(
@@ -208,9 +210,7 @@ def replace_failed(conn: sqlite3.Connection, row: tuple[str, str, str, bytes]) -
     return bool(deleted)
 
 
-def advance_progress(
-    conn: sqlite3.Connection, job_id: str, added: Counter[str], upgraded: int
-) -> None:
+def advance_progress(conn: Connection, job_id: str, added: Counter[str], upgraded: int) -> None:
     now = utc_now()
     count = sum(added.values())
     conn.execute(
@@ -234,7 +234,7 @@ def advance_progress(
     jobstate.complete_if_done(conn, job_id)
 
 
-def cut_webhook_batches(conn: sqlite3.Connection, job_id: str) -> None:
+def cut_webhook_batches(conn: Connection, job_id: str) -> None:
     job = conn.execute("SELECT state, spec FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
     if job["state"] in jobstate.STOPPED:
         return  # a stopped job's destinations get nothing more
@@ -245,9 +245,7 @@ def cut_webhook_batches(conn: sqlite3.Connection, job_id: str) -> None:
             _cut_batches(conn, job_id, idx, dest.batch_size, flush=finished)
 
 
-def _cut_batches(
-    conn: sqlite3.Connection, job_id: str, idx: int, batch_size: int, *, flush: bool
-) -> None:
+def _cut_batches(conn: Connection, job_id: str, idx: int, batch_size: int, *, flush: bool) -> None:
     dest = conn.execute(
         "SELECT cursor_seq FROM destinations WHERE job_id = ? AND idx = ?", (job_id, idx)
     ).fetchone()

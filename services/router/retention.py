@@ -11,15 +11,16 @@ tries again.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Protocol
 
 from shared import jobstate
 from shared.broker import Outgoing, Publish
+from shared.dbapi import Connection
 from shared.logging import get_logger
 from shared.messages import JobDeleted
 from shared.results import remove_exports
@@ -97,14 +98,15 @@ class RetentionKeeper:
             log.info("retention.dead_letters_purged", dead_letters=purged)
 
 
-def forget_old_keys(conn: sqlite3.Connection) -> None:
+def forget_old_keys(conn: Connection) -> None:
     """Idempotency keys after their 24 hours; usage dedup marks once no redelivery of their
     event can come any more."""
     conn.execute(
         "DELETE FROM idempotency_keys WHERE created_at < ?", (epoch_s() - IDEMPOTENCY_TTL_S,)
     )
     conn.execute(
-        "DELETE FROM usage_events WHERE day < date('now', ?)", (f"-{USAGE_EVENTS_KEPT_DAYS} days",)
+        "DELETE FROM usage_events WHERE day < ?",
+        ((datetime.now(UTC).date() - timedelta(days=USAGE_EVENTS_KEPT_DAYS)).isoformat(),),
     )
 
 
@@ -115,12 +117,12 @@ def cutoff(days: float) -> str:
     return at
 
 
-def delete_jobs(conn: sqlite3.Connection, job_ids: list[str]) -> list[tuple[str, str]]:
+def delete_jobs(conn: Connection, job_ids: list[str]) -> list[tuple[str, str]]:
     """Delete the jobs; the CSV exports they owned."""
     return [export for job_id in job_ids for export in delete_job(conn, job_id)]
 
 
-def expired_jobs(conn: sqlite3.Connection, days: float) -> list[tuple[str, str]]:
+def expired_jobs(conn: Connection, days: float) -> list[tuple[str, str]]:
     """A few finished jobs past their retention, as (job_id, tenant)."""
     old = conn.execute(
         f"SELECT job_id, tenant FROM jobs WHERE {jobstate.state_in(jobstate.TERMINAL)}"
@@ -131,7 +133,7 @@ def expired_jobs(conn: sqlite3.Connection, days: float) -> list[tuple[str, str]]
 
 
 def purge_dead_letters(
-    conn: sqlite3.Connection, before: str, limit: int = DEAD_LETTERS_PER_TRANSACTION
+    conn: Connection, before: str, limit: int = DEAD_LETTERS_PER_TRANSACTION
 ) -> int:
     """Delete up to `limit` dead letters: those whose job is gone (a dead letter that
     arrived after its job was deleted: personal data of a deleted job), and those that died

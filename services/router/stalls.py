@@ -4,7 +4,6 @@ the metrics. Progress clears the flag (see the ledger)."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from functools import partial
 
@@ -12,6 +11,7 @@ from prometheus_client import Gauge
 
 from shared import jobstate
 from shared.broker import Broker
+from shared.dbapi import Connection, Row
 from shared.health import Metrics
 from shared.logging import get_logger
 from shared.store import Store, decode_spec, epoch_s
@@ -55,9 +55,7 @@ class StallDetector:
         self._stalled.set(await self.store.run(count_stalled))
 
 
-def quiet_jobs(
-    conn: sqlite3.Connection, quiet_since: float
-) -> list[tuple[str, str, tuple[str, ...]]]:
+def quiet_jobs(conn: Connection, quiet_since: float) -> list[tuple[str, str, tuple[str, ...]]]:
     """Unfinished jobs without progress, with the kinds of work they still need."""
     rows = conn.execute(
         f"SELECT job_id, kind, tenant, total, spec FROM jobs WHERE {WORKING}"
@@ -67,7 +65,7 @@ def quiet_jobs(
     return [(row["job_id"], row["tenant"], needed_work(row)) for row in rows]
 
 
-def needed_work(row: sqlite3.Row) -> tuple[str, ...]:
+def needed_work(row: Row) -> tuple[str, ...]:
     if row["kind"] != "scrape":
         return (row["kind"],)
     scrape = decode_spec(row["spec"]).scrape
@@ -75,7 +73,7 @@ def needed_work(row: sqlite3.Row) -> tuple[str, ...]:
     return (*paging, "enrich") if scrape is not None and scrape.enrich else paging
 
 
-def flag(conn: sqlite3.Connection, job_id: str, reason: str) -> None:
+def flag(conn: Connection, job_id: str, reason: str) -> None:
     conn.execute(
         "UPDATE jobs SET stalled = 1, stall_reason = ? WHERE job_id = ? AND stalled = 0"
         f" AND {WORKING}",
@@ -83,6 +81,6 @@ def flag(conn: sqlite3.Connection, job_id: str, reason: str) -> None:
     )
 
 
-def count_stalled(conn: sqlite3.Connection) -> int:
+def count_stalled(conn: Connection) -> int:
     row = conn.execute(f"SELECT COUNT(*) FROM jobs WHERE stalled = 1 AND {WORKING}").fetchone()
     return int(row[0])

@@ -9,14 +9,14 @@ did not finish, never because its results could not be written down.
 
 from __future__ import annotations
 
-import sqlite3
 from functools import partial
 
 from shared import jobstate
 from shared.broker import Broker, Publish
+from shared.dbapi import Connection
 from shared.logging import get_logger
 from shared.messages import JobStopped
-from shared.store import Store, epoch_s
+from shared.store import Store, db_now
 
 log = get_logger(__name__)
 TIMING_OUT = jobstate.state_in(jobstate.TIMING_OUT)
@@ -33,9 +33,7 @@ class DeadlineKeeper:
         outage_s = self.store.take_outage_s()
         # A write transaction: the store takes writes now, so a stop broadcast below can
         # be recorded too (a broadcast job that stays running would lose its tasks).
-        expired = await self.store.transaction(
-            partial(extend_and_find_expired, outage_s=outage_s, now=epoch_s())
-        )
+        expired = await self.store.transaction(partial(extend_and_find_expired, outage_s=outage_s))
         if outage_s:
             log.warning("deadlines.extended_for_store_outage", seconds=round(outage_s, 1))
         for job_id, tenant, timeout_s in expired:
@@ -49,14 +47,16 @@ class DeadlineKeeper:
 
 
 def extend_and_find_expired(
-    conn: sqlite3.Connection, outage_s: float, now: float
+    conn: Connection, outage_s: float, now: float | None = None
 ) -> list[tuple[str, str, int]]:
     if outage_s > 0:
         extend_deadlines(conn, outage_s)
-    return past_deadline(conn, now)
+    # Deadlines are set and compared in the database's time (the gateway that set one and
+    # the router that enforces it may run on machines with skewed clocks).
+    return past_deadline(conn, db_now(conn) if now is None else now)
 
 
-def extend_deadlines(conn: sqlite3.Connection, seconds: float) -> None:
+def extend_deadlines(conn: Connection, seconds: float) -> None:
     conn.execute(
         "UPDATE jobs SET deadline_at = deadline_at + ?"
         f" WHERE {TIMING_OUT} AND deadline_at IS NOT NULL",
@@ -64,7 +64,7 @@ def extend_deadlines(conn: sqlite3.Connection, seconds: float) -> None:
     )
 
 
-def past_deadline(conn: sqlite3.Connection, now: float) -> list[tuple[str, str, int]]:
+def past_deadline(conn: Connection, now: float) -> list[tuple[str, str, int]]:
     rows = conn.execute(
         f"SELECT job_id, tenant, timeout_s FROM jobs WHERE {TIMING_OUT} AND deadline_at < ?",
         (now,),

@@ -11,14 +11,14 @@ every round) runs the duties, so a job is not released twice nor an alert sent t
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
+from shared.dbapi import Connection
 from shared.errors import BrokerUnavailable, StoreUnavailable
 from shared.logging import get_logger
-from shared.store import Store, epoch_s
+from shared.store import Store, StoreError, db_now
 
 log = get_logger(__name__)
 Check = Callable[[], Awaitable[None]]
@@ -30,16 +30,12 @@ async def run_upkeep(store: Store, interval_s: float, checks: Sequence[tuple[str
     lease_s = max(5.0, 5 * interval_s)
     while True:
         await asyncio.sleep(interval_s)
-        try:
-            if not await store.transaction(partial(claim_lease, owner=owner, lease_s=lease_s)):
-                continue  # another router does the upkeep
-        except StoreUnavailable as e:
-            log.warning("upkeep.store_unavailable", error=str(e))
-            continue
-        except sqlite3.Error:
-            log.exception("upkeep.lease_failed")
-            continue
         for name, check in checks:
+            # Renewed before each duty, not once a round: a round that outlasts the lease
+            # (a slow duty, a long store wait) stops as soon as another router took the
+            # lease over, so no duty runs on two routers at once.
+            if not await holds_lease(store, owner, lease_s):
+                break  # another router does the upkeep
             try:
                 await check()
             except (StoreUnavailable, BrokerUnavailable) as e:  # infrastructure: next round
@@ -48,9 +44,20 @@ async def run_upkeep(store: Store, interval_s: float, checks: Sequence[tuple[str
                 log.exception("upkeep.failed", duty=name)
 
 
-def claim_lease(conn: sqlite3.Connection, owner: str, lease_s: float) -> bool:
-    """Take or renew the lease: ours if free, expired or already ours."""
-    now = epoch_s()
+async def holds_lease(store: Store, owner: str, lease_s: float) -> bool:
+    try:
+        return await store.transaction(partial(claim_lease, owner=owner, lease_s=lease_s))
+    except StoreUnavailable as e:
+        log.warning("upkeep.store_unavailable", error=str(e))
+    except StoreError:
+        log.exception("upkeep.lease_failed")
+    return False
+
+
+def claim_lease(conn: Connection, owner: str, lease_s: float) -> bool:
+    """Take or renew the lease: ours if free, expired or already ours. Times are the
+    database's (`db_now`): routers on machines with skewed clocks agree on expiry."""
+    now = db_now(conn)
     conn.execute(
         "INSERT INTO upkeep_leases (name, owner, until) VALUES (?, ?, ?)"
         " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until"

@@ -3,25 +3,26 @@ provider calls. An event that carries usage is counted once, by its event id."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from shared.dbapi import Connection
 
-def add_usage(
-    conn: sqlite3.Connection, tenant: str, counts: Mapping[str, int], event_id: str = ""
-) -> None:
+
+def add_usage(conn: Connection, tenant: str, counts: Mapping[str, int], event_id: str = "") -> None:
     day = datetime.now(UTC).date().isoformat()
     if (
         event_id
         and not conn.execute(
-            "INSERT OR IGNORE INTO usage_events (event_id, day) VALUES (?, ?)", (event_id, day)
+            "INSERT INTO usage_events (event_id, day) VALUES (?, ?)"
+            " ON CONFLICT (event_id) DO NOTHING",
+            (event_id, day),
         ).rowcount
     ):
         return  # this event was counted already (a redelivery)
     conn.executemany(
         "INSERT INTO usage (tenant, day, metric, count) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT (tenant, day, metric) DO UPDATE SET count = count + excluded.count",
+        " ON CONFLICT (tenant, day, metric) DO UPDATE SET count = usage.count + excluded.count",
         [(tenant, day, metric, n) for metric, n in counts.items() if n],
     )
 

@@ -46,6 +46,7 @@ from tests.compose import (
     rabbitmq_conf,
 )
 from tests.helpers import Api, free_port, wait_until
+from tests.pg import create_schema, drop_schema, scaleout_pg_url, unreachable
 
 pytestmark = pytest.mark.e2e
 
@@ -97,6 +98,9 @@ class Rehearsal:
     compose: dict[str, Any]
     ports: dict[str, int] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # The compose `postgres` service as this machine has it: a schema of the rehearsal's
+    # own, or None (no PostgreSQL here: the services fall back to SQLite in /data).
+    store_url: str | None = None
 
     def __post_init__(self) -> None:
         self.ports = {name: free_port() for name in SERVICES}
@@ -126,6 +130,8 @@ class Rehearsal:
             for key, value in env_of(self.compose["services"][service]).items()
         }
         env["LEADFLOW_HTTP_PORT"] = str(self.ports[service])
+        if env.pop("LEADFLOW_STORE_URL", None) is not None and self.store_url is not None:
+            env["LEADFLOW_STORE_URL"] = self.store_url
         mounted = dict(v.split(":")[:2] for v in self.compose["services"][service]["volumes"])
         assert env["LEADFLOW_DATA_DIR"] == mounted["leadflow-data"]
         env["LEADFLOW_DATA_DIR"] = str(self.data_dir)
@@ -228,6 +234,10 @@ def rehearsal(
         (root / sub).mkdir()
     build_image_dir(root / "app")
     running = Rehearsal(root / "app", root / "data", root / "log", broker, load_compose())
+    pg_url = scaleout_pg_url()
+    schema = None
+    if unreachable(pg_url) is None:
+        schema, running.store_url = create_schema(pg_url)
     try:
         for name in SERVICES:
             running.start(name)
@@ -236,6 +246,8 @@ def rehearsal(
         yield running
     finally:
         running.stop()
+        if schema is not None:
+            drop_schema(pg_url, schema)
 
 
 @pytest.fixture

@@ -8,8 +8,10 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Callable
+from typing import Any
 
 import aiohttp
+import psycopg
 import pytest
 
 from devtools.samples import make_leads
@@ -24,6 +26,29 @@ OUTAGE_S = 70.0  # longer than the store's 30 s busy timeout, twice over
 # Shorter than the outage: without moving deadlines by the outage, the job would time
 # out although its work was done and only its recording waited.
 TIMEOUT_S = 60
+
+
+def write_lock_holder(stack: Stack) -> Any:
+    """A connection to the stack's store that will hold its writers off."""
+    url = stack.env.get("LEADFLOW_STORE_URL", "")
+    if url.startswith("postgresql://"):
+        return PgHolder(psycopg.connect(url, autocommit=True))
+    return sqlite3.connect(
+        stack.data_dir / "leadflow.db", isolation_level=None, timeout=60, check_same_thread=False
+    )
+
+
+class PgHolder:
+    """A psycopg connection taking statements as the SQLite holder does."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str) -> None:
+        self.conn.execute("BEGIN" if sql == "BEGIN IMMEDIATE" else sql)
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 async def router_readiness(http: aiohttp.ClientSession, stack: Stack) -> tuple[int, str]:
@@ -53,12 +78,16 @@ async def test_a_store_locked_for_70s_mid_job_loses_no_lead(
 
     await wait_until(some_recorded, timeout_s=60, what="the first leads recorded")
 
-    holder = sqlite3.connect(
-        stack.data_dir / "leadflow.db", isolation_level=None, timeout=60, check_same_thread=False
-    )
+    holder = write_lock_holder(stack)
     try:
         # Taken after the router's transaction in flight, if any, like any other writer.
         await asyncio.to_thread(holder.execute, "BEGIN IMMEDIATE")
+        if isinstance(holder, PgHolder):
+            # PostgreSQL has no database-wide write lock: a backup-like lock of the tables
+            # every write here touches (readers still read).
+            await asyncio.to_thread(
+                holder.execute, "LOCK TABLE jobs, leads, health_probe IN EXCLUSIVE MODE"
+            )
         locked_at = time.monotonic()
         done_at_lock = (await api.job(job_id))["progress"]["done"]
 

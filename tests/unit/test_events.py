@@ -5,7 +5,6 @@ every stream, slow clients, the caps on open streams and the stream lifetime."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
@@ -39,6 +38,7 @@ from services.gateway.operations import add_routes
 from services.gateway.problems import problem_middleware
 from services.router.ledger import record_events
 from shared.config import EnvReader
+from shared.dbapi import Connection
 from shared.errors import StoreUnavailable
 from shared.health import Metrics
 from shared.jobs import JobSpec
@@ -90,7 +90,7 @@ async def client(
     await client.close()
 
 
-def add_job(conn: sqlite3.Connection, job_id: str, total: int, tenant: str = "acme") -> None:
+def add_job(conn: Connection, job_id: str, total: int, tenant: str = "acme") -> None:
     conn.execute(
         "INSERT INTO jobs (job_id, tenant, kind, state, priority, total, created_at, spec)"
         " VALUES (?, ?, 'enrich', 'queued', 'normal', ?, 'now', ?)",
@@ -313,7 +313,7 @@ class CountingStore(Store):
         super().__init__(path)
         self.reads: Counter[str] = Counter()
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(self, fn: Callable[[Connection], T]) -> T:
         self.reads[getattr(fn, "func", fn).__name__] += 1
         return await super().run(fn)
 
@@ -499,7 +499,7 @@ async def test_caps_on_open_streams_answer_429_per_tenant_and_in_total(
     store: Store, tmp_path: Path
 ) -> None:
 
-    def two_jobs(conn: sqlite3.Connection) -> None:
+    def two_jobs(conn: Connection) -> None:
         add_job(conn, "a1", 1)
         add_job(conn, "g1", 1, "globex")
 
@@ -626,7 +626,7 @@ class FlakyStore(CountingStore):
     failure: Exception | None = None
     failed = 0
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(self, fn: Callable[[Connection], T]) -> T:
         if self.failure is not None and getattr(fn, "func", None) is read_snapshot:
             self.failed += 1
             raise self.failure

@@ -14,6 +14,7 @@ import pytest
 
 from services.enricher import cache as cache_module
 from services.enricher.cache import PURGE_CHUNK, ProviderCache, fingerprint
+from shared.dbapi import Connection
 from shared.messages import JobDeleted, ProviderAnswer
 from shared.supervise import Backoff, supervise
 from tests.helpers import wait_until
@@ -61,7 +62,7 @@ async def rows(cache: ProviderCache, table: str) -> int:
 async def age(cache: ProviderCache, seconds: float) -> None:
     """Make every row in the cache `seconds` older."""
 
-    def shift(conn: sqlite3.Connection) -> None:
+    def shift(conn: Connection) -> None:
         conn.execute("UPDATE provider_answers SET stored_at = stored_at - ?", (seconds,))
         conn.execute("UPDATE cache_jobs SET used_at = used_at - ?", (seconds,))
 
@@ -91,7 +92,7 @@ async def test_purge_deletes_a_chunk_per_transaction(
     deleted_per_transaction: list[int] = []
     transaction = cache.store.transaction
 
-    async def counting(fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def counting(fn: Callable[[Connection], T]) -> T:
         before = await rows(cache, "provider_answers") + await rows(cache, "cache_jobs")
         result = await transaction(fn)
         after = await rows(cache, "provider_answers") + await rows(cache, "cache_jobs")
@@ -161,7 +162,7 @@ async def test_a_failing_purge_is_retried_until_the_deletion_is_done(
     failures = 2
     forget_chunk = cache_module.forget_chunk
 
-    def locked_at_first(conn: sqlite3.Connection, job_id: str, limit: int = PURGE_CHUNK) -> Any:
+    def locked_at_first(conn: Connection, job_id: str, limit: int = PURGE_CHUNK) -> Any:
         nonlocal failures
         if failures:
             failures -= 1

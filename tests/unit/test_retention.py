@@ -3,7 +3,6 @@ job is gone, and expired jobs announced (`JobDeleted`) before their rows go."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -12,6 +11,7 @@ import pytest
 
 from services.router.retention import RetentionKeeper
 from shared.broker import Outgoing
+from shared.dbapi import Connection
 from shared.errors import BrokerUnavailable
 from shared.messages import JobDeleted
 from shared.store import Store, epoch_s, iso
@@ -48,7 +48,7 @@ def days_ago(days: float) -> str:
 
 
 async def add_job(store: Store, job_id: str, finished_days_ago: float | None) -> None:
-    def insert(conn: sqlite3.Connection) -> None:
+    def insert(conn: Connection) -> None:
         finished = None if finished_days_ago is None else days_ago(finished_days_ago)
         conn.execute(
             "INSERT INTO jobs (job_id, tenant, kind, state, priority, created_at, finished_at,"
@@ -62,7 +62,7 @@ async def add_job(store: Store, job_id: str, finished_days_ago: float | None) ->
 async def add_dead_letter(
     store: Store, name: str, job_id: str | None, died_days_ago: float, state: str = "parked"
 ) -> None:
-    def insert(conn: sqlite3.Connection) -> None:
+    def insert(conn: Connection) -> None:
         conn.execute(
             "INSERT INTO dead_letters (message_id, queue, tenant, job_id, lead_ids, attempts,"
             " history, body, dead_at, state) VALUES (?, 'q', 'acme', ?, x'5b5d', 5, x'5b5d',"
@@ -115,7 +115,7 @@ async def test_dead_letters_are_purged_in_chunks(
     transactions = 0
     transaction = store.transaction
 
-    async def counting(fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def counting(fn: Callable[[Connection], T]) -> T:
         nonlocal transactions
         transactions += 1
         return await transaction(fn)

@@ -12,6 +12,7 @@ import pytest
 
 from services.router.timeouts import DeadlineKeeper
 from shared.broker import Outgoing
+from shared.dbapi import Connection
 from shared.messages import JobStopped
 from shared.store import Store, epoch_s
 
@@ -32,7 +33,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     await store.close()
 
 
-def add_running_job(conn: sqlite3.Connection, job_id: str, deadline_at: float) -> None:
+def add_running_job(conn: Connection, job_id: str, deadline_at: float) -> None:
     conn.execute(
         "INSERT INTO jobs (job_id, tenant, kind, state, priority, total, created_at, spec,"
         " timeout_s, deadline_at) VALUES (?, 't', 'enrich', 'running', 'normal', 5, 'now',"

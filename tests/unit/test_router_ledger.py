@@ -4,7 +4,6 @@ webhook batch cutting, and the CSV projection that survives a crash mid-write.""
 from __future__ import annotations
 
 import csv
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 from services.router.destinations.csv import CsvExporter, pending_rows
 from services.router.destinations.webhook import claim_due, mark_delivered, signed_headers
 from services.router.ledger import record_events
+from shared.dbapi import Connection
 from shared.jobs import CsvDestination, JobSpec, WebhookDestination
 from shared.jobstate import stop
 from shared.messages import LeadsEnriched, LeadsFailed, ResultLead
@@ -28,7 +28,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     await store.close()
 
 
-def add_job(conn: sqlite3.Connection, job_id: str, total: int, spec: JobSpec) -> None:
+def add_job(conn: Connection, job_id: str, total: int, spec: JobSpec) -> None:
     conn.execute(
         "INSERT INTO jobs (job_id, tenant, kind, state, priority, total, created_at, spec)"
         " VALUES (?, 't', 'enrich', 'queued', 'normal', ?, 'now', ?)",
@@ -85,7 +85,7 @@ async def test_outcomes_for_a_finished_or_unknown_job_change_nothing(store: Stor
     assert job["progress"]["done"] == 1  # type: ignore[index]
 
 
-def park_replayed(conn: sqlite3.Connection, job_id: str, lead_ids: list[str]) -> None:
+def park_replayed(conn: Connection, job_id: str, lead_ids: list[str]) -> None:
     """A dead letter of the job's events, replayed by an operator."""
     conn.execute(
         "INSERT INTO dead_letters (message_id, queue, tenant, job_id, message_type, lead_ids,"
@@ -157,6 +157,24 @@ async def test_csv_holds_each_lead_once_even_after_a_crash_mid_write(
     assert rows == [["ID", "Mail"], ["a", ""], ["b", ""], ["c", ""], ["d", ""]]
     _, _, pending = await store.run(lambda c: pending_rows(c, "j4", 0))
     assert pending == []
+
+
+async def test_a_lost_csv_file_is_rebuilt_from_the_store(store: Store, tmp_path: Path) -> None:
+    spec = JobSpec(destinations=[CsvDestination(name="lost", fields={"ID": "id"})])
+    await store.transaction(lambda c: add_job(c, "j5", 4, spec))
+    exporter = CsvExporter(store, tmp_path / "exports")
+    path = tmp_path / "exports" / "t" / "lost.csv"
+    await store.transaction(lambda c: record_events(c, [enriched("j5", "a", "b")]))
+    await exporter.sync("j5")
+    path.unlink()  # or a router on another machine without the file
+    await store.transaction(lambda c: record_events(c, [enriched("j5", "c")]))
+    await exporter.sync("j5")
+
+    raw = path.read_bytes()
+    assert b"\x00" not in raw
+    assert list(csv.reader(raw.decode().splitlines())) == [["ID"], ["a"], ["b"], ["c"]]
+    job = await status(store, "j5")
+    assert job["destinations"][0]["delivered"] == 3  # type: ignore[index]
 
 
 def test_webhook_signature_follows_standard_webhooks() -> None:

@@ -15,6 +15,7 @@ import pytest
 import shared.consumer
 from shared.broker import ATTEMPT_HEADER, Delayed, Outgoing
 from shared.consumer import STORE_RETRY_DELAY_S, BatchConsumer, RetryPolicy
+from shared.dbapi import Connection
 from shared.errors import StoreUnavailable
 from shared.health import Metrics
 from shared.messages import Codec, LeadsEnriched, Message, ResultLead
@@ -114,7 +115,7 @@ async def test_readiness_writes_a_probe_row_and_fails_while_locked(store: Store)
 
 
 async def test_a_failed_commit_leaves_no_transaction_open(store: Store) -> None:
-    def setup(conn: sqlite3.Connection) -> None:
+    def setup(conn: Connection) -> None:
         conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
         conn.execute(
             "CREATE TABLE child (pid INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"

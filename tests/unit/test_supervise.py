@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.dbapi import Connection
 from shared.errors import StoreUnavailable
 from shared.store import Store
 from shared.supervise import Backoff, supervise
@@ -94,7 +95,7 @@ async def test_a_dispatcher_loop_that_meets_a_store_error_keeps_running(tmp_path
     delivered: list[int] = []
     failures: list[str] = []
 
-    def claim(conn: sqlite3.Connection) -> list[int]:
+    def claim(conn: Connection) -> list[int]:
         ids = [row[0] for row in conn.execute("SELECT id FROM due ORDER BY id")]
         conn.execute("DELETE FROM due")
         return ids

@@ -5,7 +5,6 @@ receivers on loopback (no broker)."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -32,6 +31,7 @@ from services.router.destinations.webhook import (
 )
 from services.router.ledger import cut_webhook_batches, record_events
 from shared.config import EnvReader, load_common
+from shared.dbapi import Connection
 from shared.health import Metrics
 from shared.jobs import JobSpec, WebhookDestination
 from shared.messages import LeadsEnriched, ResultLead
@@ -90,9 +90,7 @@ def settings(**env: str) -> WebhookSettings:
     return load_webhook_settings(reader, load_common("router", reader))
 
 
-def add_job(
-    conn: sqlite3.Connection, job_id: str, tenant: str, urls: list[str], leads: int
-) -> None:
+def add_job(conn: Connection, job_id: str, tenant: str, urls: list[str], leads: int) -> None:
     spec = JobSpec(destinations=[WebhookDestination(url=u, batch_size=10) for u in urls])
     conn.execute(
         "INSERT INTO jobs (job_id, tenant, kind, state, priority, total, created_at, spec)"
@@ -106,7 +104,7 @@ def add_job(
     add_leads(conn, job_id, tenant, 0, leads)
 
 
-def add_leads(conn: sqlite3.Connection, job_id: str, tenant: str, first: int, n: int) -> None:
+def add_leads(conn: Connection, job_id: str, tenant: str, first: int, n: int) -> None:
     ids = [f"{job_id}-{i}" for i in range(first, first + n)]
     record_events(
         conn, [LeadsEnriched(job_id=job_id, tenant=tenant, leads=[ResultLead(id=i) for i in ids])]
@@ -115,7 +113,7 @@ def add_leads(conn: sqlite3.Connection, job_id: str, tenant: str, first: int, n:
 
 
 async def destination(store: Store, job_id: str, idx: int = 0) -> dict[str, Any]:
-    def read(conn: sqlite3.Connection) -> dict[str, Any]:
+    def read(conn: Connection) -> dict[str, Any]:
         row = conn.execute(
             "SELECT delivered, failed, last_error, disabled_reason FROM destinations"
             " WHERE job_id = ? AND idx = ?",

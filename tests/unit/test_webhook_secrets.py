@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from services.gateway.submit import JobSubmitter
 from services.router.destinations.webhook import Batch, build_payload, signed_headers
 from services.router.ledger import cut_webhook_batches, record_events
 from shared.config import EnvReader, load_common
+from shared.dbapi import Connection
 from shared.errors import ConfigError
 from shared.messages import Lead, LeadsEnriched, ResultLead
 from shared.secretbox import SecretBox, SecretUnreadable, load_secret_box
@@ -100,7 +100,7 @@ async def record_job(store: Store, secret: str) -> str:
     return "job_1"
 
 
-def finish(conn: sqlite3.Connection, job_id: str) -> Batch:
+def finish(conn: Connection, job_id: str) -> Batch:
     record_events(conn, [LeadsEnriched(job_id=job_id, tenant="acme", leads=[ResultLead(id="l1")])])
     conn.execute("UPDATE jobs SET state = 'completed' WHERE job_id = ?", (job_id,))
     cut_webhook_batches(conn, job_id)

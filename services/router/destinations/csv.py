@@ -1,9 +1,12 @@
-"""The CSV destination: `$DATA_DIR/exports/<tenant>/<name>.csv`, each lead exactly once.
+"""The CSV destination: `<LEADFLOW_EXPORTS_DIR>/<tenant>/<name>.csv`, each lead exactly once.
 
 The file is a projection of the store. The destination row remembers the last lead
 written (`cursor_seq`) and the file size after it (`file_offset`). A sync truncates the
 file to that offset before appending, so rows written by a sync that crashed before it
 recorded its progress are dropped and written again: never lost, never doubled.
+A file that is missing or shorter than the recorded offset (deleted, or a router on a
+machine that does not see the exports directory the others wrote) is rebuilt from the
+store from its first lead, never padded.
 
 File I/O leaves the event loop through aiofiles (the stack's one way), fsync included.
 """
@@ -11,12 +14,12 @@ File I/O leaves the event loop through aiofiles (the stack's one way), fsync inc
 from __future__ import annotations
 
 import os
-import sqlite3
 from pathlib import Path
 
 import aiofiles
 import aiofiles.os
 
+from shared.dbapi import Connection
 from shared.jobs import CsvDestination
 from shared.jobstate import STOPPED
 from shared.logging import get_logger
@@ -39,8 +42,30 @@ class CsvExporter:
     async def sync(self, job_id: str) -> None:
         targets = await self.store.run(lambda conn: csv_targets(conn, job_id))
         for tenant, idx, dest in targets:
+            await self._rebuild_if_lost(job_id, tenant, idx, dest)
             while await self._append(job_id, tenant, idx, dest):
                 pass
+
+    async def _rebuild_if_lost(
+        self, job_id: str, tenant: str, idx: int, dest: CsvDestination
+    ) -> None:
+        path = self.path_for(tenant, dest)
+        try:
+            size = (await aiofiles.os.stat(path)).st_size
+        except FileNotFoundError:
+            size = -1
+        cursor, offset, _ = await self.store.run(lambda c: pending_rows(c, job_id, idx, 0))
+        if cursor == 0 or size >= offset:
+            return
+        # Truncating to `offset` would pad the file with NUL bytes: start it again.
+        log.warning("csv.rebuilding", job_id=job_id, path=str(path), size=size, offset=offset)
+        await self.store.transaction(
+            lambda conn: conn.execute(
+                "UPDATE destinations SET cursor_seq = 0, file_offset = 0, delivered = 0"
+                " WHERE job_id = ? AND idx = ? AND cursor_seq = ?",
+                (job_id, idx, cursor),
+            )
+        )
 
     async def _append(self, job_id: str, tenant: str, idx: int, dest: CsvDestination) -> bool:
         """Write the next rows; False when the file is up to date."""
@@ -64,7 +89,7 @@ class CsvExporter:
         return True
 
 
-def csv_targets(conn: sqlite3.Connection, job_id: str) -> list[tuple[str, int, CsvDestination]]:
+def csv_targets(conn: Connection, job_id: str) -> list[tuple[str, int, CsvDestination]]:
     job = conn.execute(
         "SELECT tenant, state, spec FROM jobs WHERE job_id = ?", (job_id,)
     ).fetchone()
@@ -80,7 +105,7 @@ def csv_targets(conn: sqlite3.Connection, job_id: str) -> list[tuple[str, int, C
 
 
 def pending_rows(
-    conn: sqlite3.Connection, job_id: str, idx: int
+    conn: Connection, job_id: str, idx: int, limit: int = ROWS_PER_SYNC
 ) -> tuple[int, int, list[tuple[int, bytes]]]:
     dest = conn.execute(
         "SELECT cursor_seq, file_offset FROM destinations WHERE job_id = ? AND idx = ?",
@@ -88,7 +113,7 @@ def pending_rows(
     ).fetchone()
     rows = conn.execute(
         "SELECT seq, data FROM leads WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-        (job_id, dest["cursor_seq"], ROWS_PER_SYNC),
+        (job_id, dest["cursor_seq"], limit),
     ).fetchall()
     return dest["cursor_seq"], dest["file_offset"], [(r[0], r[1]) for r in rows]
 

@@ -30,7 +30,6 @@ import contextlib
 import hashlib
 import hmac
 import math
-import sqlite3
 import time
 from collections import Counter as Tally
 from collections import defaultdict, deque
@@ -45,13 +44,14 @@ from prometheus_client import Counter, Gauge
 
 from services.router.config import WebhookSettings
 from shared import tracing
+from shared.dbapi import Connection
 from shared.health import Metrics
 from shared.jobs import JobSpec, WebhookDestination
 from shared.logging import get_logger
 from shared.netguard import NetGuard, TargetRefused
 from shared.results import decode_result, field_map, project
 from shared.secretbox import SecretBox, SecretUnreadable
-from shared.store import Store, decode_spec, epoch_s
+from shared.store import Store, db_now, decode_spec, epoch_s
 from shared.supervise import Backoff
 
 log = get_logger(__name__)
@@ -450,7 +450,7 @@ class SpecCache:
 
 
 def claim_due(
-    conn: sqlite3.Connection,
+    conn: Connection,
     now: float,
     free: int,
     lease_s: float,
@@ -459,13 +459,19 @@ def claim_due(
     """Lease up to `free` due batches as `rules` choose; fail those of disabled
     destinations, defer (or give up) those behind an open circuit."""
     rules = rules or ClaimRules()
+    # What the claim did, from zero: on PostgreSQL a transaction may run more than once.
+    rules.deferred = rules.given_up = rules.disabled = 0
     specs = rules.specs
+    # Leases are compared in the database's time: routers with skewed clocks agree on
+    # when one expired. (The claim itself runs alone: SQLite's write lock, SERIALIZABLE
+    # on PostgreSQL, so no batch is leased twice.)
+    lease_now = db_now(conn)
     busy_receivers: Tally[str] = Tally()
     busy_tenants: Tally[str] = Tally()
     for row in conn.execute(
         "SELECT b.job_id, b.dest_idx, j.tenant, j.spec FROM webhook_batches b"
         " JOIN jobs j ON j.job_id = b.job_id WHERE b.state = 'pending' AND b.lease_until > ?",
-        (now,),
+        (lease_now,),
     ):
         busy_receivers[specs.receiver(row[0], row[1], row[3])] += 1
         busy_tenants[row[2]] += 1
@@ -480,9 +486,9 @@ def claim_due(
         " ORDER BY b.next_attempt_at, b.batch_no) AS rank"
         " FROM webhook_batches b JOIN jobs j ON j.job_id = b.job_id"
         " JOIN destinations d ON d.job_id = b.job_id AND d.idx = b.dest_idx"
-        " WHERE b.state = 'pending' AND b.next_attempt_at <= ? AND b.lease_until <= ?)"
+        " WHERE b.state = 'pending' AND b.next_attempt_at <= ? AND b.lease_until <= ?) AS due"
         " WHERE rank <= ? ORDER BY created_at, batch_no",
-        (now, now, rules.limits.receiver),
+        (now, lease_now, rules.limits.receiver),
     ):
         if row["disabled_reason"] is not None:
             disabled[(row["job_id"], row["dest_idx"])] = row["disabled_reason"]
@@ -519,7 +525,7 @@ def claim_due(
     conn.executemany(
         "UPDATE webhook_batches SET lease_until = ? WHERE job_id = ? AND dest_idx = ?"
         " AND batch_no = ?",
-        [(now + lease_s, b.job_id, b.dest_idx, b.batch_no) for b in chosen],
+        [(lease_now + lease_s, b.job_id, b.dest_idx, b.batch_no) for b in chosen],
     )
     return chosen
 
@@ -598,7 +604,7 @@ class Payload:
     traceparent: str | None = None  # the job's trace (shared/tracing.py)
 
 
-def build_payload(conn: sqlite3.Connection, batch: Batch, now: float) -> Payload | None:
+def build_payload(conn: Connection, batch: Batch, now: float) -> Payload | None:
     job = conn.execute(
         "SELECT spec, traceparent FROM jobs WHERE job_id = ?", (batch.job_id,)
     ).fetchone()
@@ -625,15 +631,15 @@ def build_payload(conn: sqlite3.Connection, batch: Batch, now: float) -> Payload
     return Payload(dest.url, body, secrets, job["traceparent"])
 
 
-def mark_delivered(conn: sqlite3.Connection, batch: Batch) -> None:
+def mark_delivered(conn: Connection, batch: Batch) -> None:
     _finish(conn, batch, "delivered", None)
 
 
-def mark_given_up(conn: sqlite3.Connection, batch: Batch, error: str) -> None:
+def mark_given_up(conn: Connection, batch: Batch, error: str) -> None:
     _finish(conn, batch, "failed", error)
 
 
-def _finish(conn: sqlite3.Connection, batch: Batch, state: str, error: str | None) -> None:
+def _finish(conn: Connection, batch: Batch, state: str, error: str | None) -> None:
     updated = conn.execute(
         "UPDATE webhook_batches SET state = ?, attempts = attempts + 1, last_error = ?,"
         " lease_until = 0 WHERE job_id = ? AND dest_idx = ? AND batch_no = ? AND state = 'pending'",
@@ -649,7 +655,7 @@ def _finish(conn: sqlite3.Connection, batch: Batch, state: str, error: str | Non
     )
 
 
-def mark_retry(conn: sqlite3.Connection, batch: Batch, error: str, next_at: float) -> None:
+def mark_retry(conn: Connection, batch: Batch, error: str, next_at: float) -> None:
     updated = conn.execute(
         "UPDATE webhook_batches SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?,"
         " lease_until = 0 WHERE job_id = ? AND dest_idx = ? AND batch_no = ? AND state = 'pending'",
@@ -662,7 +668,7 @@ def mark_retry(conn: sqlite3.Connection, batch: Batch, error: str, next_at: floa
         )
 
 
-def disable_destination(conn: sqlite3.Connection, batch: Batch) -> None:
+def disable_destination(conn: Connection, batch: Batch) -> None:
     """The receiver said the endpoint is gone: no more requests to it for this destination."""
     conn.execute(
         "UPDATE destinations SET disabled_reason = ? WHERE job_id = ? AND idx = ?",
@@ -671,7 +677,7 @@ def disable_destination(conn: sqlite3.Connection, batch: Batch) -> None:
     fail_pending(conn, batch.job_id, batch.dest_idx, GONE_REASON)
 
 
-def fail_pending(conn: sqlite3.Connection, job_id: str, dest_idx: int, reason: str) -> int:
+def fail_pending(conn: Connection, job_id: str, dest_idx: int, reason: str) -> int:
     """Fail every pending batch of a disabled destination (one in flight included: its
     outcome is then ignored); returns how many."""
     sizes = conn.execute(

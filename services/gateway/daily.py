@@ -1,0 +1,39 @@
+"""`GET /v1/daily/{date}`: a tenant's day of results (shared/daily.py), paged and formatted
+exactly like a job's leads (routes.answer_leads)."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import date
+
+from aiohttp import web
+
+from services.gateway.keys import tenant_of
+from services.gateway.params import DAY
+from services.gateway.problems import FieldError, invalid
+from services.gateway.queries import Page, encode_cursor
+from services.gateway.routes import answer_leads
+from shared.daily import daily_rows
+
+
+def requested_day(request: web.Request) -> date:
+    raw = request.match_info["date"]
+    try:
+        if DAY.fullmatch(raw):
+            return date.fromisoformat(raw)
+    except ValueError:
+        pass
+    raise invalid([FieldError("date", f"{raw!r} is not a UTC day as YYYY-MM-DD (2026-12-03)")])
+
+
+async def daily_leads(request: web.Request) -> web.StreamResponse:
+    day = requested_day(request)
+    tenant = tenant_of(request)
+
+    def fetch(conn: sqlite3.Connection, limit: int, after: int | None) -> Page:
+        rows = daily_rows(conn, tenant, day, limit=limit + 1, after=after)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page([data for _, data in rows], encode_cursor(rows[-1][0]) if more else None)
+
+    return await answer_leads(request, fetch, f"daily-{day.isoformat()}")

@@ -72,6 +72,7 @@ from services.gateway.schemas import (
     LeadPage,
     ScrapeJobRequest,
 )
+from services.gateway.throughput import Throughput, job_throughput
 from services.gateway.usage import UsageReport, usage
 from shared.jobs import JobStatus
 from shared.messages import ResultLead
@@ -308,6 +309,17 @@ OPERATIONS: tuple[Operation, ...] = (
         params=(JOB_ID, LEADS_FORMAT, LEADS_STATUS, LEADS_LIMIT_DOC, CURSOR),
         description="json answers pages of `limit`; ndjson and csv stream every result, "
         "or one page of `limit` with the next cursor in `X-Next-Cursor`.",
+    ),
+    Operation(
+        "GET",
+        "/v1/jobs/{job_id}/throughput",
+        job_throughput,
+        "getJobThroughput",
+        "Leads per second over the job's life, from its outcomes' times",
+        "jobs",
+        {200: Answer("Outcomes per second, bucket by bucket", Throughput)},
+        problems=(404, 405),
+        params=(JOB_ID,),
     ),
     Operation(
         "GET",

@@ -25,10 +25,10 @@ def daily_rows(
     start, end = day_bounds(day)
     rows = conn.execute(
         "SELECT l.seq, l.data FROM leads l JOIN jobs j ON j.job_id = l.job_id"
-        " WHERE j.tenant = ? AND l.at >= ? AND l.at < ? AND l.seq > ?"
+        " WHERE j.tenant = ? AND l.outcome_at >= ? AND l.outcome_at < ? AND l.seq > ?"
         " AND NOT EXISTS (SELECT 1 FROM leads later JOIN jobs lj ON lj.job_id = later.job_id"
         " WHERE later.lead_id = l.lead_id AND later.seq > l.seq AND lj.tenant = j.tenant"
-        " AND later.at >= ? AND later.at < ?)"
+        " AND later.outcome_at >= ? AND later.outcome_at < ?)"
         " ORDER BY l.seq LIMIT ?",
         (tenant, start, end, after or 0, start, end, limit),
     ).fetchall()
@@ -39,7 +39,7 @@ def tenants_with_outcomes(conn: sqlite3.Connection, day: date) -> list[str]:
     start, end = day_bounds(day)
     rows = conn.execute(
         "SELECT DISTINCT j.tenant FROM leads l JOIN jobs j ON j.job_id = l.job_id"
-        " WHERE l.at >= ? AND l.at < ? ORDER BY j.tenant",
+        " WHERE l.outcome_at >= ? AND l.outcome_at < ? ORDER BY j.tenant",
         (start, end),
     ).fetchall()
     return [str(row[0]) for row in rows]

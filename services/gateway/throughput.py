@@ -41,7 +41,9 @@ def throughput(times: list[float]) -> Throughput:
 
 def outcome_times(conn: sqlite3.Connection, job_id: str) -> list[float]:
     rows = conn.execute(
-        "SELECT at FROM leads WHERE job_id = ? AND at IS NOT NULL ORDER BY at", (job_id,)
+        "SELECT outcome_at FROM leads WHERE job_id = ? AND outcome_at IS NOT NULL"
+        " ORDER BY outcome_at",
+        (job_id,),
     )
     return [float(row[0]) for row in rows]
 

@@ -202,7 +202,7 @@ def insert_leads(
     return +added, upgraded
 
 
-INSERT_LEAD = "INSERT INTO leads (job_id, lead_id, status, data, at) VALUES (?, ?, ?, ?, ?)"
+INSERT_LEAD = "INSERT INTO leads (job_id, lead_id, status, data, outcome_at) VALUES (?, ?, ?, ?, ?)"
 
 
 def replace_failed(conn: sqlite3.Connection, row: tuple[str, str, str, bytes, float]) -> bool:

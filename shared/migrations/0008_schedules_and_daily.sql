@@ -29,8 +29,8 @@ CREATE TABLE IF NOT EXISTS schedule_leads (
     job_id TEXT NOT NULL,
     PRIMARY KEY (schedule_id, lead_id)
 );
-ALTER TABLE leads ADD COLUMN at REAL;
-CREATE INDEX IF NOT EXISTS leads_by_time ON leads (at);
+ALTER TABLE leads ADD COLUMN outcome_at REAL;
+CREATE INDEX IF NOT EXISTS leads_by_outcome_at ON leads (outcome_at);
 CREATE INDEX IF NOT EXISTS leads_by_lead_id ON leads (lead_id, seq);
 CREATE TABLE IF NOT EXISTS daily_exports (
     tenant TEXT NOT NULL,

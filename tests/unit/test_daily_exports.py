@@ -36,7 +36,7 @@ def add_outcomes(conn: sqlite3.Connection, tenant: str, job_id: str, at: float, 
     for lead_id in ids:
         lead = ResultLead(id=lead_id, status="enriched", email=f"{lead_id}@{job_id}.example")
         conn.execute(
-            "INSERT INTO leads (job_id, lead_id, status, data, at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO leads (job_id, lead_id, status, data, outcome_at) VALUES (?, ?, ?, ?, ?)",
             (job_id, lead_id, "enriched", msgspec.json.encode(lead), at),
         )
 

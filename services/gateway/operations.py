@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import msgspec
 from aiohttp import web
 
-from services.gateway.daily import daily_leads
+from services.gateway.daily import DAY_PATTERN, daily_leads
 from services.gateway.dashboard import ASSETS, asset, index
 from services.gateway.deadletters import (
     DeadLetterPage,
@@ -199,7 +199,7 @@ SCHEDULE_ID = PathParam(
 DAY = PathParam(
     "date",
     "A UTC day, YYYY-MM-DD.",
-    (("type", "string"), ("pattern", "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")),
+    (("type", "string"), ("format", "date"), ("pattern", DAY_PATTERN)),
 )
 LEAD_ANSWER = Answer(
     "Result leads (`ResultLead`; CSV columns are its fields)",

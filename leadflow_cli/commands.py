@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from leadflow_cli.client import ApiError, Client, job_path
 from leadflow_cli.errors import EXIT_JOB_UNSUCCESSFUL, EXIT_OK, UsageError
@@ -24,6 +25,8 @@ from leadflow_cli.render import (
     destination_lines,
     job_details,
     jobs_table,
+    schedule_details,
+    schedules_table,
 )
 
 TERMINAL_STATES = ("completed", "failed", "cancelled", "timed_out")
@@ -54,6 +57,13 @@ def enrich(args: argparse.Namespace, client: Client) -> int:
 
 
 def scrape(args: argparse.Namespace, client: Client) -> int:
+    accepted = client.post("/v1/jobs/scrape", scrape_body(args))
+    print(f"scrape job {accepted['job_id']} ({accepted['state']})")
+    return follow(client, accepted["job_id"]) if args.follow else EXIT_OK
+
+
+def scrape_body(args: argparse.Namespace) -> dict[str, Any]:
+    """A scrape job's body from `leadflow scrape`'s (or `schedules create`'s) arguments."""
     query = {"keywords": args.keywords}
     if args.geo:
         query["geo"] = args.geo
@@ -66,9 +76,7 @@ def scrape(args: argparse.Namespace, client: Client) -> int:
     for name in ("max_pages", "max_leads", "priority"):
         if getattr(args, name) is not None:
             body[name] = getattr(args, name)
-    accepted = client.post("/v1/jobs/scrape", body)
-    print(f"scrape job {accepted['job_id']} ({accepted['state']})")
-    return follow(client, accepted["job_id"]) if args.follow else EXIT_OK
+    return body
 
 
 def destinations(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -149,7 +157,56 @@ def export(args: argparse.Namespace, client: Client) -> int:
     job = client.get(job_path(args.job_id))
     if job["state"] not in TERMINAL_STATES:
         note(f"job {args.job_id} is {job['state']}: exporting the leads finished so far")
-    fmt, written = export_leads(client, args.job_id, args.output, args.format, args.status)
+    leads = job_path(args.job_id, "/leads")
+    fmt, written = export_leads(client, leads, args.output, args.format, args.status)
     where = "stdout" if args.output == "-" else args.output
     note(f"wrote {written} leads to {where} ({fmt})")
     return EXIT_OK
+
+
+def daily(args: argparse.Namespace, client: Client) -> int:
+    fmt, written = export_leads(
+        client, f"/v1/daily/{quote(args.date, safe='')}", args.output, args.format, None
+    )
+    where = "stdout" if args.output == "-" else args.output
+    note(f"wrote {written} leads of {args.date} (UTC) to {where} ({fmt})")
+    return EXIT_OK
+
+
+def schedule_create(args: argparse.Namespace, client: Client) -> int:
+    job: dict[str, Any] = scrape_body(args)
+    body: dict[str, Any] = {"job": job, "only_new": args.only_new}
+    if args.every is not None:
+        body["every_s"] = args.every
+    else:
+        body["cron"] = args.cron
+    created = client.call("POST", "/v1/schedules", body=body)
+    print(f"schedule {created['schedule_id']} saved; first run at {created['next_run_at']}")
+    return EXIT_OK
+
+
+def schedule_list(args: argparse.Namespace, client: Client) -> int:
+    found = client.get("/v1/schedules")
+    if args.json:
+        print(json.dumps(found, indent=2))
+    elif found["schedules"]:
+        print(schedules_table(found["schedules"]))
+    else:
+        note("no schedules")
+    return EXIT_OK
+
+
+def schedule_show(args: argparse.Namespace, client: Client) -> int:
+    found = client.get(schedule_path(args.schedule_id))
+    print(json.dumps(found, indent=2) if args.json else "\n".join(schedule_details(found)))
+    return EXIT_OK
+
+
+def schedule_delete(args: argparse.Namespace, client: Client) -> int:
+    client.call("DELETE", schedule_path(args.schedule_id))
+    print(f"schedule {args.schedule_id} deleted; its runs' jobs stay")
+    return EXIT_OK
+
+
+def schedule_path(schedule_id: str) -> str:
+    return f"/v1/schedules/{quote(schedule_id, safe='')}"

@@ -1,4 +1,5 @@
-"""`leadflow export`: a job's result leads into a file (or stdout) as CSV, JSON or NDJSON.
+"""`leadflow export` and `leadflow daily`: a job's (or a UTC day's) result leads into a file
+(or stdout) as CSV, JSON or NDJSON.
 
 CSV and NDJSON are streamed from the gateway as it sends them; JSON is assembled from the
 API's pages into one array. A file is written next to its target and renamed into place
@@ -18,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from leadflow_cli.client import Client, job_path
+from leadflow_cli.client import Client
 from leadflow_cli.errors import UsageError
 
 FORMATS = ("csv", "json", "ndjson")
@@ -27,14 +28,15 @@ JSON_PAGE = 1000
 
 
 def export_leads(
-    client: Client, job_id: str, output: str, fmt: str | None, status: str | None
+    client: Client, leads_path: str, output: str, fmt: str | None, status: str | None
 ) -> tuple[str, int]:
-    """Write the leads; the format used and how many leads were written."""
+    """Write the leads of `leads_path` (a job's `/v1/jobs/<id>/leads`, or a day's
+    `/v1/daily/<date>`: paged alike); the format used and how many leads were written."""
     fmt = fmt or SUFFIX_FORMATS.get(Path(output).suffix.lower(), "csv")
     with opened(output) as out:
         if fmt == "json":
-            return fmt, write_json(client, job_id, status, out)
-        return fmt, write_stream(client, job_id, fmt, status, out)
+            return fmt, write_json(client, leads_path, status, out)
+        return fmt, write_stream(client, leads_path, fmt, status, out)
 
 
 @contextlib.contextmanager
@@ -59,9 +61,9 @@ def opened(output: str) -> Iterator[TextIO]:
         raise
 
 
-def write_stream(client: Client, job_id: str, fmt: str, status: str | None, out: TextIO) -> int:
+def write_stream(client: Client, path: str, fmt: str, status: str | None, out: TextIO) -> int:
     query = {"format": fmt, "status": status}
-    with client.open("GET", job_path(job_id, "/leads"), query=query) as response:
+    with client.open("GET", path, query=query) as response:
         lines = received_lines(client, response)
         return copy_ndjson(lines, out) if fmt == "ndjson" else copy_csv(lines, out)
 
@@ -97,13 +99,13 @@ def copy_csv(source: Iterator[str], out: TextIO) -> int:
     return max(rows, 0)
 
 
-def write_json(client: Client, job_id: str, status: str | None, out: TextIO) -> int:
+def write_json(client: Client, path: str, status: str | None, out: TextIO) -> int:
     written = 0
     cursor = None
     out.write("[")
     while True:
         query = {"format": "json", "status": status, "limit": JSON_PAGE, "cursor": cursor}
-        page = client.get(job_path(job_id, "/leads"), query)
+        page = client.get(path, query)
         for lead in page["leads"]:
             out.write(("," if written else "") + "\n  " + json.dumps(lead, ensure_ascii=False))
             written += 1

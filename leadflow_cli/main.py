@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     job_command(sub, "status", "show a job's state, progress and deliveries", commands.status)
     job_command(sub, "cancel", "cancel a job", commands.cancel)
     add_export(sub)
+    add_daily(sub)
+    add_schedules(sub)
     for command in sub.choices.values():
         add_connection(command, defaults=False)
     return parser
@@ -97,6 +99,13 @@ def add_enrich(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def add_scrape(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     scrape = sub.add_parser("scrape", help="scrape leads from a lead search source")
+    add_search(scrape)
+    scrape.add_argument("--follow", action="store_true", help="show progress until the job ends")
+    scrape.set_defaults(run=commands.scrape)
+
+
+def add_search(scrape: argparse.ArgumentParser) -> None:
+    """A scrape job's arguments (`scrape`, `schedules create`)."""
     scrape.add_argument("--source", required=True, help="the lead source, e.g. sandbox")
     scrape.add_argument("--keywords", required=True, help="the search keywords")
     scrape.add_argument("--geo", help="where the leads are, e.g. London")
@@ -105,8 +114,6 @@ def add_scrape(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     scrape.add_argument("--enrich", action="store_true", help="enrich each lead as it arrives")
     add_destinations(scrape)
     scrape.add_argument("--priority", choices=PRIORITIES)
-    scrape.add_argument("--follow", action="store_true", help="show progress until the job ends")
-    scrape.set_defaults(run=commands.scrape)
 
 
 def add_destinations(parser: argparse.ArgumentParser) -> None:
@@ -148,6 +155,46 @@ def add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     export.add_argument("--status", choices=("enriched", "failed"), help="only these leads")
     export.set_defaults(run=commands.export)
+
+
+def add_daily(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    daily = sub.add_parser(
+        "daily", help="save a UTC day's results across your jobs (latest outcome per lead)"
+    )
+    daily.add_argument("date", metavar="YYYY-MM-DD")
+    daily.add_argument(
+        "-o", "--output", default="-", metavar="FILE", help="where to write (default: stdout)"
+    )
+    daily.add_argument(
+        "--format", choices=FORMATS, help="default: from the file's extension, else csv"
+    )
+    daily.set_defaults(run=commands.daily)
+
+
+def add_schedules(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    schedules = sub.add_parser("schedules", help="saved searches: scrapes run on a schedule")
+    actions = schedules.add_subparsers(metavar="ACTION", required=True)
+    create = actions.add_parser("create", help="save a search; its first run starts now")
+    timing = create.add_mutually_exclusive_group(required=True)
+    timing.add_argument("--every", type=positive_int, metavar="SECONDS", help="run every N s")
+    timing.add_argument("--cron", metavar="EXPR", help="run at each cron time (UTC)")
+    create.add_argument(
+        "--only-new", action="store_true", help="deliver only leads no earlier run delivered"
+    )
+    add_search(create)
+    create.set_defaults(run=commands.schedule_create)
+    listed = actions.add_parser("list", help="your saved searches, newest first")
+    listed.add_argument("--json", action="store_true", help="print the API's JSON")
+    listed.set_defaults(run=commands.schedule_list)
+    show = actions.add_parser("show", help="a saved search and its runs")
+    show.add_argument("schedule_id", metavar="ID")
+    show.add_argument("--json", action="store_true", help="print the API's JSON")
+    show.set_defaults(run=commands.schedule_show)
+    delete = actions.add_parser("delete", help="stop a saved search (its jobs stay)")
+    delete.add_argument("schedule_id", metavar="ID")
+    delete.set_defaults(run=commands.schedule_delete)
+    for action in actions.choices.values():
+        add_connection(action, defaults=False)
 
 
 def positive_int(text: str) -> int:

@@ -1,4 +1,4 @@
-"""What the CLI shows: job tables, one job's status, the progress bar, counts."""
+"""What the CLI shows: job and schedule tables, one job's status, the progress bar, counts."""
 
 from __future__ import annotations
 
@@ -84,6 +84,54 @@ def jobs_table(jobs: Sequence[JobView]) -> str:
             ]
         )
     return table(["JOB", "KIND", "STATE", "DONE", "ENRICHED", "FAILED", "CREATED"], rows)
+
+
+def when(schedule: dict[str, Any]) -> str:
+    return (
+        f"every {schedule['every_s']} s" if schedule.get("every_s") else f"cron {schedule['cron']}"
+    )
+
+
+def search(schedule: dict[str, Any]) -> str:
+    job = schedule["job"]
+    terms = " ".join(f"{k}={v}" for k, v in job["query"].items())
+    return f"{job['source']}: {terms}"
+
+
+def schedules_table(schedules: Sequence[dict[str, Any]]) -> str:
+    rows = []
+    for schedule in schedules:
+        last = schedule.get("last_run") or {}
+        rows.append(
+            [
+                schedule["schedule_id"],
+                when(schedule),
+                "yes" if schedule["only_new"] else "no",
+                search(schedule),
+                schedule["next_run_at"],
+                last.get("state", "-"),
+            ]
+        )
+    return table(["SCHEDULE", "WHEN", "ONLY NEW", "SEARCH", "NEXT RUN", "LAST RUN"], rows)
+
+
+def schedule_details(schedule: dict[str, Any]) -> list[str]:
+    lines = [
+        f"schedule  {schedule['schedule_id']}",
+        f"when      {when(schedule)} (UTC)",
+        f"only new  {'yes' if schedule['only_new'] else 'no'}",
+        f"search    {search(schedule)}",
+        f"created   {schedule['created_at']}",
+        f"next run  {schedule['next_run_at']}",
+    ]
+    runs = schedule.get("runs") or []
+    if not runs:
+        return [*lines, "no runs yet"]
+    rows = [
+        [run["started_at"], run["job_id"] or "-", run["state"], run.get("note") or ""]
+        for run in runs
+    ]
+    return [*lines, "runs (newest first):", table(["STARTED", "JOB", "STATE", "NOTE"], rows)]
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -125,6 +125,9 @@ class ScrapeTask(Message, frozen=True, tag="task.scrape"):
     cursor: str | None = None
     scraped: int = 0  # leads taken from the pages before this one
     account: str = ""  # chosen on the first page, kept for the whole job
+    # A saved search's run delivering only new leads: the router filters the page's leads
+    # (and starts their enrichment) rather than the scraper.
+    only_new: bool = False
 
 
 class LeadOutcomes(Message, frozen=True):
@@ -151,6 +154,7 @@ class LeadsScraped(Message, frozen=True, tag="job.scraped"):
     enrich: bool
     final: bool = False
     total: int | None = None
+    only_new: bool = False  # as the ScrapeTask's: the router filters and enriches
 
 
 class JobCoolingDown(Message, frozen=True, tag="job.cooling_down"):

@@ -75,18 +75,30 @@ def load_settings(env: EnvReader) -> GatewaySettings:
         max_leads_per_job=env.get_int("LEADFLOW_MAX_LEADS_PER_JOB", 10_000, minimum=1),
         max_body_bytes=env.get_int("LEADFLOW_MAX_BODY_BYTES", 16 * 1024**2, minimum=1024),
         task_batch_size=env.get_int("LEADFLOW_TASK_BATCH_SIZE", 25, minimum=1, maximum=1000),
-        publish_timeout_s=env.get_float("LEADFLOW_PUBLISH_TIMEOUT_S", 10.0, minimum=0.1),
+        publish_timeout_s=publish_timeout_s(env),
         webhook_allow_nets=webhook_allow_nets(env, common),
-        default_timeout_s=env.get_int(
-            "LEADFLOW_DEFAULT_TIMEOUT_S", 3600, minimum=1, maximum=7 * 86400
-        ),
+        default_timeout_s=default_timeout_s(env),
         delete_exports=env.get_bool("LEADFLOW_DELETE_EXPORTS", False),
         sources=env.names("LEADFLOW_SOURCES", "sandbox"),
-        daily_quota_leads=env.get_int("LEADFLOW_DAILY_QUOTA_LEADS", 0),
+        daily_quota_leads=daily_quota_leads(env),
         secret_box=load_secret_box(env, common),
         streams=load_stream_limits(env),
         auth_throttle=load_auth_throttle(env),
     )
+
+
+# Read by the gateway and by the router, whose scheduler submits saved searches' jobs as
+# the gateway does.
+def publish_timeout_s(env: EnvReader) -> float:
+    return env.get_float("LEADFLOW_PUBLISH_TIMEOUT_S", 10.0, minimum=0.1)
+
+
+def default_timeout_s(env: EnvReader) -> int:
+    return env.get_int("LEADFLOW_DEFAULT_TIMEOUT_S", 3600, minimum=1, maximum=7 * 86400)
+
+
+def daily_quota_leads(env: EnvReader) -> int:
+    return env.get_int("LEADFLOW_DAILY_QUOTA_LEADS", 0)
 
 
 def load_stream_limits(env: EnvReader) -> StreamLimits:

@@ -24,6 +24,14 @@ class JobNotFound(DomainError):
 
 
 @dataclass(eq=False)
+class ScheduleNotFound(DomainError):
+    schedule_id: str
+
+    def __str__(self) -> str:
+        return f"no schedule {self.schedule_id!r}"
+
+
+@dataclass(eq=False)
 class QuotaExceeded(DomainError):
     """The tenant's jobs of today would take more leads than its daily quota."""
 

@@ -9,6 +9,7 @@ leave the spec here, sealed (shared/secretbox.py), before anything is stored.
 from __future__ import annotations
 
 from functools import partial
+from typing import Protocol
 
 import msgspec
 
@@ -79,7 +80,22 @@ def dependency_state(conn: Connection, tenant: str, job_id: str) -> tuple[str, i
     return str(row["state"]), scrape.max_leads if scrape is not None else 0
 
 
-def scrape_job(request: ScrapeJobRequest, tenant: str, settings: GatewaySettings) -> NewJob:
+class JobDefaults(Protocol):
+    """What building a scrape job needs of its submitter's settings (the gateway's, or the
+    router's when its scheduler runs a saved search)."""
+
+    @property
+    def default_timeout_s(self) -> int: ...
+
+    @property
+    def secret_box(self) -> SecretBox: ...
+
+
+def scrape_job(
+    request: ScrapeJobRequest, tenant: str, settings: JobDefaults, *, only_new: bool = False
+) -> NewJob:
+    """`only_new` (a saved search's run): the router, not the scraper, starts enrichment, for
+    the leads that earlier runs of the schedule did not deliver."""
     scrape = ScrapeSpec(
         source=request.source,
         query=dict(request.query),
@@ -97,6 +113,7 @@ def scrape_job(request: ScrapeJobRequest, tenant: str, settings: GatewaySettings
             max_pages=scrape.max_pages,
             max_leads=scrape.max_leads,
             enrich=scrape.enrich,
+            only_new=only_new,
         )
         return [Publish(task, priority=request.priority)]
 

@@ -23,6 +23,7 @@ from typing import Annotated, Any
 import msgspec
 from aiohttp import web
 
+from services.gateway.daily import DAY_PATTERN, daily_leads
 from services.gateway.dashboard import ASSETS, asset, index
 from services.gateway.deadletters import (
     DeadLetterPage,
@@ -54,6 +55,16 @@ from services.gateway.params import (
 )
 from services.gateway.problems import Handler
 from services.gateway.routes import job_leads, job_status, jobs_index, submit_enrich, submit_scrape
+from services.gateway.schedules import (
+    ScheduleCreated,
+    ScheduleDetail,
+    ScheduleList,
+    ScheduleRequest,
+    create_schedule,
+    delete_schedule,
+    get_schedule,
+    list_schedules,
+)
 from services.gateway.schemas import (
     EnrichJobRequest,
     JobAccepted,
@@ -61,6 +72,7 @@ from services.gateway.schemas import (
     LeadPage,
     ScrapeJobRequest,
 )
+from services.gateway.throughput import Throughput, job_throughput
 from services.gateway.usage import UsageReport, usage
 from shared.jobs import JobStatus
 from shared.messages import ResultLead
@@ -148,6 +160,26 @@ REPLAY_REQUEST = Annotated[
     ),
 ]
 
+SCHEDULE_REQUEST = Annotated[
+    ScheduleRequest,
+    msgspec.Meta(
+        extra_json_schema={
+            "description": "Either `every_s` (at least 1 in dev, 60 in production) or `cron` "
+            "(UTC; a cron that never comes, like 31 February, is refused).",
+            "oneOf": [
+                {
+                    "required": ["every_s"],
+                    "properties": {"every_s": {"type": "integer"}, "cron": {"type": "null"}},
+                },
+                {
+                    "required": ["cron"],
+                    "properties": {"cron": {"type": "string"}, "every_s": {"type": "null"}},
+                },
+            ],
+        }
+    ),
+]
+
 # `/v1/jobs/enrich` and `/v1/jobs/scrape` are other routes, not jobs (405 Allow headers
 # would otherwise offer GET and DELETE on them).
 JOB_ID = PathParam(
@@ -160,6 +192,31 @@ DESTINATION_INDEX = PathParam(
     "index",
     "The destination's position in the job's `destinations`.",
     (("type", "integer"), ("minimum", 0), ("maximum", 999)),
+)
+SCHEDULE_ID = PathParam(
+    "schedule_id", "A schedule id, as `POST /v1/schedules` answered it.", (("type", "string"),)
+)
+DAY = PathParam(
+    "date",
+    "A UTC day, YYYY-MM-DD.",
+    (("type", "string"), ("format", "date"), ("pattern", DAY_PATTERN)),
+)
+LEAD_ANSWER = Answer(
+    "Result leads (`ResultLead`; CSV columns are its fields)",
+    LeadPage,
+    media={
+        "application/x-ndjson": {
+            "type": "string",
+            "description": "One ResultLead a line",
+        },
+        "text/csv": {"type": "string"},
+    },
+    headers={
+        "X-Next-Cursor": {
+            "description": "csv/ndjson with `limit`: the cursor of the next page.",
+            "schema": {"type": "string"},
+        }
+    },
 )
 ASSET_NAME = PathParam(
     "name", "A file the page refers to.", (("type", "string"), ("enum", tuple(sorted(ASSETS))))
@@ -247,29 +304,22 @@ OPERATIONS: tuple[Operation, ...] = (
         "listJobLeads",
         "The job's result leads so far",
         "jobs",
-        {
-            200: Answer(
-                "Result leads (`ResultLead`; CSV columns are its fields)",
-                LeadPage,
-                media={
-                    "application/x-ndjson": {
-                        "type": "string",
-                        "description": "One ResultLead a line",
-                    },
-                    "text/csv": {"type": "string"},
-                },
-                headers={
-                    "X-Next-Cursor": {
-                        "description": "csv/ndjson with `limit`: the cursor of the next page.",
-                        "schema": {"type": "string"},
-                    }
-                },
-            )
-        },
+        {200: LEAD_ANSWER},
         problems=(404, 422),
         params=(JOB_ID, LEADS_FORMAT, LEADS_STATUS, LEADS_LIMIT_DOC, CURSOR),
         description="json answers pages of `limit`; ndjson and csv stream every result, "
         "or one page of `limit` with the next cursor in `X-Next-Cursor`.",
+    ),
+    Operation(
+        "GET",
+        "/v1/jobs/{job_id}/throughput",
+        job_throughput,
+        "getJobThroughput",
+        "Leads per second over the job's life, from its outcomes' times",
+        "jobs",
+        {200: Answer("Outcomes per second, bucket by bucket", Throughput)},
+        problems=(404, 405),
+        params=(JOB_ID,),
     ),
     Operation(
         "GET",
@@ -342,6 +392,64 @@ OPERATIONS: tuple[Operation, ...] = (
         {200: Answer("Usage (no days when `from` is after `to`)", UsageReport)},
         problems=(422,),
         params=(USAGE_FROM, USAGE_TO),
+    ),
+    Operation(
+        "POST",
+        "/v1/schedules",
+        create_schedule,
+        "createSchedule",
+        "Save a search: a scrape job run now, then every `every_s` or at each `cron` time",
+        "schedules",
+        {201: Answer("Saved; the first run starts now", ScheduleCreated)},
+        body=SCHEDULE_REQUEST,
+        description="Each run creates a scrape job as `POST /v1/jobs/scrape` would. With "
+        "`only_new`, a lead (by the source's lead id) that an earlier run delivered is not "
+        "enriched, charged or delivered again. A slot whose previous run is still going is "
+        "skipped (a run with a `note`); after downtime a schedule runs once, not once per "
+        "missed slot.",
+    ),
+    Operation(
+        "GET",
+        "/v1/schedules",
+        list_schedules,
+        "listSchedules",
+        "The tenant's saved searches, newest first, each with its last run",
+        "schedules",
+        {200: Answer("The schedules", ScheduleList)},
+    ),
+    Operation(
+        "GET",
+        "/v1/schedules/{schedule_id}",
+        get_schedule,
+        "getSchedule",
+        "A saved search and its runs, newest first",
+        "schedules",
+        {200: Answer("The schedule", ScheduleDetail)},
+        problems=(404,),
+        params=(SCHEDULE_ID,),
+    ),
+    Operation(
+        "DELETE",
+        "/v1/schedules/{schedule_id}",
+        delete_schedule,
+        "deleteSchedule",
+        "Stop a saved search (its runs' jobs stay)",
+        "schedules",
+        {204: Answer("Deleted")},
+        problems=(404,),
+        params=(SCHEDULE_ID,),
+    ),
+    Operation(
+        "GET",
+        "/v1/daily/{date}",
+        daily_leads,
+        "getDailyLeads",
+        "Every lead that got an outcome that UTC day, across the tenant's jobs",
+        "jobs",
+        {200: LEAD_ANSWER},
+        problems=(422,),
+        params=(DAY, LEADS_FORMAT, LEADS_LIMIT_DOC, CURSOR),
+        description="The latest outcome per lead id, paged like `GET /v1/jobs/{id}/leads`.",
     ),
     Operation(
         "GET",

@@ -124,6 +124,8 @@ def problem_of(error: domain.DomainError) -> Problem:
     match error:
         case domain.JobNotFound() | domain.DestinationNotFound() | domain.NoParkedDeadLetters():
             return Problem(404, detail)
+        case domain.ScheduleNotFound():
+            return Problem(404, detail)
         case domain.NotAWebhook():
             # The destination has no secret: `…/destinations/{index}/secret` does not exist.
             return Problem(404, detail)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Callable
 
 import msgspec
 from aiohttp import web
@@ -22,10 +22,11 @@ from services.gateway.params import (
     LEADS_STATUS,
     LEADS_STREAM_LIMIT,
 )
-from services.gateway.queries import decode_cursor, get_job, list_jobs, list_leads
+from services.gateway.queries import Page, decode_cursor, get_job, list_jobs, list_leads
 from services.gateway.schemas import EnrichJobRequest, JobAccepted, ScrapeJobRequest
 from services.gateway.submit import NewJob
 from services.gateway.validation import decode_request, validate_enrich, validate_scrape
+from shared.dbapi import Connection
 from shared.jobs import JobStatus
 from shared.results import decode_result, encode_csv, field_map
 
@@ -85,16 +86,29 @@ async def jobs_index(request: web.Request) -> web.Response:
 
 async def job_leads(request: web.Request) -> web.StreamResponse:
     job = await require_job(request)
+    status = LEADS_STATUS.read(request)
+    job_id = job.job_id
+
+    def fetch(conn: Connection, limit: int, after: int | None) -> Page:
+        return list_leads(conn, job_id, status=status, limit=limit, after=after)
+
+    return await answer_leads(request, fetch, job_id)
+
+
+# One page of result leads: (connection, limit, after the position) -> the page.
+LeadFetch = Callable[[Connection, int, int | None], Page]
+
+
+async def answer_leads(request: web.Request, fetch: LeadFetch, name: str) -> web.StreamResponse:
+    """Result leads as `GET /v1/jobs/{id}/leads` answers them (json pages, ndjson or csv);
+    `name` names the file a csv or ndjson answer suggests."""
     fmt = LEADS_FORMAT.read(request) or "json"
     given_limit = LEADS_STREAM_LIMIT.read_given(request)
-    status = LEADS_STATUS.read(request)
     after = CURSOR.read(request)
     store = request.app[STORE]
     if fmt == "json":
         limit = min(given_limit or LEADS_JSON_PAGE_DEFAULT, LEADS_JSON_PAGE_MAX)
-        page = await store.run(
-            lambda conn: list_leads(conn, job.job_id, status=status, limit=limit, after=after)
-        )
+        page = await store.run(lambda conn: fetch(conn, limit, after))
         body = (
             b'{"leads":['
             + b",".join(page.items)
@@ -103,14 +117,14 @@ async def job_leads(request: web.Request) -> web.StreamResponse:
             + b"}"
         )
         return web.Response(body=body, content_type="application/json")
-    return await stream_leads(request, job.job_id, fmt, status, after, given_limit)
+    return await stream_leads(request, fetch, name, fmt, after, given_limit)
 
 
 async def stream_leads(
     request: web.Request,
-    job_id: str,
+    fetch: LeadFetch,
+    name: str,
     fmt: str,
-    status: str | None,
     after: int | None,
     limit: int | None,
 ) -> web.StreamResponse:
@@ -119,15 +133,13 @@ async def stream_leads(
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson",
-            "Content-Disposition": f'inline; filename="{job_id}.{fmt}"',
+            "Content-Disposition": f'inline; filename="{name}.{fmt}"',
         }
     )
     page_size = min(limit or STREAM_CHUNK, STREAM_CHUNK)
     remaining = limit
     fields = field_map(None)
-    first_page = await store.run(
-        lambda conn: list_leads(conn, job_id, status=status, limit=page_size, after=after)
-    )
+    first_page = await store.run(page_of(fetch, page_size, after))
     if limit is not None and first_page.next_cursor and limit <= page_size:
         response.headers["X-Next-Cursor"] = first_page.next_cursor
     await response.prepare(request)
@@ -145,17 +157,15 @@ async def stream_leads(
             remaining -= len(page.items)
         if page.next_cursor is None or (remaining is not None and remaining <= 0):
             break
-        page = await store.run(
-            partial(
-                list_leads,
-                job_id=job_id,
-                status=status,
-                limit=page_size if remaining is None else min(page_size, remaining),
-                after=decode_cursor(page.next_cursor),
-            )
-        )
+        size = page_size if remaining is None else min(page_size, remaining)
+        position = decode_cursor(page.next_cursor)
+        page = await store.run(page_of(fetch, size, position))
     await response.write_eof()
     return response
+
+
+def page_of(fetch: LeadFetch, limit: int, after: int | None) -> Callable[[Connection], Page]:
+    return lambda conn: fetch(conn, limit, after)
 
 
 async def require_job(request: web.Request) -> JobStatus:

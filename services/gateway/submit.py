@@ -49,6 +49,9 @@ class NewJob:
     deferred: list[Lead] | None = field(default=None)  # a waiting job's own leads
     # Webhook secrets by destination index, sealed (shared/secretbox.py); `spec` has none.
     sealed_secrets: dict[int, str] = field(default_factory=dict)
+    # More to write in the job's own transaction (a saved search's run: its slot claimed and
+    # the run recorded with the job, so a run never exists without its job, nor twice).
+    record_with: Callable[[Connection, str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,8 @@ class JobSubmitter:
                 "INSERT INTO deferred_leads (job_id, leads) VALUES (?, ?)",
                 (job_id, _encode(job.deferred)),
             )
+        if job.record_with is not None:
+            job.record_with(conn, job_id)
         return None
 
 

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import aiohttp
 
+from services.gateway.submit import JobSubmitter
 from services.router.alerts import Alerter
 from services.router.config import RouterSettings
+from services.router.daily import DailyExporter
 from services.router.deadletters import DeadLetterKeeper
 from services.router.dependencies import DependencyKeeper
 from services.router.destinations.csv import CsvExporter
@@ -22,6 +24,7 @@ from services.router.destinations.webhook import WebhookDispatcher
 from services.router.gauges import JobGauges
 from services.router.handlers import EventHandler
 from services.router.retention import RetentionKeeper
+from services.router.schedules import RunDefaults, Scheduler
 from services.router.stalls import StallDetector
 from services.router.timeouts import DeadlineKeeper
 from services.router.upkeep import run_upkeep
@@ -84,7 +87,7 @@ class RouterService:
             self.broker,
             self.broker.topology.events_queue,
             Message,
-            EventHandler(self.store, csv, webhooks, self.metrics),
+            EventHandler(self.store, csv, webhooks, self.metrics, self.settings.task_batch_size),
             max_batch=self.settings.max_batch,
             codec=self.codec,
             metrics=self.metrics,
@@ -93,7 +96,12 @@ class RouterService:
             give_up=lambda _event, _reason: (),
         )
         settings = self.settings
+        submitter = JobSubmitter(
+            self.store, self.broker, settings.publish_timeout_s, settings.daily_quota_leads
+        )
+        defaults = RunDefaults(settings.default_timeout_s, settings.webhook.secret_box)
         duties = [
+            ("schedules", Scheduler(self.store, submitter, defaults).check),
             ("deadlines", DeadlineKeeper(self.store, self.broker).check),
             (
                 "dependencies",
@@ -120,6 +128,9 @@ class RouterService:
                 ).check,
             ),
         ]
+        if settings.daily_exports:
+            exports = settings.common.data_dir / "exports"
+            duties.append(("daily exports", DailyExporter(self.store, exports).check))
         self.broker.start()
         consumer = self._consumer
         dead_letters = DeadLetterKeeper(self.broker, self.store, self.codec)

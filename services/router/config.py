@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
+from services.gateway.config import daily_quota_leads, default_timeout_s, publish_timeout_s
 from shared.config import CommonSettings, EnvReader, load_common, webhook_allow_nets
 from shared.secretbox import SecretBox, load_secret_box
 
@@ -37,6 +38,11 @@ class RouterSettings(msgspec.Struct, frozen=True, kw_only=True):
     upkeep_interval_s: float
     task_batch_size: int
     webhook: WebhookSettings
+    # Saved searches' runs are submitted as the gateway submits a job, with its settings.
+    publish_timeout_s: float
+    default_timeout_s: int
+    daily_quota_leads: int
+    daily_exports: bool  # write exports/<tenant>/daily/<date>.csv once each UTC day is over
 
 
 def load_settings(env: EnvReader) -> RouterSettings:
@@ -60,6 +66,10 @@ def load_settings(env: EnvReader) -> RouterSettings:
             "LEADFLOW_UPKEEP_INTERVAL_S", 1.0, minimum=0.1, maximum=3600
         ),
         webhook=load_webhook_settings(env, common),
+        publish_timeout_s=publish_timeout_s(env),
+        default_timeout_s=default_timeout_s(env),
+        daily_quota_leads=daily_quota_leads(env),
+        daily_exports=env.get_bool("LEADFLOW_DAILY_EXPORTS", False),
     )
 
 

@@ -27,7 +27,12 @@ DISK_TROUBLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 
 class EventHandler:
     def __init__(
-        self, store: Store, csv: CsvExporter, webhooks: WebhookDispatcher, metrics: Metrics
+        self,
+        store: Store,
+        csv: CsvExporter,
+        webhooks: WebhookDispatcher,
+        metrics: Metrics,
+        enrich_batch_size: int = 25,
     ) -> None:
         self.outcomes = Counter(
             "leadflow_lead_outcomes_total",
@@ -38,9 +43,12 @@ class EventHandler:
         self.store = store
         self.csv = csv
         self.webhooks = webhooks
+        self.enrich_batch_size = enrich_batch_size
 
     async def __call__(self, events: list[Message]) -> Sequence[Outgoing]:
-        recorded = await self.store.transaction(lambda conn: record_events(conn, events))
+        recorded = await self.store.transaction(
+            lambda conn: record_events(conn, events, self.enrich_batch_size)
+        )
         for status, count in recorded.outcomes.items():
             self.outcomes.labels(status=status).inc(count)
         # The CSV catches up from the store, so a sync interrupted by a crash is redone

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from services.router.schedules import keep_new_leads
 from services.router.usage import add_usage, provider_metrics
 from shared import jobstate
 from shared.broker import Outgoing, Publish
@@ -54,8 +55,11 @@ class Recorded:
     outcomes: Counter[str] = field(default_factory=Counter)
 
 
-def record_events(conn: Connection, events: Sequence[Message]) -> Recorded:
-    """Store a batch of events, in the caller's transaction."""
+def record_events(
+    conn: Connection, events: Sequence[Message], enrich_batch_size: int = 25
+) -> Recorded:
+    """Store a batch of events, in the caller's transaction (`enrich_batch_size`: leads per
+    enrich task the router starts, for saved searches' runs of new leads only)."""
     recorded = Recorded()
     touched, outgoing = recorded.touched, recorded.outgoing
     # Seq numbers of a job's leads must become visible in order (see lock_job_leads).
@@ -88,6 +92,9 @@ def record_events(conn: Connection, events: Sequence[Message]) -> Recorded:
                 conn, event, accept_new=state not in jobstate.TERMINAL
             )
         elif isinstance(event, LeadsScraped):
+            if event.only_new:
+                event, enrich = keep_new_leads(conn, event, enrich_batch_size)
+                outgoing.extend(enrich)
             recorded.outcomes += record_scraped(conn, event)
         elif isinstance(event, JobCoolingDown):
             conn.execute(
@@ -187,8 +194,9 @@ def insert_leads(
     Returns the new outcomes by status and how many failed leads became enriched."""
     added: Counter[str] = Counter()
     upgraded = 0
+    now = epoch_s()  # when the outcome came (daily summaries, throughput)
     for lead in leads:
-        row = (job_id, lead.id, lead.status, _encode(lead))
+        row = (job_id, lead.id, lead.status, _encode(lead), now)
         if accept_new and conn.execute(INSERT_LEAD + " ON CONFLICT DO NOTHING", row).rowcount:
             added[lead.status] += 1
         elif lead.status == "enriched" and replace_failed(conn, row):
@@ -196,10 +204,10 @@ def insert_leads(
     return +added, upgraded
 
 
-INSERT_LEAD = "INSERT INTO leads (job_id, lead_id, status, data) VALUES (?, ?, ?, ?)"
+INSERT_LEAD = "INSERT INTO leads (job_id, lead_id, status, data, outcome_at) VALUES (?, ?, ?, ?, ?)"
 
 
-def replace_failed(conn: Connection, row: tuple[str, str, str, bytes]) -> bool:
+def replace_failed(conn: Connection, row: tuple[str, str, str, bytes, float]) -> bool:
     # Delete and insert rather than update: the lead gets a new seq, so the webhook
     # batching sees it as a new result and sends it again.
     deleted = conn.execute(

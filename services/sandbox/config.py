@@ -42,6 +42,10 @@ class Knobs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     exhausted_keys: list[str] = msgspec.field(default_factory=lambda: ["no-credits-key"])
     # Dropcontact: how many polls of a batch answer "not ready yet" before its results.
     dropcontact_polls_until_ready: int = 1
+    # The source's lists move: each new search (a first page) of a query starts this many
+    # people further down its list than the previous one, so a later search returns
+    # overlapping pages with that many new people (saved searches' `only_new`).
+    source_shift_per_search: int = 0
 
 
 class SandboxSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -37,6 +37,8 @@ class SourceLead(msgspec.Struct, kw_only=True):
 class SourceStats:
     # "<source>:<account key>" -> [{"at", "page"}]
     requests: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # Query key -> searches started (first pages), for `source_shift_per_search`.
+    searches: dict[str, int] = field(default_factory=dict)
 
     def record(self, source: str, account: str, page: int) -> None:
         self.requests.setdefault(f"{source}:{account}", []).append(
@@ -65,14 +67,19 @@ def person(key: str, index: int, geo: str) -> SourceLead:
     )
 
 
-def encode_cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode()
+def encode_cursor(offset: int, start: int = 0) -> str:
+    """The position in the search's list and where the search started in it (a moved list)."""
+    text = f"o:{offset}" if start == 0 else f"o:{offset}:{start}"
+    return base64.urlsafe_b64encode(text.encode()).decode()
 
 
-def decode_cursor(cursor: str) -> int | None:
+def decode_cursor(cursor: str) -> tuple[int, int] | None:
     try:
         text = base64.urlsafe_b64decode(cursor.encode()).decode()
-        return int(text.removeprefix("o:")) if text.startswith("o:") else None
+        if not text.startswith("o:"):
+            return None
+        offset, _, start = text.removeprefix("o:").partition(":")
+        return int(offset), int(start or 0)
     except (ValueError, UnicodeDecodeError):
         return None
 
@@ -89,6 +96,13 @@ class FakeSources:
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/sources/{source}/v1/search", self.search)]
 
+    def start(self, key: str) -> tuple[int, int]:
+        """A new search of `key`: where in the list it starts (the list moves per search)."""
+        searches = self.stats.searches.get(key, 0)
+        self.stats.searches[key] = searches + 1
+        start = searches * self.knobs.source_shift_per_search
+        return start, start
+
     async def search(self, request: web.Request) -> web.StreamResponse:
         source = request.match_info["source"]
         scheme, _, account = request.headers.get("Authorization", "").partition(" ")
@@ -96,24 +110,26 @@ class FakeSources:
             raise web.HTTPUnauthorized(text="missing API key")
         query = request.query
         page_size = min(MAX_PAGE_SIZE, max(1, int(query.get("page_size", "25") or 25)))
-        offset = decode_cursor(query.get("cursor", "")) if query.get("cursor") else 0
-        if offset is None:
+        key, total = people(source, query.get("keywords", ""), query.get("geo", ""))
+        position = decode_cursor(query["cursor"]) if query.get("cursor") else self.start(key)
+        if position is None:
             return web.json_response({"error": "bad cursor"}, status=400)
-        page = offset // page_size + 1
+        offset, start = position
+        page = (offset - start) // page_size + 1
         self.stats.record(source, account, page)
         if (fault := self.faults.source_fault(source, page)) is not None:
             return fault
         if (fault := await self.faults.misbehave([])) is not None:
             return fault
-        key, total = people(source, query.get("keywords", ""), query.get("geo", ""))
+        end = total + start  # a moved list has as many people, further down
         results = [
             person(key, i, query.get("geo", ""))
-            for i in range(offset, min(total, offset + page_size))
+            for i in range(offset, min(end, offset + page_size))
         ]
         next_offset = offset + len(results)
         body = {
             "results": results,
-            "next_cursor": encode_cursor(next_offset) if next_offset < total else None,
+            "next_cursor": encode_cursor(next_offset, start) if next_offset < end else None,
             "total": total,
         }
         return web.Response(body=msgspec.json.encode(body), content_type="application/json")

@@ -96,9 +96,10 @@ class ScrapeHandler:
             enrich=task.enrich,
             final=not more,
             total=None if more else scraped,
+            only_new=task.only_new,
         )
         out: list[Outgoing] = [Publish(event, priority=delivery.priority)]
-        if task.enrich:
+        if task.enrich and not task.only_new:
             out.extend(
                 enrich_tasks(job_id, tenant, leads, self.enrich_batch_size, delivery.priority)
             )

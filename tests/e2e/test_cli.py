@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,13 @@ def leadflow(
     base = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")}
     return subprocess.run(
         [str(LEADFLOW), *args],
-        env={**base, "LEADFLOW_URL": stack.url("gateway"), **(env or {})},
+        # PYTHONPATH: this checkout's CLI, not the one the shared venv's editable install names.
+        env={
+            **base,
+            "PYTHONPATH": str(ROOT),
+            "LEADFLOW_URL": stack.url("gateway"),
+            **(env or {}),
+        },
         capture_output=True,
         text=True,
         timeout=120,
@@ -196,3 +203,68 @@ def test_the_api_key_comes_from_the_environment(
     assert accepted.stderr == "no jobs\n"
     flag = leadflow(keyed, "jobs", "--api-key", "acme-key-123")
     assert flag.returncode == 0, flag.stderr
+
+
+def test_daily_saves_the_day_s_results_and_names_a_bad_date(
+    stack: Stack, enriched: tuple[subprocess.CompletedProcess[str], str], tmp_path: Path
+) -> None:
+    assert enriched[0].returncode == 0, enriched[0].stderr
+    today = datetime.now(UTC).date().isoformat()
+    out = tmp_path / "day.csv"
+    result = leadflow(stack, "daily", today, "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    with out.open(newline="") as f:
+        ids = {row["id"] for row in csv.DictReader(f)}
+    assert set(sample_ids()) <= ids
+    assert f"of {today} (UTC)" in result.stderr
+
+    bad = leadflow(stack, "daily", "2026-13-01")
+    assert bad.returncode == 2
+    assert "Traceback" not in bad.stderr
+    assert "date: '2026-13-01' is not a UTC day" in bad.stderr
+
+
+def test_schedules_create_list_show_delete(stack: Stack) -> None:
+    created = leadflow(
+        stack,
+        "schedules",
+        "create",
+        "--every",
+        "3600",
+        "--only-new",
+        "--source",
+        "sandbox",
+        "--keywords",
+        "cto",
+        "--max-leads",
+        "5",
+    )
+    assert created.returncode == 0, created.stderr
+    schedule_id = created.stdout.split()[1]
+    assert schedule_id.startswith("sch_")
+    listed = leadflow(stack, "schedules", "list")
+    assert listed.returncode == 0
+    assert schedule_id in listed.stdout
+    assert "every 3600 s" in listed.stdout
+    shown = leadflow(stack, "schedules", "show", schedule_id, "--json")
+    assert shown.returncode == 0
+    assert json.loads(shown.stdout)["only_new"] is True
+    deleted = leadflow(stack, "schedules", "delete", schedule_id)
+    assert deleted.returncode == 0, deleted.stderr
+    gone = leadflow(stack, "schedules", "show", schedule_id)
+    assert gone.returncode == 2
+    assert "no schedule" in one_error_line(gone)
+
+    refused = leadflow(
+        stack,
+        "schedules",
+        "create",
+        "--cron",
+        "0 25 * * *",
+        "--source",
+        "sandbox",
+        "--keywords",
+        "x",
+    )
+    assert refused.returncode == 2
+    assert "cron" in refused.stderr

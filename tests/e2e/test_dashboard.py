@@ -17,7 +17,7 @@ import pytest
 
 from devtools.samples import make_leads
 from devtools.stack import Stack
-from tests.helpers import Api
+from tests.helpers import Api, wait_until
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page, Request
@@ -304,4 +304,130 @@ async def test_cancel_from_the_job_page(
     await expect(page.locator("#job-state")).to_have_text("cancelled")
     await expect(page.get_by_role("button", name="Cancel")).to_be_disabled()
     assert (await api.job(job_id))["state"] == "cancelled"
+    assert page_errors == []
+
+
+async def test_schedules_page_saves_shows_runs_and_deletes(
+    stack_factory: Callable[..., Stack],
+    http: aiohttp.ClientSession,
+    page: Page,
+    page_errors: list[object],
+    screenshots: Path,
+) -> None:
+    stack = start_stack(stack_factory, LEADFLOW_UPKEEP_INTERVAL_S="0.2")
+    api = Api(stack.url("gateway"), http, KEY)
+    page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await use_key(page, stack.url("gateway"), KEY)
+    await page.get_by_role("link", name="Schedules").click()
+    await expect(page.locator("#schedules-empty")).to_be_visible()
+
+    await page.get_by_label("Seconds").fill("3600")
+    await page.get_by_label("Keywords").fill("chief revenue officer")
+    await page.get_by_label("Max leads").fill("5")
+    await page.get_by_label("Enrich").uncheck()
+    await page.get_by_role("button", name="Save search").click()
+    await expect(page.get_by_role("status")).to_contain_text("first run starts now")
+    _, listed = await api.request("GET", "/v1/schedules")
+    [saved] = listed["schedules"]
+    assert saved["every_s"] == 3600
+    assert saved["only_new"] is True
+    assert saved["job"]["query"] == {"keywords": "chief revenue officer"}
+    row = page.locator(f'#schedules tr[data-schedule-id="{saved["schedule_id"]}"]')
+    await expect(row).to_contain_text("every 3600 s")
+    await page.screenshot(path=screenshots / "schedules.png", full_page=True)
+
+    await row.get_by_role("link").click()
+    await expect(page.locator("#schedule-id")).to_have_text(saved["schedule_id"])
+    # The first run starts at creation; the page refreshes until it shows it completed.
+    run = page.locator("#schedule-runs tbody tr").first
+    await expect(run.locator(".state")).to_have_text("completed")
+    await page.screenshot(path=screenshots / "schedule-runs.png", full_page=True)
+    await run.get_by_role("link").click()
+    await expect(page.locator("#job-state")).to_have_text("completed")
+
+    await page.go_back()
+    await page.get_by_role("button", name="Delete").click()
+    await expect(page.locator("#schedules-empty")).to_be_visible()
+    status, _ = await api.request("GET", f"/v1/schedules/{saved['schedule_id']}")
+    assert status == 404
+    assert page_errors == []
+
+
+async def test_dead_letters_page_filters_by_job_and_replays(
+    stack_factory: Callable[..., Stack],
+    http: aiohttp.ClientSession,
+    page: Page,
+    page_errors: list[object],
+    screenshots: Path,
+) -> None:
+    stack = start_stack(stack_factory, LEADFLOW_MAX_ATTEMPTS="1")
+    api = Api(stack.url("gateway"), http, KEY)
+    async with http.put(
+        f"{stack.url('sandbox')}/_sandbox/config", json={"unavailable_for": ["Poison Pill"]}
+    ) as response:
+        assert response.status == 200
+    leads = make_leads(20, seed=1604)
+    leads[3] = {**leads[3], "full_name": "Poison Pill"}
+    poisoned = await api.submit({"leads": leads})
+    clean = await api.submit({"leads": make_leads(5, seed=1605)})
+    for job in (poisoned, clean):
+        await api.wait_job(job["job_id"])
+
+    async def parked() -> bool:
+        _, found = await api.request("GET", f"/v1/dead-letters?job_id={poisoned['job_id']}")
+        return bool(found["dead_letters"])
+
+    await wait_until(parked, what="the poison lead parked")
+    await use_key(page, stack.url("gateway"), KEY)
+    await page.get_by_role("link", name="Dead letters").click()
+    rows = page.locator("#dead-letters tbody tr")
+    await expect(rows).to_have_count(1)
+    await page.locator("#dead-letters-job").fill(clean["job_id"])
+    await page.get_by_role("button", name="Filter").click()
+    await expect(page.locator("#dead-letters-empty")).to_be_visible()
+    await page.locator("#dead-letters-job").fill(poisoned["job_id"])
+    await page.get_by_role("button", name="Filter").click()
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_contain_text(poisoned["job_id"])
+    await page.screenshot(path=screenshots / "dead-letters.png", full_page=True)
+
+    async with http.put(
+        f"{stack.url('sandbox')}/_sandbox/config", json={"unavailable_for": []}
+    ) as response:
+        assert response.status == 200
+    await rows.first.get_by_role("checkbox").check()
+    await page.get_by_role("button", name="Replay selected").click()
+    await expect(page.get_by_role("status")).to_contain_text("Replayed 1 dead letters")
+    await expect(page.locator("#dead-letters-empty")).to_be_visible()  # none parked now
+
+    async def upgraded() -> bool:
+        return bool((await api.job(poisoned["job_id"]))["progress"]["failed"] == 0)
+
+    await wait_until(upgraded, what="the replayed lead enriched")
+    assert page_errors == []
+
+
+async def test_job_page_draws_leads_per_second(
+    stack_factory: Callable[..., Stack],
+    http: aiohttp.ClientSession,
+    page: Page,
+    page_errors: list[object],
+    screenshots: Path,
+) -> None:
+    stack = start_stack(stack_factory, LEADFLOW_SANDBOX_LATENCY_MS="100")
+    api = Api(stack.url("gateway"), http, KEY)
+    job = await api.submit({"leads": make_leads(300, seed=1606)})
+    await api.wait_job(job["job_id"])
+    _, data = await api.request("GET", f"/v1/jobs/{job['job_id']}/throughput")
+    assert sum(data["leads_per_s"]) * data["bucket_s"] == pytest.approx(300)
+
+    await use_key(page, stack.url("gateway"), KEY)
+    await page.goto(f"{stack.url('gateway')}/#/jobs/{job['job_id']}")
+    chart = page.locator("#throughput svg g[data-buckets]")
+    await expect(chart).to_have_attribute("data-buckets", str(len(data["leads_per_s"])))
+    await expect(chart.locator("rect")).to_have_count(len(data["leads_per_s"]))
+    await expect(page.locator("#throughput-caption")).to_contain_text("leads per second")
+    await page.screenshot(path=screenshots / "throughput.png", full_page=True)
+    await page.get_by_role("link", name="All jobs").click()
+    await expect(page.locator("#throughput")).to_have_count(0)
     assert page_errors == []

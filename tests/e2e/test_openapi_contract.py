@@ -58,7 +58,8 @@ CASES = [
     for mode in GenerationMode
     if mode.is_positive or operation.get("parameters") or operation.get("requestBody")
 ]
-JOB_BODIES = {("POST", "/v1/jobs/enrich"), ("POST", "/v1/jobs/scrape")}
+SCHEDULE_BODY = ("POST", "/v1/schedules")  # its `job` is a scrape job's body
+JOB_BODIES = {("POST", "/v1/jobs/enrich"), ("POST", "/v1/jobs/scrape"), SCHEDULE_BODY}
 # Loopback is a network webhooks may reach in dev; nothing listens on the discard port,
 # so deliveries just fail and retry in the background.
 REACHABLE_WEBHOOK = "http://127.0.0.1:9/hook"
@@ -107,8 +108,11 @@ def with_a_valid_lead(case: Case) -> Case:
 
 
 def within_prose_rules(case: Case) -> Case:
-    """A job body that keeps the three rules the document states in prose only."""
+    """A job body (or a schedule's `job`) that keeps the three rules the document states in
+    prose only."""
     body: Any = case.body
+    if isinstance(body, dict) and (case.method.upper(), case.path) == SCHEDULE_BODY:
+        body = body.get("job")
     if not isinstance(body, dict):
         return case
     seen_ids: set[str] = set()

@@ -34,6 +34,8 @@ HTTP_LAYER = {
     "services/gateway/params.py",
     "services/gateway/validation.py",
     "services/gateway/queries.py",
+    "services/gateway/schedules.py",
+    "services/gateway/daily.py",
 }
 DOMAIN = {
     "services/gateway/submit.py",
@@ -44,6 +46,7 @@ DOMAIN = {
 
 CASES: list[tuple[errors.DomainError, int, str, dict[str, str], dict[str, Any]]] = [
     (errors.JobNotFound("job_x"), 404, "no job 'job_x'", {}, {}),
+    (errors.ScheduleNotFound("sch_x"), 404, "no schedule 'sch_x'", {}, {}),
     (
         errors.QuotaExceeded(quota=10, used=8, needed=5, retry_after_s=60),
         429,

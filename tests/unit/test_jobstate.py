@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from shared import jobstate
+from shared.dbapi import Connection
 from shared.jobs import JOB_STATES
 from shared.store import MIGRATIONS, migrate
 
@@ -35,7 +36,7 @@ ALLOWED = {
 
 
 @pytest.fixture
-def conn() -> Iterator[sqlite3.Connection]:
+def conn() -> Iterator[Connection]:
     db = sqlite3.connect(":memory:", isolation_level=None)
     db.row_factory = sqlite3.Row
     migrate(db, MIGRATIONS)
@@ -43,7 +44,7 @@ def conn() -> Iterator[sqlite3.Connection]:
     db.close()
 
 
-def add_job(conn: sqlite3.Connection, state: str, *, total: int | None = 2, done: int = 0) -> str:
+def add_job(conn: Connection, state: str, *, total: int | None = 2, done: int = 0) -> str:
     job_id = f"job_{state}"
     conn.execute(
         "INSERT INTO jobs (job_id, tenant, kind, state, priority, total, done, created_at,"
@@ -54,7 +55,7 @@ def add_job(conn: sqlite3.Connection, state: str, *, total: int | None = 2, done
     return job_id
 
 
-def row(conn: sqlite3.Connection, job_id: str) -> sqlite3.Row:
+def row(conn: Connection, job_id: str) -> sqlite3.Row:
     found: sqlite3.Row = conn.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
     return found
 
@@ -85,7 +86,7 @@ def test_initial_state() -> None:
     assert jobstate.initial_state(waiting=False, total=None) == "queued"  # a scrape
 
 
-Move = Callable[[sqlite3.Connection, str], bool]
+Move = Callable[[Connection, str], bool]
 
 
 def stopping(state: str) -> Move:
@@ -114,7 +115,7 @@ MOVES: dict[str, tuple[Move, str, set[str]]] = {
 
 @pytest.mark.parametrize("name", sorted(MOVES))
 @pytest.mark.parametrize("state", sorted(UNFINISHED | TERMINAL))
-def test_every_move_from_every_state(conn: sqlite3.Connection, name: str, state: str) -> None:
+def test_every_move_from_every_state(conn: Connection, name: str, state: str) -> None:
     move, to, came_from = MOVES[name]
     job_id = add_job(conn, state, total=2, done=2)  # complete_if_done's condition holds
     before = dict(row(conn, job_id))
@@ -132,7 +133,7 @@ def test_every_move_from_every_state(conn: sqlite3.Connection, name: str, state:
         assert after == before
 
 
-def test_a_stopped_job_stays_stopped(conn: sqlite3.Connection) -> None:
+def test_a_stopped_job_stays_stopped(conn: Connection) -> None:
     job_id = add_job(conn, "running")
     assert jobstate.stop(conn, job_id, "cancelled", "cancelled by the user")
     stopped = dict(row(conn, job_id))
@@ -152,7 +153,7 @@ def test_a_stopped_job_stays_stopped(conn: sqlite3.Connection) -> None:
 
 
 @pytest.mark.parametrize("state", ["queued", "running", "completed", "paused", "waiting"])
-def test_stop_refuses_a_state_that_is_not_a_stop(conn: sqlite3.Connection, state: str) -> None:
+def test_stop_refuses_a_state_that_is_not_a_stop(conn: Connection, state: str) -> None:
     job_id = add_job(conn, "running")
     with pytest.raises(ValueError, match="not a state a job is stopped in"):
         jobstate.stop(conn, job_id, state, "why")
@@ -160,7 +161,7 @@ def test_stop_refuses_a_state_that_is_not_a_stop(conn: sqlite3.Connection, state
 
 
 def test_stop_clears_the_stall_and_cancels_pending_webhook_batches(
-    conn: sqlite3.Connection,
+    conn: Connection,
 ) -> None:
     job_id = add_job(conn, "running")
     conn.execute("UPDATE jobs SET stalled = 1, stall_reason = 'quiet' WHERE job_id = ?", (job_id,))
@@ -183,7 +184,7 @@ def test_stop_clears_the_stall_and_cancels_pending_webhook_batches(
     assert batches == ["cancelled", "delivered"]
 
 
-def test_a_refused_stop_leaves_webhook_batches_alone(conn: sqlite3.Connection) -> None:
+def test_a_refused_stop_leaves_webhook_batches_alone(conn: Connection) -> None:
     job_id = add_job(conn, "completed")
     conn.execute(
         "INSERT INTO webhook_batches (job_id, dest_idx, batch_no, webhook_id, first_seq,"
@@ -196,14 +197,14 @@ def test_a_refused_stop_leaves_webhook_batches_alone(conn: sqlite3.Connection) -
 
 @pytest.mark.parametrize(("total", "done"), [(None, 3), (3, 2)])
 def test_complete_if_done_waits_for_every_lead(
-    conn: sqlite3.Connection, total: int | None, done: int
+    conn: Connection, total: int | None, done: int
 ) -> None:
     job_id = add_job(conn, "running", total=total, done=done)
     assert not jobstate.complete_if_done(conn, job_id)
     assert row(conn, job_id)["state"] == "running"
 
 
-def test_complete_if_done_stamps_the_end_and_clears_a_cooldown(conn: sqlite3.Connection) -> None:
+def test_complete_if_done_stamps_the_end_and_clears_a_cooldown(conn: Connection) -> None:
     job_id = add_job(conn, "running", total=2, done=2)
     conn.execute("UPDATE jobs SET cooling_down_until = 99 WHERE job_id = ?", (job_id,))
     assert jobstate.complete_if_done(conn, job_id)
@@ -212,7 +213,7 @@ def test_complete_if_done_stamps_the_end_and_clears_a_cooldown(conn: sqlite3.Con
     assert job["cooling_down_until"] is None
 
 
-def test_release_waiting_queues_with_the_total(conn: sqlite3.Connection) -> None:
+def test_release_waiting_queues_with_the_total(conn: Connection) -> None:
     job_id = add_job(conn, "waiting", total=None)
     assert jobstate.release_waiting(conn, job_id, total=7)
     job = row(conn, job_id)
@@ -220,7 +221,7 @@ def test_release_waiting_queues_with_the_total(conn: sqlite3.Connection) -> None
     assert job["progress_at"] is not None
 
 
-def test_release_waiting_with_nothing_to_do_completes_at_once(conn: sqlite3.Connection) -> None:
+def test_release_waiting_with_nothing_to_do_completes_at_once(conn: Connection) -> None:
     job_id = add_job(conn, "waiting", total=None)
     assert jobstate.release_waiting(conn, job_id, total=0)
     job = row(conn, job_id)

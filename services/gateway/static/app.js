@@ -17,6 +17,13 @@ const RESULT_COLUMNS = [
 const $ = (selector) => document.querySelector(selector);
 // Bumped on every navigation: answers that arrive for a view the user has left are dropped.
 let view = 0;
+// Pages in files of their own (schedules.js, deadletters.js) and parts of the job page
+// (throughput.js) register here: {pattern, section, show(match), leave()} / {show(jobId), leave()}.
+const pages = [];
+const jobParts = [];
+export const registerPage = (page) => pages.push(page);
+export const registerJobPart = (part) => jobParts.push(part);
+export const currentView = () => view;
 
 // ---- HTTP ----------------------------------------------------------------------------
 
@@ -420,6 +427,7 @@ async function showJob(jobId) {
   }
   if (current !== view) return;
   renderJob(job);
+  for (const part of jobParts) part.show(jobId);
   jobView.stream = new JobStream(jobId, {
     onLead: addLead,
     onProgress: (event) => {
@@ -437,6 +445,7 @@ async function showJob(jobId) {
 }
 
 function leaveJob() {
+  for (const part of jobParts) part.leave();
   jobView.stream?.stop();
   jobView.stream = null;
   jobView.jobId = null;
@@ -586,6 +595,18 @@ function route() {
   leaveJobs();
   leaveJob();
   clearMessages();
+  for (const page of pages) {
+    page.leave();
+    page.section.hidden = true;
+  }
+  const page = pages.find((p) => p.pattern.test(location.hash));
+  if (page) {
+    $("#jobs-view").hidden = true;
+    $("#job-view").hidden = true;
+    page.section.hidden = false;
+    page.show(location.hash.match(page.pattern));
+    return;
+  }
   const match = location.hash.match(/^#\/jobs\/([^/]+)$/);
   if (match) showJob(decodeURIComponent(match[1]));
   else showJobs();
@@ -619,4 +640,6 @@ function start() {
   route();
 }
 
-start();
+export { api, ApiError, cell, clearMessages, el, jobPath, showError, showNotice, stateBadge, timeEl };
+// After every module script ran, so pages in other files have registered.
+document.addEventListener("DOMContentLoaded", start);

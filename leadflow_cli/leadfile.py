@@ -2,7 +2,8 @@
 
 Files come from spreadsheets and CRM exports, so column names vary ("Full Name",
 "LinkedIn Profile URL", "E-mail"...): a header is matched by its letters and digits
-only, lower-cased, against the aliases of each API field. Unknown columns are reported,
+only, lower-cased, against the aliases of each API field (shared/leadcolumns.py, which
+the gateway reads uploaded CSV files with too). Unknown columns are reported,
 not sent (the API refuses unknown fields). Each lead remembers where it came from
 (`line 7`, `item 3`), so an error the API reports for `leads[5]` can name the line.
 """
@@ -13,60 +14,14 @@ import codecs
 import csv
 import io
 import json
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from leadflow_cli.errors import UsageError
-
-FIELD_ALIASES: dict[str, tuple[str, ...]] = {
-    "id": ("id", "lead id", "external id", "client id", "record id"),
-    "full_name": ("full name", "name", "contact name", "contact", "person", "lead name"),
-    "first_name": ("first name", "first", "given name", "forename", "fname"),
-    "last_name": ("last name", "last", "surname", "family name", "lname"),
-    "title": ("title", "job title", "position", "role", "job role", "headline", "designation"),
-    "company": (
-        "company",
-        "company name",
-        "organization",
-        "organisation",
-        "organization name",
-        "employer",
-        "account name",
-    ),
-    "company_domain": (
-        "company domain",
-        "domain",
-        "website",
-        "company website",
-        "company url",
-        "web site",
-        "homepage",
-    ),
-    "linkedin_url": (
-        "linkedin url",
-        "linkedin",
-        "linkedin profile",
-        "linkedin profile url",
-        "linkedin link",
-        "person linkedin url",
-        "profile url",
-        "li url",
-    ),
-    "email": ("email", "email address", "mail", "work email", "business email"),
-    "phone": ("phone", "phone number", "telephone", "tel", "mobile", "mobile phone", "cell"),
-    "location": ("location", "city", "geo", "region", "address", "locality"),
-}
-LEAD_FIELDS: tuple[str, ...] = tuple(FIELD_ALIASES)
-# Spelling-insensitive: "Full Name", "full_name" and "FULLNAME" all become "fullname".
-ALIASES: dict[str, str] = {
-    re.sub(r"[^a-z0-9]", "", alias): name
-    for name, aliases in FIELD_ALIASES.items()
-    for alias in (name, *aliases)
-}
-CSV_DELIMITERS = ",;\t|"
+from shared.leadcolumns import LEAD_FIELDS as LEAD_FIELDS  # the fields a file may fill
+from shared.leadcolumns import delimiter_of, field_for
 
 
 @dataclass
@@ -86,10 +41,6 @@ class LeadFile:
         if self.skipped_empty:
             messages.append(f"skipping {self.skipped_empty} row(s) with no lead field filled in")
         return messages
-
-
-def field_for(column: str) -> str | None:
-    return ALIASES.get(re.sub(r"[^a-z0-9]", "", column.lower()))
 
 
 def read_lead_file(path: Path) -> LeadFile:
@@ -170,18 +121,6 @@ def read_csv(text: str) -> LeadFile:
     except csv.Error as e:
         raise UsageError(f"line {reader.line_num}: not readable as CSV: {e}") from None
     return result
-
-
-def delimiter_of(text: str) -> str:
-    """The candidate the header line holds most of (`;` from European spreadsheets, tabs...).
-
-    Decided on the header alone: csv.Sniffer also weighs the data rows and can be misled by
-    a `;` that a column's values happen to hold.
-    """
-    header = text.split("\n", 1)[0]
-    counts = {d: header.count(d) for d in CSV_DELIMITERS}
-    best = max(counts, key=lambda d: counts[d])  # ties: the first, so ',' wins
-    return best if counts[best] else ","
 
 
 @dataclass

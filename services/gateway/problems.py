@@ -41,15 +41,18 @@ STATUS_TYPES = {
     409: ("conflict", "Conflict"),
     429: ("quota-exceeded", "Quota exceeded"),
     413: ("payload-too-large", "Payload too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
     422: ("validation-error", "Validation failed"),
     500: ("internal-error", "Internal error"),
     503: ("unavailable", "Service unavailable"),
 }
 
 
-class FieldError(msgspec.Struct, frozen=True):
+class FieldError(msgspec.Struct, frozen=True, omit_defaults=True):
     field: str
     message: str
+    # An uploaded lead file's line (from 1; a CSV header is line 1) the error is on.
+    line: int | None = None
 
 
 class ProblemDetails(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

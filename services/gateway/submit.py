@@ -2,6 +2,9 @@
 
 If the tasks cannot all be confirmed by the broker, the job is marked `failed` with the
 reason and the client gets 503: a job never sits `queued` with its tasks never sent.
+A job from a file upload (upload.py) publishes its tasks a window at a time from its spool
+file, the confirms of a window pipelined, and answers only when the last window is
+confirmed: the same rule, at any size.
 A job that depends on another one is recorded `waiting` and publishes nothing yet; the
 router releases it when its dependency completes.
 """
@@ -12,7 +15,7 @@ import hashlib
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -49,6 +52,8 @@ class NewJob:
     deferred: list[Lead] | None = field(default=None)  # a waiting job's own leads
     # Webhook secrets by destination index, sealed (shared/secretbox.py); `spec` has none.
     sealed_secrets: dict[int, str] = field(default_factory=dict)
+    # Tasks too many to build at once (an upload): windows of them, published in turn.
+    task_windows: Callable[[str], AsyncIterator[list[Outgoing]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -74,12 +79,14 @@ class JobSubmitter:
         self.lanes = Lanes(broker)
 
     async def submit(
-        self, tenant: str, job: NewJob, idempotency_key: str | None, raw_body: bytes
+        self, tenant: str, job: NewJob, idempotency_key: str | None, raw_body: bytes | str
     ) -> Submission:
+        """`raw_body`: the request body, or the hex digest of what an upload sent (the same
+        key with other content is a conflict)."""
         if not self.broker.is_connected:
             raise NotSent("the message broker is unreachable; the job was not accepted")
         job_id = new_job_id()
-        digest = hashlib.sha256(raw_body).hexdigest()
+        digest = raw_body if isinstance(raw_body, str) else hashlib.sha256(raw_body).hexdigest()
         existing = await self.store.transaction(
             lambda conn: self.insert(conn, tenant, job_id, job, idempotency_key, digest)
         )
@@ -96,7 +103,10 @@ class JobSubmitter:
                 [*notices, *job.tasks(job_id)], timeout_s=self.publish_timeout_s
             )
             self.lanes.announced(notices)
-        except BrokerUnavailable as e:
+            if job.task_windows is not None:
+                async for window in job.task_windows(job_id):
+                    await self.broker.publish(window, timeout_s=self.publish_timeout_s)
+        except (BrokerUnavailable, OSError) as e:  # OSError: an upload's spool file unreadable
             reason = f"could not queue the job's tasks: {e}"
             await self.store.transaction(lambda conn: fail_job(conn, job_id, reason))
             log.error("job.publish_failed", job_id=job_id, error=str(e))

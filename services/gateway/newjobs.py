@@ -15,7 +15,7 @@ import msgspec
 
 from services.gateway.config import GatewaySettings
 from services.gateway.errors import BadDependency
-from services.gateway.schemas import EnrichJobRequest, ScrapeJobRequest
+from services.gateway.schemas import EnrichJobRequest, ScrapeJobRequest, UploadJob
 from services.gateway.submit import NewJob
 from services.gateway.upload import Spool
 from shared import jobstate
@@ -65,9 +65,7 @@ async def enrich_job(
     )
 
 
-def upload_job(
-    request: EnrichJobRequest, spool: Spool, tenant: str, settings: GatewaySettings
-) -> NewJob:
+def upload_job(request: UploadJob, spool: Spool, tenant: str, settings: GatewaySettings) -> NewJob:
     """An enrich job of an upload's spooled leads: its tasks come from the spool, a window
     at a time (upload.py)."""
     destinations, sealed = seal_secrets(request.destinations, settings.secret_box)

@@ -3,7 +3,8 @@
 The gateway's HTTP layer is this module, the operation table and its handlers
 (operations.py, routes.py, jobcontrol.py, deadletters.py, usage.py, events.py's
 `job_events`, dashboard.py, auth.py) and the decoding of what a request carries
-(params.py, validation.py, the cursor in queries.py): only these raise `Problem`. Domain
+(params.py, validation.py, an upload's parts and lines in upload.py and leadlines.py, the
+cursor in queries.py): only these raise `Problem`. Domain
 code raises the errors of errors.py, and `problem_of` below is the one place that says
 which answer each one is.
 

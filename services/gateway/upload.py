@@ -35,7 +35,7 @@ from aiohttp.helpers import parse_mimetype
 
 from services.gateway.leadlines import LeadLines, Parsed, lead_reader
 from services.gateway.problems import FieldError, Problem, invalid
-from services.gateway.schemas import EnrichJobRequest, LeadIn
+from services.gateway.schemas import LeadIn, UploadJob
 from services.gateway.validation import (
     decode_request,
     destination_errors,
@@ -185,9 +185,20 @@ class Spool:
 
 async def read_upload(
     request: web.Request, spool: Spool, guard: NetGuard, max_leads: int
-) -> tuple[EnrichJobRequest, str]:
+) -> tuple[UploadJob, str]:
     """The job part, decoded and checked, with the leads spooled; and the digest of both
     parts for the idempotency key."""
+    try:
+        return await read_parts(request, spool, guard, max_leads)
+    except ValueError as e:  # aiohttp's word for a body that is not multipart as declared
+        raise Problem(
+            400, f"the request body is not readable as multipart/form-data: {e}"
+        ) from None
+
+
+async def read_parts(
+    request: web.Request, spool: Spool, guard: NetGuard, max_leads: int
+) -> tuple[UploadJob, str]:
     reader = await request.multipart()
     job_part = await reader.next()
     if not isinstance(job_part, BodyPartReader) or job_part.name != "job":
@@ -195,7 +206,7 @@ async def read_upload(
             [FieldError("job", "the first part must be `job`: the JSON body without leads")]
         )
     raw_job = await read_small(job_part)
-    body = decode_request(raw_job, EnrichJobRequest)
+    body = decode_job(raw_job)
     await check_job(body, guard)
     digest = hashlib.sha256(raw_job)
     digest.update(b"\n--leads--\n")
@@ -227,17 +238,24 @@ async def read_small(part: BodyPartReader) -> bytes:
     return bytes(data)
 
 
-async def check_job(body: EnrichJobRequest, guard: NetGuard) -> None:
-    errors: list[FieldError] = []
-    if body.leads is not None:
-        errors.append(FieldError("job.leads", "send the leads in the `leads` part"))
-    if body.depends_on is not None:
-        errors.append(
-            FieldError(
-                "job.depends_on", "an upload brings its own leads; depend on a job in a JSON body"
-            )
-        )
+NOT_IN_THE_JOB_PART = {
+    "leads": "send the leads in the `leads` part",
+    "depends_on": "an upload brings its own leads; depend on a job in a JSON body",
+}
+
+
+def decode_job(raw: bytes) -> UploadJob:
+    try:
+        return decode_request(raw, UploadJob)
+    except Problem as problem:
+        named = problem.errors[0].field if problem.errors else ""
+        if named in NOT_IN_THE_JOB_PART:
+            raise invalid([FieldError(named, NOT_IN_THE_JOB_PART[named])]) from None
+        raise
+
+
+async def check_job(body: UploadJob, guard: NetGuard) -> None:
     refuse_path_like_csv_names(body.destinations)
-    errors += await destination_errors(body.destinations, guard)
+    errors = await destination_errors(body.destinations, guard)
     if errors:
         raise invalid(errors)

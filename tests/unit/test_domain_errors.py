@@ -34,6 +34,9 @@ HTTP_LAYER = {
     "services/gateway/params.py",
     "services/gateway/validation.py",
     "services/gateway/queries.py",
+    # An upload's multipart body and its lead file, decoded (like validation.py's bodies).
+    "services/gateway/upload.py",
+    "services/gateway/leadlines.py",
 }
 DOMAIN = {
     "services/gateway/submit.py",

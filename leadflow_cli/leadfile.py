@@ -43,6 +43,70 @@ class LeadFile:
         return messages
 
 
+@dataclass
+class Upload:
+    """A CSV or NDJSON file to send as it is: its media type (charset included) and what
+    the CLI noticed reading its head (the gateway reads every line)."""
+
+    media_type: str
+    notes: list[str] = field(default_factory=list)
+
+
+UPLOAD_TYPES = {"csv": "text/csv", "ndjson": "application/x-ndjson"}
+HEAD_BYTES = 64 * 1024
+SCAN_BYTES = 1024**2
+
+
+def upload_of(path: Path) -> Upload | None:
+    """How to upload `path` as it is; None for a JSON file (sent as a JSON body)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(HEAD_BYTES)
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
+    charset, note = charset_of(path, head)
+    text = head.decode(charset, errors="ignore").lstrip("\ufeff")
+    kind = file_kind(path, text)
+    if kind not in UPLOAD_TYPES:
+        return None
+    if not text.strip():
+        raise UsageError(f"{path}: no leads in the file")
+    upload = Upload(f"{UPLOAD_TYPES[kind]}; charset={charset}", [note] if note else [])
+    if kind == "csv":
+        header = text.split("\n", 1)[0]
+        try:
+            row = next(csv.reader([header], delimiter=delimiter_of(header)))
+            columns = map_columns(row)
+        except (csv.Error, UsageError) as e:
+            raise UsageError(f"{path}: {e}") from None
+        upload.notes += columns.notes
+        if columns.ignored:
+            names = ", ".join(repr(c) for c in columns.ignored)
+            upload.notes.append(f"ignoring columns that are not lead fields: {names}")
+    return upload
+
+
+def charset_of(path: Path, head: bytes) -> tuple[str, str | None]:
+    """The file's charset, read through once without holding it, and a note when it is
+    not UTF-8 (as `decode` decides it for a whole file)."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16", None
+    for charset in ("utf-8", "cp1252"):
+        decoder = codecs.getincrementaldecoder(charset)()
+        try:
+            with path.open("rb") as f:
+                while block := f.read(SCAN_BYTES):
+                    decoder.decode(block)
+            decoder.decode(b"", True)
+        except UnicodeDecodeError:
+            continue
+        return (
+            charset,
+            None if charset == "utf-8" else f"the file is not UTF-8; sending it as {charset}",
+        )
+    return "latin-1", "the file is not UTF-8; sending it as latin-1"
+
+
 def read_lead_file(path: Path) -> LeadFile:
     try:
         raw = path.read_bytes()

@@ -175,6 +175,7 @@ UPLOAD_BODY = {
         "schema": {
             "type": "object",
             "required": ["job", "leads"],
+            "additionalProperties": False,
             "properties": {
                 "job": UploadJob,
                 "leads": {
@@ -184,7 +185,7 @@ UPLOAD_BODY = {
                     "or one lead a line (`application/x-ndjson`), UTF-8 unless the part's "
                     "Content-Type says `charset`. At most LEADFLOW_MAX_UPLOAD_LEADS leads; "
                     "a bad line answers 422 naming it (`errors[].line`, from 1, a CSV's "
-                    "header being line 1), and makes no job.",
+                    "header being line 1), and makes no job. The `job` part comes first.",
                 },
             },
         },

@@ -139,7 +139,7 @@ def test_leads_the_gateway_refuses_are_named_by_their_line(stack: Stack, tmp_pat
     assert "Traceback" not in result.stderr
     assert result.stderr.splitlines() == [
         "leadflow: error: Validation failed (HTTP 422)",
-        "  line 3 (leads[1].linkedin_url): not a LinkedIn profile URL"
+        "  line 3 (linkedin_url): not a LinkedIn profile URL"
         " (https://www.linkedin.com/in/<handle>)",
     ]
 

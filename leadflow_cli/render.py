@@ -130,7 +130,9 @@ class ProgressBar:
 
 class UploadBar:
     """An upload's bytes sent, drawn like the job's bar: in place on a terminal, elsewhere
-    a line every 10 %."""
+    a line every 10 % (none for a body too small to take a while)."""
+
+    QUIET_BELOW_BYTES = 1024**2  # off a terminal
 
     def __init__(self, stream: TextIO, name: str) -> None:
         self.stream = stream
@@ -139,6 +141,8 @@ class UploadBar:
         self._shown = -1
 
     def update(self, sent: int, total: int) -> None:
+        if not self.live and total < self.QUIET_BELOW_BYTES:
+            return
         percent = 100.0 * sent / total if total else 100.0
         step = int(percent if self.live else percent // LOG_STEP_PERCENT)
         if step == self._shown:

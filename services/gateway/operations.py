@@ -334,7 +334,9 @@ OPERATIONS: tuple[Operation, ...] = (
         problems=(400, 404, 422),
         params=(JOB_ID, EVENTS_LEADS, LAST_EVENT_ID),
         description="Resumes after `Last-Event-ID`; `: ping` comments keep idle streams open; "
-        "`?leads=false` leaves the leads out. The server ends a stream after "
+        "`?leads=false` leaves the leads out; `?leads=new` sends only the leads written "
+        "after it connected, as does a stream without `leads` of a job with more than "
+        "10,000 results (`?leads=true`: every one, from the first). The server ends a stream after "
         "`LEADFLOW_SSE_MAX_LIFETIME_S` without a terminal state: reconnect with "
         "`Last-Event-ID`. 429 (with `Retry-After`) also when the tenant or the gateway has "
         "as many streams open as allowed.",

@@ -52,6 +52,10 @@ class Recorded:
     touched: set[str] = field(default_factory=set)
     outgoing: list[Outgoing] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
+    # Jobs whose CSV is to be written again from the start (a failed lead became enriched:
+    # a dead-letter replay). The rewrite waits until the job is quiet, so a replay of many
+    # leads, in many batches, rewrites the file once (CsvExporter.catch_up).
+    rewrites: set[str] = field(default_factory=set)
 
 
 def record_events(conn: sqlite3.Connection, events: Sequence[Message]) -> Recorded:
@@ -82,9 +86,12 @@ def record_events(conn: sqlite3.Connection, events: Sequence[Message]) -> Record
                 recorded.outcomes += record_replayed(conn, event)
             continue
         if isinstance(event, LeadOutcomes):
-            recorded.outcomes += record_outcomes(
+            added, upgraded = record_outcomes(
                 conn, event, accept_new=state not in jobstate.TERMINAL
             )
+            recorded.outcomes += added
+            if upgraded:
+                recorded.rewrites.add(event.job_id)
         elif isinstance(event, LeadsScraped):
             recorded.outcomes += record_scraped(conn, event)
         elif isinstance(event, JobCoolingDown):
@@ -104,13 +111,14 @@ def job_state(conn: sqlite3.Connection, job_id: str) -> str | None:
 
 def record_outcomes(
     conn: sqlite3.Connection, event: LeadOutcomes, *, accept_new: bool
-) -> Counter[str]:
+) -> tuple[Counter[str], int]:
+    """The new outcomes by status, and how many failed leads became enriched."""
     added, upgraded = insert_leads(conn, event.job_id, event.leads, accept_new=accept_new)
     if added or upgraded:
         advance_progress(conn, event.job_id, added, upgraded)
     # Counted as leads become enriched, so a redelivered event counts nothing again.
     add_usage(conn, event.tenant, {"leads_enriched": added["enriched"] + upgraded})
-    return added
+    return added, upgraded
 
 
 def record_replayed(conn: sqlite3.Connection, event: LeadOutcomes) -> Counter[str]:

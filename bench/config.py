@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-SCENARIOS = ("broker", "e2e", "provider", "celery", "memory", "gateway", "profile")
+SCENARIOS = ("broker", "e2e", "provider", "celery", "memory", "upload", "gateway", "profile")
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,8 @@ class BenchConfig:
     # memory: peak RSS during the big workload vs during the baseline one.
     memory_leads: int = 100_000
     memory_baseline_leads: int = 10_000
+    # upload: one job of this many leads as an NDJSON file (1,000,000: issue 15's full size).
+    upload_leads: int = 300_000
     # The gateway's default per-job limit: bigger workloads are submitted as chunks of this.
     job_chunk: int = 10_000
     # gateway: status requests under load, and the size of the POST whose accept time counts.

@@ -8,6 +8,7 @@ import asyncio
 import csv
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -184,3 +185,40 @@ class _Collect:
 
     async def write(self, chunk: bytes) -> None:
         self.data += chunk
+
+
+async def test_uploads_skip_the_json_bounds_but_keep_quota_and_idempotency(
+    stack_factory: Callable[..., Stack], http: aiohttp.ClientSession
+) -> None:
+    stack = stack_factory(
+        {
+            "LEADFLOW_MAX_BODY_BYTES": "65536",
+            "LEADFLOW_MAX_LEADS_PER_JOB": "100",
+            "LEADFLOW_DAILY_QUOTA_LEADS": "6000",
+        }
+    )
+    stack.start("gateway")  # every answer here comes before any task runs
+    api = Api(stack.url("gateway"), http)
+    data = csv_file(make_leads(5_000, seed=1506, with_ids=False))
+    assert len(data) > 65536
+    key = {"Idempotency-Key": "upload-1"}
+
+    async def send(body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        async with http.post(
+            api.base_url + "/v1/jobs/enrich",
+            data=multipart({}, body, "text/csv"),
+            headers=headers,
+        ) as response:
+            return response.status, await response.json(content_type=None)
+
+    status, first = await send(data, key)
+    assert status == 202, first  # beyond both bounds of a JSON body
+    status, again = await send(data, key)
+    assert (status, again["job_id"]) == (202, first["job_id"])  # charged once
+    status, conflict = await send(data.replace(b"\n", b"\r\n"), key)
+    assert (status, conflict["job_id"]) == (409, first["job_id"])
+    status, over = await send(data, {"Idempotency-Key": "upload-2"})
+    assert status == 429, over
+    assert over["used"] == 5_000
+    status, jobs = await api.request("GET", "/v1/jobs")
+    assert [job["job_id"] for job in jobs["jobs"]] == [first["job_id"]]

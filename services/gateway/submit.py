@@ -11,6 +11,7 @@ router releases it when its dependency completes.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import sqlite3
@@ -108,12 +109,22 @@ class JobSubmitter:
                     await self.broker.publish(window, timeout_s=self.publish_timeout_s)
         except (BrokerUnavailable, OSError) as e:  # OSError: an upload's spool file unreadable
             reason = f"could not queue the job's tasks: {e}"
-            await self.store.transaction(lambda conn: fail_job(conn, job_id, reason))
             log.error("job.publish_failed", job_id=job_id, error=str(e))
-            await self.broadcast_stop(job_id, tenant, reason)
+            await self.abandon(job_id, tenant, reason)
             raise NotSent(reason, job_id=job_id) from e
+        except asyncio.CancelledError:
+            # The gateway stopping mid-publish (a big upload's tasks take a while): the job
+            # must not stay queued with part of its tasks sent.
+            log.warning("job.publish_interrupted", job_id=job_id)
+            await asyncio.shield(self.abandon(job_id, tenant, "the gateway stopped while queuing"))
+            raise
         log.info("job.accepted", job_id=job_id, tenant=tenant, kind=job.kind, total=job.total)
         return Submission(job_id=job_id, state="queued")
+
+    async def abandon(self, job_id: str, tenant: str, reason: str) -> None:
+        """The job's tasks could not all be queued: it fails, and workers drop those that were."""
+        await self.store.transaction(lambda conn: fail_job(conn, job_id, reason))
+        await self.broadcast_stop(job_id, tenant, reason)
 
     async def broadcast_stop(self, job_id: str, tenant: str, reason: str) -> None:
         """Best effort: tasks may have landed although their confirms did not; tell the

@@ -32,6 +32,7 @@ import msgspec
 from aiofiles.threadpool.binary import AsyncBufferedIOBase
 from aiohttp import BodyPartReader, web
 from aiohttp.helpers import parse_mimetype
+from aiohttp.http_exceptions import HttpProcessingError
 
 from services.gateway.leadlines import LeadLines, Parsed, lead_reader
 from services.gateway.problems import FieldError, Problem, invalid
@@ -44,10 +45,12 @@ from services.gateway.validation import (
     to_lead,
 )
 from shared.broker import Outgoing
+from shared.logging import get_logger
 from shared.messages import Lead
 from shared.netguard import NetGuard
 from shared.tasks import enrich_tasks
 
+log = get_logger(__name__)
 CHUNK_BYTES = 256 * 1024
 MAX_JOB_PART_BYTES = 1024**2
 # Leads decoded at once when publishing: a window's tasks are confirmed together.
@@ -194,6 +197,11 @@ async def read_upload(
         raise Problem(
             400, f"the request body is not readable as multipart/form-data: {e}"
         ) from None
+    except (ConnectionResetError, HttpProcessingError) as e:
+        # The client went away (or broke its chunked encoding) mid-body: no job, and
+        # probably nobody to answer; not a failure of the gateway's.
+        log.info("upload.cut_off", error=str(e), spooled_leads=spool.leads)
+        raise Problem(400, f"the upload ended before its last part did: {e}") from None
 
 
 async def read_parts(

@@ -239,9 +239,15 @@ def refused(line: int, field: str, message: str, status: int = 422) -> Problem:
     )
 
 
-def lead_reader(content_type: str, charset: str | None, max_leads: int) -> LeadLines:
-    """The reader of a `leads` part of this media type."""
+def lead_reader(
+    content_type: str, charset: str | None, max_leads: int, file_name: str | None = None
+) -> LeadLines:
+    """The reader of a `leads` part of this media type; an untyped part (or a generic
+    `application/octet-stream`, as some clients send files) is read by its file name's
+    extension."""
     kind = READERS.get(content_type.lower())
+    if kind is None and content_type.lower() in ("", "application/octet-stream") and file_name:
+        kind = BY_EXTENSION.get(file_name.rsplit(".", 1)[-1].lower())
     if kind is None:
         raise Problem(
             415,
@@ -256,4 +262,11 @@ READERS: dict[str, type[LeadLines]] = {
     "application/x-ndjson": NdjsonLeads,
     "application/jsonl": NdjsonLeads,
     "application/jsonlines": NdjsonLeads,
+}
+BY_EXTENSION: dict[str, type[LeadLines]] = {
+    "csv": CsvLeads,
+    "tsv": CsvLeads,
+    "txt": CsvLeads,
+    "ndjson": NdjsonLeads,
+    "jsonl": NdjsonLeads,
 }

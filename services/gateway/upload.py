@@ -225,7 +225,7 @@ async def read_parts(
         )
     media = parse_mimetype(leads_part.headers.get("Content-Type", ""))
     kind = f"{media.type}/{media.subtype}" if media.type else ""
-    lines = lead_reader(kind, media.parameters.get("charset"), max_leads)
+    lines = lead_reader(kind, media.parameters.get("charset"), max_leads, leads_part.filename)
     while chunk := await leads_part.read_chunk(CHUNK_BYTES):
         digest.update(chunk)
         await spool.write(lines.feed(chunk), lines)

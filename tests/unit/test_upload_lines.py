@@ -164,9 +164,13 @@ def test_an_empty_file_has_no_leads() -> None:
 def test_the_part_type_chooses_the_reader() -> None:
     assert isinstance(lead_reader("text/csv", None, 1), CsvLeads)
     assert isinstance(lead_reader("application/x-ndjson", "utf-8", 1), NdjsonLeads)
-    with pytest.raises(Problem) as caught:
-        lead_reader("application/pdf", None, 1)
-    assert caught.value.status == 415
+    # Untyped, or typed as any file: its name says.
+    assert isinstance(lead_reader("", None, 1, "export.CSV"), CsvLeads)
+    assert isinstance(lead_reader("application/octet-stream", None, 1, "a.jsonl"), NdjsonLeads)
+    for media, name in (("application/pdf", "a.csv"), ("", "leads.xlsx"), ("", None)):
+        with pytest.raises(Problem) as caught:
+            lead_reader(media, None, 1, name)
+        assert caught.value.status == 415
 
 
 def test_the_id_index_finds_duplicates_across_batches_and_in_one(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import ceiling, e2e, gateway, memory, peer, profiling, provider, scale
+from bench import ceiling, e2e, gateway, memory, peer, profiling, provider, scale, upload
 from bench.config import SCENARIOS, BenchConfig
 from bench.report import RunReport, Scenario, render_table
 
@@ -32,6 +32,7 @@ RUNNERS: dict[str, Runner] = {
     "drain": scale.run_drain,
     "celery": peer.run,
     "memory": memory.run,
+    "upload": upload.run,
     "gateway": gateway.run,
     "profile": profiling.run,
 }
@@ -54,6 +55,7 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     add_int("--drain-leads", "drain_leads", "pre-filled outcomes the router drains")
     add_int("--memory-leads", "memory_leads", "leads of the big memory workload")
     add_int("--memory-baseline-leads", "memory_baseline_leads", "leads of the small one")
+    add_int("--upload-leads", "upload_leads", "leads of the upload job (1000000: full size)")
     add_int("--gateway-requests", "gateway_requests", "status requests in the gateway run")
     add_int("--gateway-clients", "gateway_clients", "concurrent status requests")
     add_int("--gateway-post-leads", "gateway_post_leads", "leads per timed POST")

@@ -14,6 +14,7 @@ SCENARIOS = (
     "drain",
     "celery",
     "memory",
+    "upload",
     "gateway",
     "profile",
 )
@@ -40,6 +41,8 @@ class BenchConfig:
     # memory: peak RSS during the big workload vs during the baseline one.
     memory_leads: int = 100_000
     memory_baseline_leads: int = 10_000
+    # upload: one job of this many leads as an NDJSON file (1,000,000: issue 15's full size).
+    upload_leads: int = 300_000
     # The gateway's default per-job limit: bigger workloads are submitted as chunks of this.
     job_chunk: int = 10_000
     # gateway: status requests under load, and the size of the POST whose accept time counts.

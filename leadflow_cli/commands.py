@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from leadflow_cli.client import ApiError, Client, job_path
+from leadflow_cli.client import ApiError, Client, MultipartFile, job_path
 from leadflow_cli.errors import EXIT_JOB_UNSUCCESSFUL, EXIT_OK, UsageError
 from leadflow_cli.export import export_leads
-from leadflow_cli.leadfile import read_lead_file
+from leadflow_cli.leadfile import Upload, read_lead_file, upload_of
 from leadflow_cli.render import (
     ProgressBar,
+    UploadBar,
     counts,
     destination_lines,
     job_details,
@@ -40,6 +41,9 @@ def note(message: str) -> None:
 
 
 def enrich(args: argparse.Namespace, client: Client) -> int:
+    upload = upload_of(Path(args.file))
+    if upload is not None:
+        return enrich_upload(args, client, upload)
     lead_file = read_lead_file(Path(args.file))
     for warning in lead_file.warnings():
         note(f"leadflow: warning: {args.file}: {warning}")
@@ -53,6 +57,26 @@ def enrich(args: argparse.Namespace, client: Client) -> int:
     print(
         f"submitted {len(lead_file.leads)} leads as job {accepted['job_id']} ({accepted['state']})"
     )
+    return follow(client, accepted["job_id"]) if args.follow else EXIT_OK
+
+
+def enrich_upload(args: argparse.Namespace, client: Client, upload: Upload) -> int:
+    """A CSV or NDJSON file sent as it is, streamed (the gateway reads it line by line)."""
+    path = Path(args.file)
+    for warning in upload.notes:
+        note(f"leadflow: warning: {args.file}: {warning}")
+    job: dict[str, Any] = {"destinations": destinations(args)}
+    if args.priority:
+        job["priority"] = args.priority
+    bar = UploadBar(sys.stderr, path.name)
+    form = MultipartFile(job, path, upload.media_type, bar.update)
+    try:
+        accepted = client.upload("/v1/jobs/enrich", form)
+    finally:
+        form.close()
+        bar.close()
+    total = client.get(job_path(accepted["job_id"]))["progress"]["total"]
+    print(f"submitted {total} leads as job {accepted['job_id']} ({accepted['state']})")
     return follow(client, accepted["job_id"]) if args.follow else EXIT_OK
 
 

@@ -2,7 +2,8 @@
 
 Files come from spreadsheets and CRM exports, so column names vary ("Full Name",
 "LinkedIn Profile URL", "E-mail"...): a header is matched by its letters and digits
-only, lower-cased, against the aliases of each API field. Unknown columns are reported,
+only, lower-cased, against the aliases of each API field (shared/leadcolumns.py, which
+the gateway reads uploaded CSV files with too). Unknown columns are reported,
 not sent (the API refuses unknown fields). Each lead remembers where it came from
 (`line 7`, `item 3`), so an error the API reports for `leads[5]` can name the line.
 """
@@ -13,60 +14,14 @@ import codecs
 import csv
 import io
 import json
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from leadflow_cli.errors import UsageError
-
-FIELD_ALIASES: dict[str, tuple[str, ...]] = {
-    "id": ("id", "lead id", "external id", "client id", "record id"),
-    "full_name": ("full name", "name", "contact name", "contact", "person", "lead name"),
-    "first_name": ("first name", "first", "given name", "forename", "fname"),
-    "last_name": ("last name", "last", "surname", "family name", "lname"),
-    "title": ("title", "job title", "position", "role", "job role", "headline", "designation"),
-    "company": (
-        "company",
-        "company name",
-        "organization",
-        "organisation",
-        "organization name",
-        "employer",
-        "account name",
-    ),
-    "company_domain": (
-        "company domain",
-        "domain",
-        "website",
-        "company website",
-        "company url",
-        "web site",
-        "homepage",
-    ),
-    "linkedin_url": (
-        "linkedin url",
-        "linkedin",
-        "linkedin profile",
-        "linkedin profile url",
-        "linkedin link",
-        "person linkedin url",
-        "profile url",
-        "li url",
-    ),
-    "email": ("email", "email address", "mail", "work email", "business email"),
-    "phone": ("phone", "phone number", "telephone", "tel", "mobile", "mobile phone", "cell"),
-    "location": ("location", "city", "geo", "region", "address", "locality"),
-}
-LEAD_FIELDS: tuple[str, ...] = tuple(FIELD_ALIASES)
-# Spelling-insensitive: "Full Name", "full_name" and "FULLNAME" all become "fullname".
-ALIASES: dict[str, str] = {
-    re.sub(r"[^a-z0-9]", "", alias): name
-    for name, aliases in FIELD_ALIASES.items()
-    for alias in (name, *aliases)
-}
-CSV_DELIMITERS = ",;\t|"
+from shared.leadcolumns import LEAD_FIELDS as LEAD_FIELDS  # the fields a file may fill
+from shared.leadcolumns import delimiter_of, field_for
 
 
 @dataclass
@@ -88,8 +43,68 @@ class LeadFile:
         return messages
 
 
-def field_for(column: str) -> str | None:
-    return ALIASES.get(re.sub(r"[^a-z0-9]", "", column.lower()))
+@dataclass
+class Upload:
+    """A CSV or NDJSON file to send as it is: its media type (charset included) and what
+    the CLI noticed reading its head (the gateway reads every line)."""
+
+    media_type: str
+    notes: list[str] = field(default_factory=list)
+
+
+UPLOAD_TYPES = {"csv": "text/csv", "ndjson": "application/x-ndjson"}
+HEAD_BYTES = 64 * 1024
+SCAN_BYTES = 1024**2
+
+
+def upload_of(path: Path) -> Upload | None:
+    """How to upload `path` as it is; None for a JSON file (sent as a JSON body)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(HEAD_BYTES)
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
+    charset, note = charset_of(path, head)
+    text = head.decode(charset, errors="ignore").lstrip("\ufeff")
+    kind = file_kind(path, text)
+    if kind not in UPLOAD_TYPES:
+        return None
+    if not text.strip():
+        raise UsageError(f"{path}: no leads in the file")
+    upload = Upload(f"{UPLOAD_TYPES[kind]}; charset={charset}", [note] if note else [])
+    if kind == "csv":
+        header = text.split("\n", 1)[0]
+        try:
+            row = next(csv.reader([header], delimiter=delimiter_of(header)))
+            columns = map_columns(row)
+        except (csv.Error, UsageError) as e:
+            raise UsageError(f"{path}: {e}") from None
+        upload.notes += columns.notes
+        if columns.ignored:
+            names = ", ".join(repr(c) for c in columns.ignored)
+            upload.notes.append(f"ignoring columns that are not lead fields: {names}")
+    return upload
+
+
+def charset_of(path: Path, head: bytes) -> tuple[str, str | None]:
+    """The file's charset, read through once without holding it, and a note when it is
+    not UTF-8 (as `decode` decides it for a whole file)."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16", None
+    for charset in ("utf-8", "cp1252"):
+        decoder = codecs.getincrementaldecoder(charset)()
+        try:
+            with path.open("rb") as f:
+                while block := f.read(SCAN_BYTES):
+                    decoder.decode(block)
+            decoder.decode(b"", True)
+        except UnicodeDecodeError:
+            continue
+        return (
+            charset,
+            None if charset == "utf-8" else f"the file is not UTF-8; sending it as {charset}",
+        )
+    return "latin-1", "the file is not UTF-8; sending it as latin-1"
 
 
 def read_lead_file(path: Path) -> LeadFile:
@@ -170,18 +185,6 @@ def read_csv(text: str) -> LeadFile:
     except csv.Error as e:
         raise UsageError(f"line {reader.line_num}: not readable as CSV: {e}") from None
     return result
-
-
-def delimiter_of(text: str) -> str:
-    """The candidate the header line holds most of (`;` from European spreadsheets, tabs...).
-
-    Decided on the header alone: csv.Sniffer also weighs the data rows and can be misled by
-    a `;` that a column's values happen to hold.
-    """
-    header = text.split("\n", 1)[0]
-    counts = {d: header.count(d) for d in CSV_DELIMITERS}
-    best = max(counts, key=lambda d: counts[d])  # ties: the first, so ',' wins
-    return best if counts[best] else ","
 
 
 @dataclass

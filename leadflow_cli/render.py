@@ -174,3 +174,39 @@ class ProgressBar:
             self.stream.write("\n")
             self.stream.flush()
             self._drawn = False
+
+
+class UploadBar:
+    """An upload's bytes sent, drawn like the job's bar: in place on a terminal, elsewhere
+    a line every 10 % (none for a body too small to take a while)."""
+
+    QUIET_BELOW_BYTES = 1024**2  # off a terminal
+
+    def __init__(self, stream: TextIO, name: str) -> None:
+        self.stream = stream
+        self.name = name
+        self.live = stream.isatty()
+        self._shown = -1
+
+    def update(self, sent: int, total: int) -> None:
+        if not self.live and total < self.QUIET_BELOW_BYTES:
+            return
+        percent = 100.0 * sent / total if total else 100.0
+        step = int(percent if self.live else percent // LOG_STEP_PERCENT)
+        if step == self._shown:
+            return
+        self._shown = step
+        filled = int(BAR_WIDTH * percent / 100)
+        bar = "#" * filled + "." * (BAR_WIDTH - filled)
+        line = f"[{bar}] {percent:5.1f}%  {mib(sent)}/{mib(total)} MiB  uploading {self.name}"
+        self.stream.write(f"\r{line}\x1b[K" if self.live else line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.live and self._shown >= 0:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def mib(count: int) -> str:
+    return f"{count / 1024**2:.1f}"

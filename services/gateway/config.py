@@ -53,6 +53,8 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     sources: tuple[str, ...]  # lead sources a scrape job may name
     daily_quota_leads: int  # per tenant; 0: no quota
     secret_box: SecretBox  # seals webhook secrets before they are stored
+    # Leads a file upload (multipart) may hold; JSON bodies stay bounded by the two above.
+    max_upload_leads: int = 1_000_000
     streams: StreamLimits = StreamLimits()
     auth_throttle: AuthThrottle = AuthThrottle()
 
@@ -74,6 +76,7 @@ def load_settings(env: EnvReader) -> GatewaySettings:
         api_keys=keys,
         max_leads_per_job=env.get_int("LEADFLOW_MAX_LEADS_PER_JOB", 10_000, minimum=1),
         max_body_bytes=env.get_int("LEADFLOW_MAX_BODY_BYTES", 16 * 1024**2, minimum=1024),
+        max_upload_leads=env.get_int("LEADFLOW_MAX_UPLOAD_LEADS", 1_000_000, minimum=1),
         task_batch_size=env.get_int("LEADFLOW_TASK_BATCH_SIZE", 25, minimum=1, maximum=1000),
         publish_timeout_s=publish_timeout_s(env),
         webhook_allow_nets=webhook_allow_nets(env, common),

@@ -19,6 +19,7 @@ ASSETS = {
     "schedules.js": "text/javascript; charset=utf-8",
     "deadletters.js": "text/javascript; charset=utf-8",
     "throughput.js": "text/javascript; charset=utf-8",
+    "newjob.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
 SECURITY_HEADERS = {

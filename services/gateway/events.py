@@ -10,6 +10,10 @@ The router is the single writer of job status; the gateway only reads the store.
 Every event's id is the `seq` of the last lead sent on the stream (0 before any), so a
 reconnect with `Last-Event-ID` gets the current progress and state, then only the leads
 it has not seen; `?leads=false` leaves the leads out (a progress bar needs no results).
+A new stream (no Last-Event-ID) replays the job's leads from the first only when it asks
+(`?leads=true`) or the job has at most `replay_leads` results; otherwise, and with
+`?leads=new`, it starts after the newest lead: a client that connects late to a
+million-lead job gets the leads from then on, not a million events in one burst.
 A terminal state is sent once every lead is out, and the stream ends. Idle streams get a
 `: ping` comment so proxies keep them open.
 
@@ -80,6 +84,9 @@ class StreamSettings:
     buffer_leads: int = 1000
     # A client that takes nothing for this long is disconnected.
     write_timeout_s: float = 30.0
+    # A new stream of a job with more results than this starts at the newest one unless
+    # it asks for all (`?leads=true`): the most a JSON body may submit.
+    replay_leads: int = 10_000
     limits: StreamLimits = field(default_factory=StreamLimits)
 
 
@@ -350,10 +357,13 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     streams = request.app[STREAMS]
     job_id = request.match_info["job_id"]
     after = LAST_EVENT_ID.read(request)
-    wants = EVENTS_LEADS.read(request) != "false"
+    asked = EVENTS_LEADS.read(request)
+    wants = asked != "false"
     tenant = tenant_of(request)
     ticket = streams.admit(tenant)
     try:
+        if wants and after == 0 and asked != "true":
+            after = await starting_seq(streams, tenant, job_id, only_new=asked == "new")
         first = await read_first(streams, tenant, job_id, after, wants)
         if first is None:
             raise JobNotFound(job_id)
@@ -379,6 +389,19 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         return response
     finally:
         streams.release(ticket)
+
+
+async def starting_seq(streams: Streams, tenant: str, job_id: str, *, only_new: bool) -> int:
+    """Where a new stream starts: after the job's newest lead when it asked for new leads
+    only, or when the job has more results than a stream replays unasked (a client that
+    connects late to a million-lead job does not get a million events at once); else at
+    the first lead."""
+    tail = await streams.store.run(partial(read_tail, tenant=tenant, job_id=job_id))
+    if tail is None:
+        raise JobNotFound(job_id)
+    snapshot, last_seq = tail
+    done = snapshot.job.progress.done
+    return last_seq if only_new or done > streams.settings.replay_leads else 0
 
 
 async def read_first(

@@ -39,6 +39,7 @@ from shared.errors import BrokerUnavailable
 from shared.jobs import JobStatus
 from shared.logging import get_logger
 from shared.messages import JobDeleted, JobStopped
+from shared.purge import purge_lead_rows
 from shared.results import remove_exports
 from shared.store import delete_job, fetch_job_row, job_status
 
@@ -83,6 +84,7 @@ async def remove_job(request: web.Request) -> web.Response:
         await request.app[BROKER].publish([Publish(deleted)])
     except BrokerUnavailable as e:
         raise NotSent(f"the deletion could not be broadcast to the workers: {e}") from e
+    await purge_lead_rows(request.app[STORE], job.job_id)  # a big job: a chunk at a time
     exports = await request.app[STORE].transaction(lambda conn: delete_job(conn, job.job_id))
     settings = request.app[SETTINGS]
     if settings.delete_exports:

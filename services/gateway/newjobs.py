@@ -15,8 +15,9 @@ import msgspec
 
 from services.gateway.config import GatewaySettings
 from services.gateway.errors import BadDependency
-from services.gateway.schemas import EnrichJobRequest, ScrapeJobRequest
+from services.gateway.schemas import EnrichJobRequest, ScrapeJobRequest, UploadJob
 from services.gateway.submit import NewJob
+from services.gateway.upload import Spool
 from shared import jobstate
 from shared.broker import Outgoing, Publish
 from shared.dbapi import Connection
@@ -62,6 +63,27 @@ async def enrich_job(
         depends_on=request.depends_on,
         waiting=waiting,
         deferred=leads if waiting and leads else None,
+    )
+
+
+def upload_job(request: UploadJob, spool: Spool, tenant: str, settings: GatewaySettings) -> NewJob:
+    """An enrich job of an upload's spooled leads: its tasks come from the spool, a window
+    at a time (upload.py)."""
+    destinations, sealed = seal_secrets(request.destinations, settings.secret_box)
+    priority = request.priority
+    return NewJob(
+        kind="enrich",
+        priority=priority,
+        timeout_s=request.timeout_s or settings.default_timeout_s,
+        spec=JobSpec(destinations=destinations),
+        sealed_secrets=sealed,
+        total=spool.leads,
+        charged=spool.leads,
+        tasks=lambda job_id: [],
+        task_windows=lambda job_id: spool.windows(
+            job_id, tenant, settings.task_batch_size, priority
+        ),
+        lanes=("enrich",),
     )
 
 

@@ -98,6 +98,7 @@ def msgspec_types() -> list[Any]:
     for op in OPERATIONS:
         if op.body is not None:
             add(op.body)
+        add(op.body_media)
         for answer in op.answers.values():
             if answer.body is not None:
                 add(answer.body)
@@ -121,7 +122,10 @@ def operation_doc(op: Operation, ref: dict[Any, dict[str, Any]]) -> dict[str, An
     if op.body is not None:
         doc["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": ref[op.body]}},
+            "content": {
+                "application/json": {"schema": ref[op.body]},
+                **{media: resolved(spec, ref) for media, spec in op.body_media.items()},
+            },
         }
     responses: dict[str, Any] = {
         str(status): answer_doc(answer, ref) for status, answer in op.answers.items()

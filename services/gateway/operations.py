@@ -71,6 +71,7 @@ from services.gateway.schemas import (
     JobPage,
     LeadPage,
     ScrapeJobRequest,
+    UploadJob,
 )
 from services.gateway.throughput import Throughput, job_throughput
 from services.gateway.usage import UsageReport, usage
@@ -110,6 +111,9 @@ class Operation:
     answers: dict[int, Answer]
     problems: tuple[int, ...] = ()
     body: Any = None  # the msgspec type the handler decodes the JSON body as
+    # Other media types the body may have: media type -> OpenAPI media object (a msgspec
+    # type in it is referenced, as in `Answer.media`).
+    body_media: dict[str, Any] = field(default_factory=dict)
     params: tuple[Any, ...] = ()  # params.py readers (each has `openapi()`)
     description: str = ""
     public: bool = False
@@ -222,6 +226,32 @@ ASSET_NAME = PathParam(
     "name", "A file the page refers to.", (("type", "string"), ("enum", tuple(sorted(ASSETS))))
 )
 ACCEPTED = "Accepted: every task is queued"
+# A large job as a file (upload.py): the `job` part, then the `leads` part, streamed.
+UPLOAD_BODY = {
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "required": ["job", "leads"],
+            "additionalProperties": False,
+            "properties": {
+                "job": UploadJob,
+                "leads": {
+                    "type": "string",
+                    "description": "CSV with a header row (`text/csv`; the columns are lead "
+                    "fields, or their usual spreadsheet names; other columns are ignored) "
+                    "or one lead a line (`application/x-ndjson`), UTF-8 unless the part's "
+                    "Content-Type says `charset`. At most LEADFLOW_MAX_UPLOAD_LEADS leads; "
+                    "a bad line answers 422 naming it (`errors[].line`, from 1, a CSV's "
+                    "header being line 1), and makes no job. The `job` part comes first.",
+                },
+            },
+        },
+        "encoding": {
+            "job": {"contentType": JSON},
+            "leads": {"contentType": "text/csv, application/x-ndjson"},
+        },
+    }
+}
 
 
 def sse_event(name: str, data: type) -> dict[str, Any]:
@@ -247,9 +277,16 @@ OPERATIONS: tuple[Operation, ...] = (
         "Submit leads to enrich",
         "jobs",
         {202: Answer(ACCEPTED, JobAccepted)},
-        problems=(404, 409),  # 404: `depends_on` names no job
+        # 404: `depends_on` names no job; 415: an upload's leads neither CSV nor NDJSON.
+        problems=(404, 409, 415),
         body=ENRICH_REQUEST,
+        body_media=UPLOAD_BODY,
         params=(IDEMPOTENCY_KEY,),
+        description="Leads in a JSON body (at most LEADFLOW_MAX_LEADS_PER_JOB, within "
+        "LEADFLOW_MAX_BODY_BYTES), or a file upload as multipart/form-data: part `job` "
+        "first (this body without `leads` and `depends_on`), then part `leads`, streamed, "
+        "up to LEADFLOW_MAX_UPLOAD_LEADS. Either way the 202 comes once every task is "
+        "queued, and a refused request makes no job.",
     ),
     Operation(
         "POST",
@@ -347,7 +384,9 @@ OPERATIONS: tuple[Operation, ...] = (
         problems=(400, 404, 422),
         params=(JOB_ID, EVENTS_LEADS, LAST_EVENT_ID),
         description="Resumes after `Last-Event-ID`; `: ping` comments keep idle streams open; "
-        "`?leads=false` leaves the leads out. The server ends a stream after "
+        "`?leads=false` leaves the leads out; `?leads=new` sends only the leads written "
+        "after it connected, as does a stream without `leads` of a job with more than "
+        "10,000 results (`?leads=true`: every one, from the first). The server ends a stream after "
         "`LEADFLOW_SSE_MAX_LIFETIME_S` without a terminal state: reconnect with "
         "`Last-Event-ID`. 429 (with `Retry-After`) also when the tenant or the gateway has "
         "as many streams open as allowed.",

@@ -238,7 +238,9 @@ DEAD_LETTERS_LIMIT = IntParam("limit", 50, 1, 500)
 IDEMPOTENCY_KEY = TextHeader(
     "Idempotency-Key", 200, "A repeated key returns the first job (409: other body)."
 )
-EVENTS_LEADS = ChoiceParam("leads", ("true", "false"))  # absent or empty: true
+# Absent or empty: every lead, unless the job has more results than a stream replays
+# unasked (events.py); `new`: only those written from now on.
+EVENTS_LEADS = ChoiceParam("leads", ("true", "false", "new"))
 LAST_EVENT_ID = EventIdHeader()
 USAGE_FROM = DayParam("from")
 USAGE_TO = DayParam("to")

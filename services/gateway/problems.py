@@ -3,7 +3,8 @@
 The gateway's HTTP layer is this module, the operation table and its handlers
 (operations.py, routes.py, jobcontrol.py, deadletters.py, usage.py, events.py's
 `job_events`, dashboard.py, auth.py) and the decoding of what a request carries
-(params.py, validation.py, the cursor in queries.py): only these raise `Problem`. Domain
+(params.py, validation.py, an upload's parts and lines in upload.py and leadlines.py, the
+cursor in queries.py): only these raise `Problem`. Domain
 code raises the errors of errors.py, and `problem_of` below is the one place that says
 which answer each one is.
 
@@ -41,15 +42,18 @@ STATUS_TYPES = {
     409: ("conflict", "Conflict"),
     429: ("quota-exceeded", "Quota exceeded"),
     413: ("payload-too-large", "Payload too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
     422: ("validation-error", "Validation failed"),
     500: ("internal-error", "Internal error"),
     503: ("unavailable", "Service unavailable"),
 }
 
 
-class FieldError(msgspec.Struct, frozen=True):
+class FieldError(msgspec.Struct, frozen=True, omit_defaults=True):
     field: str
     message: str
+    # An uploaded lead file's line (from 1; a CSV header is line 1) the error is on.
+    line: int | None = None
 
 
 class ProblemDetails(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from services.gateway.errors import JobNotFound
 from services.gateway.keys import GUARD, SETTINGS, STORE, SUBMITTER, tenant_of
-from services.gateway.newjobs import enrich_job, scrape_job
+from services.gateway.newjobs import enrich_job, scrape_job, upload_job
 from services.gateway.params import (
     CURSOR,
     IDEMPOTENCY_KEY,
@@ -25,12 +25,14 @@ from services.gateway.params import (
 from services.gateway.queries import Page, decode_cursor, get_job, list_jobs, list_leads
 from services.gateway.schemas import EnrichJobRequest, JobAccepted, ScrapeJobRequest
 from services.gateway.submit import NewJob
+from services.gateway.upload import is_upload, read_upload, spooled
 from services.gateway.validation import decode_request, validate_enrich, validate_scrape
 from shared.dbapi import Connection
 from shared.jobs import JobStatus
 from shared.results import decode_result, encode_csv, field_map
 
 STREAM_CHUNK = 1000
+UPLOADS_DIR = "uploads"  # under LEADFLOW_DATA_DIR: spool files of uploads in progress
 _encode = msgspec.json.Encoder().encode
 
 
@@ -40,12 +42,25 @@ def json_response(payload: object, status: int = 200) -> web.Response:
 
 async def submit_enrich(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
+    if is_upload(request):
+        return await submit_upload(request)
     raw = await request.read()
     body = decode_request(raw, EnrichJobRequest)
     leads = await validate_enrich(body, settings.max_leads_per_job, request.app[GUARD])
     tenant = tenant_of(request)
     job = await enrich_job(body, leads, tenant, settings, request.app[STORE])
     return await accept(request, tenant, job, raw)
+
+
+async def submit_upload(request: web.Request) -> web.Response:
+    """A multipart upload (upload.py): the job exists only once every line is read and valid."""
+    settings = request.app[SETTINGS]
+    async with spooled(settings.common.data_dir / UPLOADS_DIR) as spool:
+        body, digest = await read_upload(
+            request, spool, request.app[GUARD], settings.max_upload_leads
+        )
+        tenant = tenant_of(request)
+        return await accept(request, tenant, upload_job(body, spool, tenant, settings), digest)
 
 
 async def submit_scrape(request: web.Request) -> web.Response:
@@ -57,7 +72,7 @@ async def submit_scrape(request: web.Request) -> web.Response:
     return await accept(request, tenant, scrape_job(body, tenant, settings), raw)
 
 
-async def accept(request: web.Request, tenant: str, job: NewJob, raw: bytes) -> web.Response:
+async def accept(request: web.Request, tenant: str, job: NewJob, raw: bytes | str) -> web.Response:
     key = IDEMPOTENCY_KEY.read(request)
     submission = await request.app[SUBMITTER].submit(tenant, job, key, raw)
     accepted = JobAccepted(

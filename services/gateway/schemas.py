@@ -32,14 +32,20 @@ class LeadIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     location: Annotated[str, lead_limit("location")] | None = None
 
 
-class EnrichJobRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    leads: list[LeadIn] | None = None
+class UploadJob(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The `job` part of an upload (multipart): an enrich job without `leads` (the `leads`
+    part holds them) and without `depends_on`."""
+
     destinations: Annotated[list[Destination], msgspec.Meta(max_length=20)] = msgspec.field(
         default_factory=list
     )
     priority: Priority = "normal"
     # Absent: LEADFLOW_DEFAULT_TIMEOUT_S.
     timeout_s: Annotated[int, msgspec.Meta(ge=1, le=7 * DAY_S)] | None = None
+
+
+class EnrichJobRequest(UploadJob, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    leads: list[LeadIn] | None = None
     depends_on: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
 
 

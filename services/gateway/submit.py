@@ -2,16 +2,20 @@
 
 If the tasks cannot all be confirmed by the broker, the job is marked `failed` with the
 reason and the client gets 503: a job never sits `queued` with its tasks never sent.
+A job from a file upload (upload.py) publishes its tasks a window at a time from its spool
+file, the confirms of a window pipelined, and answers only when the last window is
+confirmed: the same rule, at any size.
 A job that depends on another one is recorded `waiting` and publishes nothing yet; the
 router releases it when its dependency completes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -52,6 +56,8 @@ class NewJob:
     # More to write in the job's own transaction (a saved search's run: its slot claimed and
     # the run recorded with the job, so a run never exists without its job, nor twice).
     record_with: Callable[[Connection, str], None] | None = None
+    # Tasks too many to build at once (an upload): windows of them, published in turn.
+    task_windows: Callable[[str], AsyncIterator[list[Outgoing]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -77,12 +83,14 @@ class JobSubmitter:
         self.lanes = Lanes(broker)
 
     async def submit(
-        self, tenant: str, job: NewJob, idempotency_key: str | None, raw_body: bytes
+        self, tenant: str, job: NewJob, idempotency_key: str | None, raw_body: bytes | str
     ) -> Submission:
+        """`raw_body`: the request body, or the hex digest of what an upload sent (the same
+        key with other content is a conflict)."""
         if not self.broker.is_connected:
             raise NotSent("the message broker is unreachable; the job was not accepted")
         job_id = new_job_id()
-        digest = hashlib.sha256(raw_body).hexdigest()
+        digest = raw_body if isinstance(raw_body, str) else hashlib.sha256(raw_body).hexdigest()
         # Read here: the store's thread does not see the request's trace context.
         trace = tracing.carrier().get(tracing.TRACEPARENT)
         existing = await self.store.transaction(
@@ -101,14 +109,27 @@ class JobSubmitter:
                 [*notices, *job.tasks(job_id)], timeout_s=self.publish_timeout_s
             )
             self.lanes.announced(notices)
-        except BrokerUnavailable as e:
+            if job.task_windows is not None:
+                async for window in job.task_windows(job_id):
+                    await self.broker.publish(window, timeout_s=self.publish_timeout_s)
+        except (BrokerUnavailable, OSError) as e:  # OSError: an upload's spool file unreadable
             reason = f"could not queue the job's tasks: {e}"
-            await self.store.transaction(lambda conn: fail_job(conn, job_id, reason))
             log.error("job.publish_failed", job_id=job_id, error=str(e))
-            await self.broadcast_stop(job_id, tenant, reason)
+            await self.abandon(job_id, tenant, reason)
             raise NotSent(reason, job_id=job_id) from e
+        except asyncio.CancelledError:
+            # The gateway stopping mid-publish (a big upload's tasks take a while): the job
+            # must not stay queued with part of its tasks sent.
+            log.warning("job.publish_interrupted", job_id=job_id)
+            await asyncio.shield(self.abandon(job_id, tenant, "the gateway stopped while queuing"))
+            raise
         log.info("job.accepted", job_id=job_id, tenant=tenant, kind=job.kind, total=job.total)
         return Submission(job_id=job_id, state="queued")
+
+    async def abandon(self, job_id: str, tenant: str, reason: str) -> None:
+        """The job's tasks could not all be queued: it fails, and workers drop those that were."""
+        await self.store.transaction(lambda conn: fail_job(conn, job_id, reason))
+        await self.broadcast_stop(job_id, tenant, reason)
 
     async def broadcast_stop(self, job_id: str, tenant: str, reason: str) -> None:
         """Best effort: tasks may have landed although their confirms did not; tell the

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar, cast
 
 import msgspec
@@ -161,26 +161,8 @@ def lead_errors(leads: list[LeadIn]) -> Iterable[FieldError]:
     first_seen: dict[str, int] = {}
     for i, lead in enumerate(leads):
         at = f"leads[{i}]"
-        if not (
-            lead.full_name
-            or (lead.first_name and lead.last_name)
-            or lead.linkedin_url
-            or lead.email
-        ):
-            yield FieldError(
-                at,
-                "a lead needs a full_name (or first_name and last_name), "
-                "a linkedin_url or an email",
-            )
-        if lead.linkedin_url is not None and not LINKEDIN_URL.match(lead.linkedin_url):
-            yield FieldError(
-                f"{at}.linkedin_url",
-                "not a LinkedIn profile URL (https://www.linkedin.com/in/<handle>)",
-            )
-        if lead.email is not None and not EMAIL.match(lead.email):
-            yield FieldError(f"{at}.email", "not an email address")
-        if lead.company_domain is not None and not DOMAIN.match(lead.company_domain):
-            yield FieldError(f"{at}.company_domain", "not a domain name (example.com)")
+        for field, message in lead_problems(lead):
+            yield FieldError(f"{at}.{field}" if field else at, message)
         if lead.id is not None:
             if lead.id in first_seen:
                 yield FieldError(
@@ -188,6 +170,27 @@ def lead_errors(leads: list[LeadIn]) -> Iterable[FieldError]:
                     f"duplicate id {lead.id!r}, also used by leads[{first_seen[lead.id]}]",
                 )
             first_seen.setdefault(lead.id, i)
+
+
+def lead_problems(lead: LeadIn) -> Iterable[tuple[str, str]]:
+    """What is wrong with one lead on its own, as (field, message); field "" is the lead.
+    Ids unique within a job is the caller's check (a list here, a spool file in upload.py)."""
+    if not (
+        lead.full_name or (lead.first_name and lead.last_name) or lead.linkedin_url or lead.email
+    ):
+        yield (
+            "",
+            "a lead needs a full_name (or first_name and last_name), a linkedin_url or an email",
+        )
+    if lead.linkedin_url is not None and not LINKEDIN_URL.match(lead.linkedin_url):
+        yield (
+            "linkedin_url",
+            "not a LinkedIn profile URL (https://www.linkedin.com/in/<handle>)",
+        )
+    if lead.email is not None and not EMAIL.match(lead.email):
+        yield "email", "not an email address"
+    if lead.company_domain is not None and not DOMAIN.match(lead.company_domain):
+        yield "company_domain", "not a domain name (example.com)"
 
 
 def refuse_path_like_csv_names(destinations: list[Destination]) -> None:
@@ -266,19 +269,30 @@ def assign_ids(leads: list[LeadIn]) -> list[Lead]:
     for n, lead in enumerate(leads, start=1):
         lead_id = lead.id
         if lead_id is None:
-            lead_id = candidate = f"lead-{n}"
-            suffix = 1
-            while lead_id in taken:
-                suffix += 1
-                lead_id = f"{candidate}-{suffix}"
+            lead_id = next(id_ for id_ in id_candidates(n) if id_ not in taken)
             taken.add(lead_id)
-        fields = {
-            k: (v.strip() or None) if isinstance(v, str) else v
-            for k, v in msgspec.structs.asdict(lead).items()
-        }
-        fields["id"] = lead_id
-        out.append(msgspec.convert(fields, Lead))
+        out.append(to_lead(lead, lead_id))
     return out
+
+
+def id_candidates(n: int) -> Iterator[str]:
+    """The ids a lead without one may get, in order of preference: `lead-<n>`, then
+    `lead-<n>-2`, `lead-<n>-3`... (n is unique, so only the client's ids can be in the way)."""
+    yield f"lead-{n}"
+    suffix = 1
+    while True:
+        suffix += 1
+        yield f"lead-{n}-{suffix}"
+
+
+def to_lead(lead: LeadIn, lead_id: str) -> Lead:
+    """A validated lead with its id, blank values dropped."""
+    fields = {
+        k: (v.strip() or None) if isinstance(v, str) else v
+        for k, v in msgspec.structs.asdict(lead).items()
+    }
+    fields["id"] = lead_id
+    return msgspec.convert(fields, Lead)
 
 
 def document_rules(schemas: dict[str, Any], sources: tuple[str, ...], max_leads: int) -> None:

@@ -116,6 +116,7 @@ class RouterService:
                 Alerter(self.store, self._session, settings.alert_webhook_url, guard).check,
             ),
             ("job gauges", JobGauges(self.store, self.metrics).check),
+            ("csv catch-up", csv.catch_up),
             (
                 "retention",
                 RetentionKeeper(

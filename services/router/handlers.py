@@ -52,8 +52,9 @@ class EventHandler:
         for status, count in recorded.outcomes.items():
             self.outcomes.labels(status=status).inc(count)
         # The CSV catches up from the store, so a sync interrupted by a crash is redone
-        # by the redelivered events of the same jobs.
-        for job_id in sorted(recorded.touched):
+        # by the redelivered events of the same jobs. A CSV to rewrite waits for its job
+        # to be quiet (the router's upkeep: CsvExporter.catch_up).
+        for job_id in sorted(recorded.touched - recorded.rewrites):
             try:
                 await self.csv.sync(job_id)
             except OSError as e:

@@ -53,6 +53,10 @@ class Recorded:
     touched: set[str] = field(default_factory=set)
     outgoing: list[Outgoing] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
+    # Jobs whose CSV is to be written again from the start (a failed lead became enriched:
+    # a dead-letter replay). The rewrite waits until the job is quiet, so a replay of many
+    # leads, in many batches, rewrites the file once (CsvExporter.catch_up).
+    rewrites: set[str] = field(default_factory=set)
 
 
 def record_events(
@@ -88,9 +92,12 @@ def record_events(
                 recorded.outcomes += record_replayed(conn, event)
             continue
         if isinstance(event, LeadOutcomes):
-            recorded.outcomes += record_outcomes(
+            added, upgraded = record_outcomes(
                 conn, event, accept_new=state not in jobstate.TERMINAL
             )
+            recorded.outcomes += added
+            if upgraded:
+                recorded.rewrites.add(event.job_id)
         elif isinstance(event, LeadsScraped):
             if event.only_new:
                 event, enrich = keep_new_leads(conn, event, enrich_batch_size)
@@ -111,13 +118,16 @@ def job_state(conn: Connection, job_id: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-def record_outcomes(conn: Connection, event: LeadOutcomes, *, accept_new: bool) -> Counter[str]:
+def record_outcomes(
+    conn: Connection, event: LeadOutcomes, *, accept_new: bool
+) -> tuple[Counter[str], int]:
+    """The new outcomes by status, and how many failed leads became enriched."""
     added, upgraded = insert_leads(conn, event.job_id, event.leads, accept_new=accept_new)
     if added or upgraded:
         advance_progress(conn, event.job_id, added, upgraded)
     # Counted as leads become enriched, so a redelivered event counts nothing again.
     add_usage(conn, event.tenant, {"leads_enriched": added["enriched"] + upgraded})
-    return added
+    return added, upgraded
 
 
 def record_replayed(conn: Connection, event: LeadOutcomes) -> Counter[str]:

@@ -3,7 +3,9 @@ results (and their CSV exports when `LEADFLOW_DELETE_EXPORTS` is on); idempotenc
 are dropped after their 24 hours; dead letters that outlived their job, or were parked
 longer than `LEADFLOW_DEAD_LETTER_RETENTION_DAYS`, are purged.
 
-A job's deletion is broadcast (`JobDeleted` on the control stream) before its rows go, as
+A job's results are deleted a chunk at a time first (shared/purge.py), so that a job of a
+million leads does not hold the store's write lock for the whole of it. A job's deletion
+is broadcast (`JobDeleted` on the control stream) before its rows go, as
 `DELETE /v1/jobs/{id}` does, so every enricher drops the provider answers its leads used
 from its cache; if the broadcast cannot be sent, nothing is deleted and the next round
 tries again.
@@ -23,6 +25,7 @@ from shared.broker import Outgoing, Publish
 from shared.dbapi import Connection
 from shared.logging import get_logger
 from shared.messages import JobDeleted
+from shared.purge import purge_lead_rows
 from shared.results import remove_exports
 from shared.store import IDEMPOTENCY_TTL_S, Store, delete_job, epoch_s, iso
 
@@ -80,6 +83,8 @@ class RetentionKeeper:
                 [Publish(JobDeleted(job_id=job_id, tenant=tenant)) for job_id, tenant in expired]
             )
             job_ids = [job_id for job_id, _ in expired]
+            for job_id in job_ids:  # a big job's results: a chunk a transaction
+                await purge_lead_rows(self.store, job_id)
             exports = await self.store.transaction(partial(delete_jobs, job_ids=job_ids))
             if self.delete_exports:
                 await remove_exports(self.exports_dir, exports)

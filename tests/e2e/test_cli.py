@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools.samples import make_leads
 from devtools.stack import ROOT, Stack
 
 pytestmark = pytest.mark.e2e
@@ -146,9 +147,31 @@ def test_leads_the_gateway_refuses_are_named_by_their_line(stack: Stack, tmp_pat
     assert "Traceback" not in result.stderr
     assert result.stderr.splitlines() == [
         "leadflow: error: Validation failed (HTTP 422)",
-        "  line 3 (leads[1].linkedin_url): not a LinkedIn profile URL"
+        "  line 3 (linkedin_url): not a LinkedIn profile URL"
         " (https://www.linkedin.com/in/<handle>)",
     ]
+
+
+def test_a_file_beyond_a_json_body_uploads_as_it_is_with_a_progress_bar(
+    stack: Stack, tmp_path: Path
+) -> None:
+    leads = make_leads(12_000, seed=1510, with_ids=False)  # more than a JSON body may hold
+    path = tmp_path / "big.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[*leads[0], "Notes"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({**lead, "Notes": "x" * 40} for lead in leads)
+    result = leadflow(stack, "enrich", str(path), "--follow")
+    assert result.returncode == 0, result.stderr
+    assert "submitted 12000 leads as job " in result.stdout
+    errors = result.stderr.splitlines()
+    assert errors[0] == "leadflow: warning: " + str(path) + (
+        ": ignoring columns that are not lead fields: 'Notes'"
+    )
+    uploading = [line for line in errors if line.endswith("uploading big.csv")]
+    assert len(uploading) >= 2, result.stderr
+    assert "100.0%" in uploading[-1]
+    assert "12000/12000  completed" in result.stderr
 
 
 def test_an_unknown_job_is_exit_2(stack: Stack) -> None:

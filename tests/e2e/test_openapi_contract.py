@@ -9,7 +9,9 @@ derandomized, so it is the same few hundred requests every time.
 Three rules of a job's body are beyond JSON Schema, so the document states them in prose
 (services/gateway/validation.py): lead ids unique, CSV names unique, webhook hosts that
 resolve to an address webhooks may reach. Schema-valid bodies are made to keep them
-(`within_prose_rules`) before they are sent; everything else is as generated.
+(`within_prose_rules`) before they are sent; everything else is as generated. So is an
+upload's: its `job` part first, and a `leads` part that is a lead file (the document
+describes the file in prose).
 
 Query parameters are generated from the document like bodies are (every parameter the
 document states, with its bounds: out-of-bounds values in the negative mode). The cursor's
@@ -23,6 +25,7 @@ keys would not enforce.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -65,6 +68,8 @@ JOB_BODIES = {("POST", "/v1/jobs/enrich"), ("POST", "/v1/jobs/scrape"), SCHEDULE
 REACHABLE_WEBHOOK = "http://127.0.0.1:9/hook"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 VALID_LEAD = {"full_name": "Ada Lovelace", "company": "Analytical Engines Ltd"}
+CSV_LEADS = "full_name,company\nAda Lovelace,Analytical Engines Ltd\n"
+NDJSON_LEADS = json.dumps(VALID_LEAD) + "\n"
 POSITIONS = st.integers(min_value=0, max_value=10**18 - 1)
 
 
@@ -102,19 +107,31 @@ def schema(stack: Stack) -> BaseSchema:
 
 def with_a_valid_lead(case: Case) -> Case:
     body: Any = case.body
-    if isinstance(body, dict):
+    if isinstance(body, dict) and case.media_type != "multipart/form-data":
         body["leads"] = [VALID_LEAD, *(body.get("leads") or [])[:3]]
     return case
 
 
 def within_prose_rules(case: Case) -> Case:
     """A job body (or a schedule's `job`) that keeps the three rules the document states in
-    prose only."""
+    prose only; an upload (multipart) with its `job` part so, first, and a `leads` part that
+    is a valid file of the media type chosen for it (a generated string is no lead file)."""
+    if case.media_type == "multipart/form-data" and isinstance(case.body, dict):
+        job = case.body.get("job")
+        kind = (case.multipart_content_types or {}).get("leads", "text/csv")
+        leads = NDJSON_LEADS if "ndjson" in kind else CSV_LEADS
+        case.body = {"job": keep_prose_rules(job), "leads": leads}
+        return case
     body: Any = case.body
     if isinstance(body, dict) and (case.method.upper(), case.path) == SCHEDULE_BODY:
         body = body.get("job")
+    keep_prose_rules(body)
+    return case
+
+
+def keep_prose_rules(body: Any) -> Any:
     if not isinstance(body, dict):
-        return case
+        return body
     seen_ids: set[str] = set()
     for n, lead in enumerate(body.get("leads") or []):
         if isinstance(lead, dict) and lead.get("id") is not None:
@@ -128,7 +145,7 @@ def within_prose_rules(case: Case) -> Case:
             dest["url"] = REACHABLE_WEBHOOK
         elif dest.get("type") == "csv":
             dest["name"] = f"{dest['name'][:100]}-{n}"
-    return case
+    return body
 
 
 def with_a_cursor(case: Case, position: int) -> Case:
@@ -198,7 +215,7 @@ async def test_a_real_job_answers_as_documented(schema: BaseSchema, api: Api) ->
         "destinations": [{"type": "csv", "name": "contract"}, {"type": "dashboard"}],
     }
     submit = schema["/v1/jobs/enrich"]["POST"].Case(
-        body=body, headers={"Idempotency-Key": "contract-1"}
+        body=body, media_type="application/json", headers={"Idempotency-Key": "contract-1"}
     )
     first = submit.call_and_validate(headers=AUTH)
     assert first.status_code == 202
@@ -232,6 +249,23 @@ async def test_a_real_job_answers_as_documented(schema: BaseSchema, api: Api) ->
     # Cancelling a finished job: 409 once the endpoint exists, 404 until then.
     assert got[5].status_code in (404, 409)
     assert [r.status_code for r in got[6:]] == [422, 422]
+
+
+def test_a_real_upload_answers_as_documented(schema: BaseSchema) -> None:
+    upload = schema["/v1/jobs/enrich"]["POST"].Case(
+        body={"job": {"destinations": [{"type": "dashboard"}]}, "leads": CSV_LEADS},
+        media_type="multipart/form-data",
+    )
+    assert upload.call_and_validate(headers=AUTH).status_code == 202
+    bad = schema["/v1/jobs/enrich"]["POST"].Case(
+        body={"job": {}, "leads": "full_name,email\nAda,not-an-email\n"},
+        media_type="multipart/form-data",
+    )
+    refused = bad.call(headers=AUTH)
+    assert refused.status_code == 422
+    assert refused.json()["errors"] == [
+        {"field": "email", "message": "not an email address", "line": 2}
+    ]
 
 
 def leads_case(schema: BaseSchema, job_id: str, query: dict[str, Any]) -> Case:

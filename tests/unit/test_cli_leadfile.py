@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from leadflow_cli.errors import UsageError
-from leadflow_cli.leadfile import LEAD_FIELDS, field_for, read_lead_file
+from leadflow_cli.leadfile import LEAD_FIELDS, read_lead_file
+from shared.leadcolumns import field_for
 
 ADA = {"full_name": "Ada Lovelace", "company": "Analytical Engines"}
 

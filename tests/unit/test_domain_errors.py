@@ -36,6 +36,9 @@ HTTP_LAYER = {
     "services/gateway/queries.py",
     "services/gateway/schedules.py",
     "services/gateway/daily.py",
+    # An upload's multipart body and its lead file, decoded (like validation.py's bodies).
+    "services/gateway/upload.py",
+    "services/gateway/leadlines.py",
 }
 DOMAIN = {
     "services/gateway/submit.py",

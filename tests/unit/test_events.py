@@ -671,3 +671,52 @@ async def test_a_store_outage_is_waited_out_and_a_failed_poller_ends_its_streams
     finally:
         await streams.wait_stopped()
         await store.close()
+
+
+async def test_a_late_stream_of_a_big_job_starts_at_its_newest_lead_unless_it_asks(
+    store: Store, tmp_path: Path
+) -> None:
+    # `replay_leads` of 4 stands for the 10,000 of a real gateway.
+    client = await make_client(store, tmp_path, replace(FAST, replay_leads=4))
+    try:
+        await store.transaction(lambda c: add_job(c, "big", 7))
+        await store.transaction(lambda c: add_job(c, "small", 4))
+        await finish(store, "big", "a", "b", "c", "d", "e")
+        await finish(store, "small", "s1", "s2", "s3")
+
+        async def stream_after(job_id: str, query: str, *ids: str) -> list[Sse]:
+            url = f"/v1/jobs/{job_id}/events{query}"
+            async with client.get(url, headers=ACME) as response:
+                assert response.status == 200, await response.text()
+                events: list[Sse] = []
+                async with asyncio.timeout(10):
+                    async for event in read_sse(response):
+                        if event.event == "message":
+                            continue
+                        events.append(event)
+                        if event.event != "state":
+                            continue
+                        if event.json()["state"] == "completed":
+                            return events
+                        if [e.event for e in events].count("state") == 1:
+                            await finish(store, job_id, *ids)  # after the stream began
+            raise AssertionError(f"the stream of {job_id} ended before its job: {events}")
+
+        late = await stream_after("big", "", "f", "g")
+        assert lead_ids(late) == ["f", "g"]  # not a, b, c, d, e: the job had 5 > 4
+        assert late[0].event == "progress"
+        assert late[0].json()["progress"]["done"] == 5
+        assert int(late[0].id or "") > 0  # the newest lead's seq: a resume goes on from it
+
+        everything = await collect(client, "big", ACME | {"Accept": "text/event-stream"})
+        assert lead_ids(everything) == []  # completed, 7 > 4: nothing new to send
+        async with client.get("/v1/jobs/big/events?leads=true", headers=ACME) as response:
+            async with asyncio.timeout(10):
+                asked = [e async for e in read_sse(response) if e.event == "lead"]
+        assert [e.json()["id"] for e in asked] == ["a", "b", "c", "d", "e", "f", "g"]
+
+        only_new = await stream_after("small", "?leads=new", "s4")
+        assert lead_ids(only_new) == ["s4"]
+        assert lead_ids(await collect(client, "small")) == ["s1", "s2", "s3", "s4"]
+    finally:
+        await client.close()

@@ -10,10 +10,13 @@ from pathlib import Path
 import msgspec
 import pytest
 
+import services.router.destinations.csv as csv_module
 from services.router.destinations.csv import CsvExporter, pending_rows
 from services.router.destinations.webhook import claim_due, mark_delivered, signed_headers
+from services.router.handlers import EventHandler
 from services.router.ledger import record_events
 from shared.dbapi import Connection
+from shared.health import Metrics
 from shared.jobs import CsvDestination, JobSpec, WebhookDestination
 from shared.jobstate import stop
 from shared.messages import LeadsEnriched, LeadsFailed, ResultLead
@@ -189,3 +192,48 @@ def test_webhook_signature_follows_standard_webhooks() -> None:
     assert headers["webhook-signature"] == f"v1,{expected}"
     assert headers["webhook-id"] == "msg_1"
     assert "webhook-signature" not in signed_headers("msg_1", b"{}", None)
+
+
+async def test_a_replay_of_many_leads_rewrites_the_csv_once_when_it_is_over(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Failed leads that a replay enriches, batch after batch: the CSV is not rewritten per
+    batch but once, when the job is quiet, with each lead once and its new outcome."""
+    spec = JobSpec(destinations=[CsvDestination(name="out")])
+    ids = [f"l{n}" for n in range(60)]
+    await store.transaction(lambda c: add_job(c, "j9", len(ids), spec))
+    failed = LeadsFailed(
+        job_id="j9",
+        tenant="t",
+        leads=[ResultLead(id=i, status="failed", error="gone") for i in ids],
+    )
+    exporter = CsvExporter(store, tmp_path / "exports")
+    writes: list[int] = []  # the offset each write starts at: 0 is a file (re)written
+    real_write_at = csv_module.write_at
+
+    async def counted(path: Path, offset: int, data: bytes) -> None:
+        writes.append(offset)
+        await real_write_at(path, offset, data)
+
+    monkeypatch.setattr(csv_module, "write_at", counted)
+
+    class NoWebhooks:
+        def nudge(self) -> None:
+            pass
+
+    handler = EventHandler(store, exporter, NoWebhooks(), Metrics())  # type: ignore[arg-type]
+    await handler([failed])
+    assert writes == [0]
+    for start in range(0, len(ids), 10):  # the replay's batches
+        await handler([enriched("j9", *ids[start : start + 10])])
+    assert writes == [0], "rewritten while the replay was going on"
+
+    monkeypatch.setattr(csv_module, "QUIET_S", 0.0)
+    await exporter.catch_up()
+    assert writes == [0, 0]
+    await exporter.catch_up()
+    assert writes == [0, 0]  # up to date: nothing more
+    with (tmp_path / "exports" / "t" / "out.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(row["id"] for row in rows) == sorted(ids)
+    assert {row["status"] for row in rows} == {"enriched"}

@@ -3,6 +3,8 @@
 // the key field (kept in sessionStorage for this tab). Live data comes from
 // GET /v1/jobs/{id}/events read with fetch(): EventSource cannot send that header.
 
+import { newJobPage } from "./newjob.js";
+
 const KEY_STORAGE = "leadflow.apiKey";
 const TERMINAL = new Set(["completed", "failed", "cancelled", "timed_out"]);
 // Browsers open at most 6 HTTP/1.1 connections per host; each live row holds one.
@@ -590,10 +592,13 @@ function showKeyState() {
     : stored === "" ? "Using no key (auth off)." : "Key set for this tab.";
 }
 
+let newJob = null; // the "New job" page (newjob.js)
+
 function route() {
   view += 1;
   leaveJobs();
   leaveJob();
+  newJob.hide();
   clearMessages();
   for (const page of pages) {
     page.leave();
@@ -609,10 +614,12 @@ function route() {
   }
   const match = location.hash.match(/^#\/jobs\/([^/]+)$/);
   if (match) showJob(decodeURIComponent(match[1]));
+  else if (location.hash === "#/new") newJob.show();
   else showJobs();
 }
 
 function start() {
+  newJob = newJobPage({ authHeaders: withAuth, clearMessages });
   $("#key-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const input = $("#api-key");

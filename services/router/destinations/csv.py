@@ -21,14 +21,16 @@ import aiofiles.os
 
 from shared.dbapi import Connection
 from shared.jobs import CsvDestination
-from shared.jobstate import STOPPED
+from shared.jobstate import STOPPED, state_in
 from shared.logging import get_logger
 from shared.results import decode_result, encode_csv, field_map
-from shared.store import Store, csv_owner, decode_spec
+from shared.store import Store, csv_owner, decode_spec, epoch_s
 
 log = get_logger(__name__)
 _fsync = aiofiles.os.wrap(os.fsync)  # aiofiles has no fsync of its own
 ROWS_PER_SYNC = 5000
+QUIET_S = 2.0  # a job without progress this long is not being replayed any more
+CATCH_UP_JOBS = 20  # per upkeep round
 
 
 class CsvExporter:
@@ -38,6 +40,14 @@ class CsvExporter:
 
     def path_for(self, tenant: str, dest: CsvDestination) -> Path:
         return self.exports_dir / tenant / dest.file_name
+
+    async def catch_up(self) -> None:
+        """Sync the CSVs that lag behind the store of jobs quiet for `QUIET_S`: a file to
+        rewrite after a replay (written once, when the replay's batches stopped coming),
+        or one whose sync a crash cut short. An upkeep duty."""
+        quiet_since = epoch_s() - QUIET_S
+        for job_id in await self.store.run(lambda conn: lagging_jobs(conn, quiet_since)):
+            await self.sync(job_id)
 
     async def sync(self, job_id: str) -> None:
         targets = await self.store.run(lambda conn: csv_targets(conn, job_id))
@@ -87,6 +97,18 @@ class CsvExporter:
         )
         log.debug("csv.appended", job_id=job_id, rows=len(rows), path=str(path))
         return True
+
+
+def lagging_jobs(conn: Connection, quiet_since: float) -> list[str]:
+    """A few jobs whose CSV has rows still to write and no progress since `quiet_since`."""
+    rows = conn.execute(
+        "SELECT DISTINCT d.job_id FROM destinations d JOIN jobs j ON j.job_id = d.job_id"
+        f" WHERE d.type = 'csv' AND j.progress_at < ? AND NOT {state_in(STOPPED, 'j.state')}"
+        " AND EXISTS (SELECT 1 FROM leads l WHERE l.job_id = d.job_id AND l.seq > d.cursor_seq)"
+        " LIMIT ?",
+        (quiet_since, CATCH_UP_JOBS),
+    ).fetchall()
+    return [str(row[0]) for row in rows]
 
 
 def csv_targets(conn: Connection, job_id: str) -> list[tuple[str, int, CsvDestination]]:

@@ -1,14 +1,22 @@
-"""The enricher service: consumes enrich tasks and publishes lead outcomes."""
+"""The enricher service: consumes enrich tasks and publishes lead outcomes.
+
+It opens the status store for what every enricher shares: the provider keys' allowances
+and concurrency (shared/limits.py) and the asynchronous batches submitted
+(services/enricher/batches.py).
+"""
 
 from __future__ import annotations
 
+from services.enricher.batches import StoreBatches
 from services.enricher.cache import ProviderCache
 from services.enricher.config import EnricherSettings
 from services.enricher.handlers import EnrichHandler, give_up, split_task
 from services.enricher.metrics import ProviderMetrics
 from services.enricher.providers import build_provider
 from services.enricher.waterfall import Waterfall
+from shared.limits import StoreLimits
 from shared.messages import EnrichTask
+from shared.store import Store
 from shared.supervise import Supervised, supervise
 from shared.worker import WorkerRuntime, WorkerSpec
 
@@ -29,18 +37,25 @@ class EnricherService:
         self.cache = ProviderCache(
             settings.common.data_dir / "provider-cache.db", settings.provider_cache_ttl_s
         )
+        # Its writes are allowances and batch ids: losing the last ones on power loss costs
+        # a request's turn or a batch resubmitted, never a lead.
+        self.store = Store(settings.common.db_path, durable=False)
         self.purge: Supervised | None = None
 
     async def start(self) -> None:
         await self.cache.open()
+        await self.store.open()
+        limits = StoreLimits(self.store)
         runtime = self.runtime
         # Before the control stream is read: every deletion in its history is applied.
         runtime.control.on_deleted(self.cache.job_deleted)
         self.purge = supervise("cache-purge", self.cache.run_purge)
         session = runtime.http_session()
         metrics = ProviderMetrics(runtime.metrics)
+        batches = StoreBatches(self.store)
         providers = [
-            build_provider(p, session, runtime.control, metrics) for p in self.settings.providers
+            build_provider(p, session, runtime.control, metrics, limits=limits, batches=batches)
+            for p in self.settings.providers
         ]
         handler = EnrichHandler(
             Waterfall(providers, self.cache, metrics),
@@ -55,3 +70,4 @@ class EnricherService:
         if self.purge is not None:
             await self.purge.stop()
         await self.cache.close()
+        await self.store.close()

@@ -1,13 +1,16 @@
 """Enricher settings: consumption, retries and the provider waterfall.
 
 Providers are listed in waterfall order in `LEADFLOW_PROVIDERS` (`alpha,beta`); each
-has `LEADFLOW_PROVIDER_<NAME>_KIND`, `_URL`, `_KEY`, `_TIMEOUT_S`, `_RATE_PER_S`,
-`_COOLDOWN_S` (read like every external API's, shared/config.py `load_api`), and its own
-`_CONCURRENCY`, `_BULK` and `_POLL_S`. A name is its own kind when it names a vendor
-(`hunter`, `pdl`, `apollo`, `dropcontact`), else the kind is `http` (leadflow's own
-person-match protocol). In dev, unset URLs and keys point at the sandbox (its emulation of
-the vendor for vendor kinds); in production keys must be given, and so must URLs of `http`
-providers (a vendor's URL defaults to its public API).
+has `LEADFLOW_PROVIDER_<NAME>_KIND`, `_URL`, `_KEYS` (a pool, comma-separated; or `_KEY`),
+`_LIMITS` (each key's windows, `15/s,500/min`), `_TIMEOUT_S`, `_RATE_PER_S`, `_COOLDOWN_S`
+(read like every external API's, shared/config.py `load_api`), and its own
+`_CONCURRENCY`, `_BULK` and `_POLL_S`. `_CONCURRENCY`, when set, holds across every
+enricher process (shared/limits.py leases); unset, each process allows 64 at once.
+A name is its own kind when it names a vendor (`hunter`, `pdl`, `apollo`,
+`dropcontact`), else the kind is `http` (leadflow's own person-match protocol). In dev,
+unset URLs and keys point at the sandbox (its emulation of the vendor for vendor kinds);
+in production keys must be given, and so must URLs of `http` providers (a vendor's URL
+defaults to its public API).
 """
 
 from __future__ import annotations
@@ -47,8 +50,8 @@ DEV_POLL_S = 0.2
 PROVIDERS = ApiKind(
     prefix="PROVIDER",
     what="provider",
-    keys_var="KEY",
-    max_keys=1,
+    keys_var="KEYS",
+    max_keys=None,
     dev_keys="sandbox-key",
     timeout_s=10.0,
     rate_per_s=0.0,
@@ -60,6 +63,8 @@ PROVIDERS = ApiKind(
 class ProviderSettings(ApiSettings, frozen=True, kw_only=True):
     kind: str = HTTP_KIND  # one of KINDS: which wire format the adapter speaks
     concurrency: int
+    # `_CONCURRENCY` was set: it bounds the requests in flight of all enrichers together.
+    shared_concurrency: bool = False
     bulk: bool  # the provider has a bulk endpoint (`<url>/v1/person/bulk`)
     poll_s: float = DOC_POLL_S  # asynchronous vendors: time between polls for a result
 
@@ -116,6 +121,7 @@ def load_provider(env: EnvReader, common: CommonSettings, name: str) -> Provider
         public_url=VENDOR_URLS.get(kind),
         kind=kind,
         concurrency=env.get_int(f"{var}_CONCURRENCY", 64, minimum=1, maximum=10_000),
+        shared_concurrency=env.is_set(f"{var}_CONCURRENCY"),
         bulk=env.get_bool(f"{var}_BULK", True),
         poll_s=env.get_float(
             f"{var}_POLL_S",

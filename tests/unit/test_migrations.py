@@ -32,6 +32,9 @@ STORES = {
 }
 
 
+SNAPSHOT_VERSIONS = {"status_store": 7, "provider_cache": 3}
+
+
 def schema(conn: sqlite3.Connection) -> list[list[str]]:
     rows = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name")
     return [list(row) for row in rows]
@@ -47,9 +50,10 @@ def migrated(scripts: tuple[str, ...], upto: int | None = None) -> sqlite3.Conne
 def test_the_files_produce_the_schema_of_before(name: str) -> None:
     scripts, _, _ = STORES[name]
     expected = json.loads((SNAPSHOTS / f"{name}.json").read_text())
-    conn = migrated(scripts)
+    # The snapshots are of the migrations that existed at the move; later files add to it.
+    conn = migrated(scripts, SNAPSHOT_VERSIONS[name])
     assert schema(conn) == expected
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(scripts)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SNAPSHOT_VERSIONS[name]
 
 
 @pytest.mark.parametrize("name", sorted(STORES))

@@ -1,0 +1,2 @@
+-- Placeholder on branch h-limits: numbers 0008 and 0009 belong to other branches merged
+-- beside this one (the lead renumbers at merge and drops this file). Nothing to apply.

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 import msgspec
 
 from shared.errors import ConfigError
-from shared.limits import Window, parse_windows, rate_window
 from shared.topology import QueueType
+from shared.windows import Window, parse_windows, rate_window
 
 T = TypeVar("T")
 

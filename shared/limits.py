@@ -16,9 +16,12 @@ transaction per turn taken, so enrichers and scrapers on any number of processes
 machines share an account's allowance; `limit_leases` does the same for concurrency (a
 lease per request in flight, which expires if its holder dies).
 
-Every span is lengthened by `margin_s` when booking: the vendor counts a request when it
-arrives, and a request booked at t may leave (event loop lag) and arrive (network) later
-than the next one booked at t + span.
+The vendor counts a request when it arrives, and a request booked for t may leave later
+(a sleep overslept, a busy event loop). So the caller reports when it really sent
+(`sent`): a late request moves its slot to that time, before the slot is booked again (a
+turn is booked at most `BOOK_AHEAD_S` ahead; a caller further away sleeps, then books).
+What remains (the network, the vendor's own lag) is covered by lengthening each span by
+`Window.margin_s` when booking.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import math
-import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -34,74 +36,43 @@ from typing import Any, Protocol
 
 import msgspec
 
-from shared.errors import ConfigError
+from shared.errors import StoreUnavailable
+from shared.logging import get_logger
+from shared.windows import Window
 
-UNITS = {
-    "s": 1.0,
-    "sec": 1.0,
-    "second": 1.0,
-    "m": 60.0,
-    "min": 60.0,
-    "minute": 60.0,
-    "h": 3600.0,
-    "hour": 3600.0,
-    "d": 86400.0,
-    "day": 86400.0,
-}
-_WINDOW = re.compile(r"(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+?)s?")
-MAX_WINDOW_LIMIT = 100_000  # slots kept per window and key: a larger allowance is no limit
-EXPECTED = "comma-separated windows such as 15/s,500/min or 50/min,200/h,600/d"
+log = get_logger(__name__)
+
+# How far ahead a turn is booked: a slot is booked again only after the request that used it
+# had this long less than its span to report when it really left.
+BOOK_AHEAD_S = 0.25
+# A request that left this much later than booked moves its slot (fewer writes for the rest).
+SETTLE_AFTER_S = 0.002
+# Turns of the shortest window are at least this share of an even spacing apart.
+PACE = 0.5
 
 
-class Window(msgspec.Struct, frozen=True):
-    """At most `limit` requests in any `span_s` seconds."""
+class Turn(msgspec.Struct, frozen=True):
+    """A booked turn: `wait_s` until it (when it was booked), the time it was booked for
+    (the limits' clock) and the slots holding it, as (window name, slot)."""
 
-    limit: int
-    span_s: float
+    wait_s: float
+    at: float = 0.0
+    slots: tuple[tuple[str, int], ...] = ()
 
     @property
-    def name(self) -> str:
-        """How the window is keyed in the store: a changed allowance starts afresh."""
-        return f"{self.limit}/{self.span_s:g}s"
-
-    def margin_s(self) -> float:
-        # A few hundredths of a second for a 1 s window: what a request's arrival may lag
-        # behind its booking on a busy machine. Longer windows take the same absolute slack.
-        return 0.02 * min(self.span_s, 1.0) + 0.01
-
-
-def parse_windows(variable: str, raw: str) -> tuple[Window, ...]:
-    """`15/s,500/min` as windows; anything else is a `ConfigError` naming `variable`."""
-    windows = []
-    for part in (p.strip().lower() for p in raw.split(",")):
-        match = _WINDOW.fullmatch(part)
-        unit = UNITS.get(match[3]) if match else None
-        if match is None or unit is None:
-            raise ConfigError(variable, EXPECTED, part or raw)
-        limit = int(match[1])
-        span_s = float(match[2] or 1) * unit
-        if not 1 <= limit <= MAX_WINDOW_LIMIT or span_s <= 0:
-            raise ConfigError(
-                variable, f"a limit between 1 and {MAX_WINDOW_LIMIT} per a positive span", part
-            )
-        windows.append(Window(limit, span_s))
-    return tuple(sorted(set(windows), key=lambda w: w.span_s))
-
-
-def rate_window(rate_per_s: float) -> tuple[Window, ...]:
-    """The older `_RATE_PER_S` (may be fractional) as a window: 2.5/s is 2 per 0.8 s."""
-    if rate_per_s <= 0:
-        return ()
-    limit = max(1, int(rate_per_s))
-    return (Window(limit, limit / rate_per_s),)
+    def booked(self) -> bool:
+        return bool(self.slots)
 
 
 class Limits(Protocol):
     """Where turns and leases are booked: in the process, or in the store for all of them."""
 
-    async def take(self, target: str, windows: Sequence[Window], max_wait_s: float) -> float:
-        """Book `target`'s next turn under every window: seconds until it (0: now). A turn
-        more than `max_wait_s` away is not booked; its distance is returned."""
+    async def take(self, target: str, windows: Sequence[Window], max_wait_s: float) -> Turn:
+        """Book `target`'s next turn under every window: its wait (0: now). A turn more
+        than `max_wait_s` away is not booked (no slots); its distance is the wait."""
+
+    async def sent(self, target: str, turn: Turn) -> None:
+        """The request of `turn` leaves now: a slot booked earlier moves to now."""
 
     async def lease(self, target: str, slots: int, hold_s: float) -> str | None:
         """One of `target`'s `slots` concurrent requests, for at most `hold_s`: its lease id,
@@ -111,9 +82,15 @@ class Limits(Protocol):
         """Give the lease back."""
 
 
-def _book(slots_at: list[float], windows: Sequence[Window], now: float) -> float:
-    """When the next turn is, given each window's oldest slot time (in `windows` order)."""
-    start = now
+def _book(slots_at: list[float], windows: Sequence[Window], now: float, newest: float) -> float:
+    """When the next turn is, given each window's oldest slot time (in `windows` order,
+    shortest span first) and the latest turn booked in the shortest window.
+
+    Turns are also kept `PACE` of an even spacing apart in the shortest window: a whole
+    window's worth sent at one instant reaches the vendor as a burst it counts over some
+    milliseconds, and the same burst a span later would then meet the tail of the first."""
+    shortest = windows[0]
+    start = max(now, newest + PACE * shortest.span_s / shortest.limit)
     for oldest, window in zip(slots_at, windows, strict=True):
         start = max(start, oldest + window.span_s + window.margin_s())
     return start
@@ -127,19 +104,27 @@ class MemoryLimits:
         self._slots: dict[tuple[str, str], list[float]] = {}
         self._leases: dict[str, set[str]] = {}
 
-    async def take(self, target: str, windows: Sequence[Window], max_wait_s: float) -> float:
+    async def take(self, target: str, windows: Sequence[Window], max_wait_s: float) -> Turn:
         if not windows:
-            return 0.0
-        heaps = [
-            self._slots.setdefault((target, w.name), [-math.inf] * w.limit) for w in windows
-        ]
+            return Turn(0.0)
+        heaps = [self._slots.setdefault((target, w.name), [-math.inf] * w.limit) for w in windows]
         now = self._clock()
-        start = _book([heap[0] for heap in heaps], windows, now)
+        start = _book([heap[0] for heap in heaps], windows, now, max(heaps[0]))
         if start - now > max_wait_s:
-            return start - now
+            return Turn(start - now)
         for heap in heaps:
             heapq.heapreplace(heap, start)
-        return start - now
+        return Turn(start - now, start, tuple((w.name, 0) for w in windows))
+
+    async def sent(self, target: str, turn: Turn) -> None:
+        now = self._clock()
+        if not turn.booked or now - turn.at < SETTLE_AFTER_S:
+            return
+        for name, _ in turn.slots:
+            heap = self._slots.get((target, name))
+            if heap is not None and turn.at in heap:
+                heap[heap.index(turn.at)] = now
+                heapq.heapify(heap)
 
     async def lease(self, target: str, slots: int, hold_s: float) -> str | None:
         held = self._leases.setdefault(target, set())
@@ -181,35 +166,54 @@ class StoreLimits:
         self._seeded: set[tuple[str, str]] = set()
         self.holder = uuid.uuid4().hex[:12]  # this process, in lease rows
 
-    async def take(self, target: str, windows: Sequence[Window], max_wait_s: float) -> float:
+    async def take(self, target: str, windows: Sequence[Window], max_wait_s: float) -> Turn:
         if not windows:
-            return 0.0
+            return Turn(0.0)
         await self._seed(target, windows)
         for _ in range(self.MAX_CONFLICTS):
             try:
-                wait: float = await self._store.transaction(
+                turn: Turn = await self._store.transaction(
                     lambda conn: self._take(conn, target, windows, max_wait_s)
                 )
-                return wait
+                return turn
             except Conflict:
                 await asyncio.sleep(0)
-        return max_wait_s + 0.01  # contended beyond reason: let the caller come back later
+        return Turn(max_wait_s + 0.01)  # contended beyond reason: come back later
 
-    def _take(
-        self, conn: Any, target: str, windows: Sequence[Window], max_wait_s: float
-    ) -> float:
+    async def sent(self, target: str, turn: Turn) -> None:
+        if not turn.booked or self._clock() - turn.at < SETTLE_AFTER_S:
+            return
+
+        def settle(conn: Any) -> None:
+            now = self._clock()
+            conn.executemany(
+                "UPDATE limit_slots SET at = ? WHERE target = ? AND win = ? AND slot = ?"
+                " AND at = ?",
+                [(now, target, name, slot, turn.at) for name, slot in turn.slots],
+            )
+
+        try:
+            await self._store.transaction(settle)
+        except StoreUnavailable as e:
+            # The margin still covers most of the lag; the request itself is not at fault.
+            log.warning("limits.settle_failed", target=target, error=str(e))
+
+    def _take(self, conn: Any, target: str, windows: Sequence[Window], max_wait_s: float) -> Turn:
         oldest = []
         for window in windows:
             row = conn.execute(
-                "SELECT slot, at FROM limit_slots WHERE target = ? AND win = ?"
-                " ORDER BY at, slot LIMIT 1",
+                "SELECT slot, at FROM limit_slots WHERE target = ? AND win = ? ORDER BY at LIMIT 1",
                 (target, window.name),
             ).fetchone()
             oldest.append((int(row[0]), float(row[1])))
+        newest = conn.execute(
+            "SELECT MAX(at) FROM limit_slots WHERE target = ? AND win = ?",
+            (target, windows[0].name),
+        ).fetchone()[0]
         now = self._clock()
-        start = _book([at for _, at in oldest], windows, now)
+        start = _book([at for _, at in oldest], windows, now, float(newest))
         if start - now > max_wait_s:
-            return start - now
+            return Turn(start - now)
         for window, (slot, at) in zip(windows, oldest, strict=True):
             booked = conn.execute(
                 "UPDATE limit_slots SET at = ? WHERE target = ? AND win = ? AND slot = ?"
@@ -218,7 +222,11 @@ class StoreLimits:
             ).rowcount
             if booked != 1:
                 raise Conflict
-        return start - now
+        return Turn(
+            start - now,
+            start,
+            tuple((w.name, slot) for w, (slot, _) in zip(windows, oldest, strict=True)),
+        )
 
     async def _seed(self, target: str, windows: Sequence[Window]) -> None:
         missing = [w for w in windows if (target, w.name) not in self._seeded]

@@ -22,14 +22,18 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from shared.config import ApiSettings
 from shared.errors import TransientError
-from shared.limits import Limits, MemoryLimits, rate_window
+from shared.limits import BOOK_AHEAD_S, Limits, MemoryLimits, Turn
+from shared.windows import rate_window
 
 MAX_RETRY_AFTER_S = 3600.0
+MIN_COME_BACK_S = 0.05
+T = TypeVar("T")
 
 
 def retry_after_s(value: str | None) -> float | None:
@@ -42,6 +46,12 @@ def retry_after_s(value: str | None) -> float | None:
     if not math.isfinite(seconds):
         return None
     return min(max(0.0, seconds), MAX_RETRY_AFTER_S)
+
+
+def come_back_s(wait_s: float, max_wait_s: float) -> float:
+    """When work over an allowance should come back: once its turn is near enough to be
+    waited for inline (not when the turn is due: the broker's delay tiers round up)."""
+    return max(MIN_COME_BACK_S, wait_s - max_wait_s)
 
 
 class Cooldowns(Protocol):
@@ -84,22 +94,38 @@ class Gate:
 
     async def wait_turn(
         self, cooling: type[TransientError], over_rate: type[TransientError] | None = None
-    ) -> None:
-        """Return when the account may be called. In a cooldown raise `cooling`; when the
-        next turn is over `max_wait_s` away raise `over_rate` (`cooling` if not given);
-        either carries `retry_after_s`, the wait."""
+    ) -> Turn:
+        """Return when the account may be called (its turn, to report with `sent`). In a
+        cooldown raise `cooling`; when the next turn is over `max_wait_s` away raise
+        `over_rate` (`cooling` if not given); either carries `retry_after_s`, the wait."""
         left = self.cooldown_left()
         if left > 0:
             raise cooling(f"{self.name}: cooling down for {left:.1f}s", retry_after_s=left)
-        await self.book(self.max_wait_s, over_rate or cooling)
+        return await self.book(self.max_wait_s, over_rate or cooling)
 
-    async def book(self, max_wait_s: float, over_rate: type[TransientError]) -> None:
-        """Book the next turn under the windows and wait for it, or raise `over_rate`."""
-        wait = await self.limits.take(self.target, self.windows, max_wait_s)
-        if wait > max_wait_s:
-            raise over_rate(f"{self.name}: over its request rate", retry_after_s=wait)
-        if wait > 0:
-            await asyncio.sleep(wait)
+    async def book(self, max_wait_s: float, over_rate: type[TransientError]) -> Turn:
+        """Book the next turn under the windows and wait for it, or raise `over_rate`.
+
+        A turn is booked at most BOOK_AHEAD_S ahead (shared/limits.py): a further one is
+        slept towards, then booked."""
+        deadline = time.monotonic() + max_wait_s
+        while True:
+            left_s = max(0.0, deadline - time.monotonic())
+            turn = await self.limits.take(self.target, self.windows, min(BOOK_AHEAD_S, left_s))
+            if turn.wait_s <= min(BOOK_AHEAD_S, left_s):
+                if turn.wait_s > 0:
+                    await asyncio.sleep(turn.wait_s)
+                return turn
+            if turn.wait_s > left_s:
+                raise over_rate(
+                    f"{self.name}: over its request rate",
+                    retry_after_s=come_back_s(turn.wait_s, max_wait_s),
+                )
+            await asyncio.sleep(turn.wait_s - BOOK_AHEAD_S)
+
+    async def sent(self, turn: Turn) -> None:
+        """The request of `turn` leaves now (a late one moves its booking)."""
+        await self.limits.sent(self.target, turn)
 
     async def cool_down(self, retry_after_s: float | None) -> float:
         """Start the account's cooldown, for the API's `Retry-After` or the configured one;
@@ -116,6 +142,25 @@ class Key:
     label: str
     secret: str
     gate: Gate
+
+
+@dataclass(frozen=True)
+class KeyTurn:
+    """A key with its booked turn: send now, and report it with `sent()`."""
+
+    key: Key
+    turn: Turn
+
+    async def sent(self) -> None:
+        await self.key.gate.sent(self.turn)
+
+    async def send(self, request: Awaitable[T]) -> T:
+        """Await `request` (the call this turn was booked for), reporting the turn as sent
+        as it leaves (the report's time is read once the request has started)."""
+        answer, _ = await asyncio.gather(request, self.sent(), return_exceptions=True)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
 
 
 class KeyPool:
@@ -145,7 +190,7 @@ class KeyPool:
 
     async def turn(
         self, cooling: type[TransientError], over_rate: type[TransientError] | None = None
-    ) -> Key:
+    ) -> KeyTurn:
         """A key that may be called now (its turn booked): the next in rotation with a turn
         free now, else the one whose turn is soonest, waited for when at most `max_wait_s`
         away. Raises `cooling` when every key cools down, `over_rate` (or `cooling`) when
@@ -161,11 +206,11 @@ class KeyPool:
             if left > 0:
                 cooling_for = min(cooling_for, left)
                 continue
-            wait = await key.gate.limits.take(key.gate.target, key.gate.windows, 0.0)
-            if wait <= 0:
-                return key
-            if soonest is None or wait < soonest[0]:
-                soonest = (wait, key)
+            turn = await key.gate.limits.take(key.gate.target, key.gate.windows, 0.0)
+            if turn.wait_s <= 0:
+                return KeyTurn(key, turn)
+            if soonest is None or turn.wait_s < soonest[0]:
+                soonest = (turn.wait_s, key)
         if soonest is None:
             raise cooling(
                 f"{self.name}: cooling down for {cooling_for:.1f}s", retry_after_s=cooling_for
@@ -175,7 +220,6 @@ class KeyPool:
             # A cooling key may reopen before the windows of the others do.
             raise (over_rate or cooling)(
                 f"{self.name}: every key over its request rate",
-                retry_after_s=min(wait, cooling_for),
+                retry_after_s=min(come_back_s(wait, self.max_wait_s), cooling_for),
             )
-        await key.gate.book(self.max_wait_s, over_rate or cooling)
-        return key
+        return KeyTurn(key, await key.gate.book(self.max_wait_s, over_rate or cooling))

@@ -49,6 +49,7 @@ def create_app(settings: SandboxSettings) -> web.Application:
                 **providers.stats.as_json(),
                 **vendors.stats.as_json(),
                 "hangs": faults.hangs,
+                "rate_limited": dict(faults.rate_limited),
                 "sources": sources.stats.requests,
             }
         )

@@ -117,9 +117,7 @@ def best_email(record: EnrichedRecord) -> tuple[str | None, EmailStatus, str | N
 
 
 class DropcontactProvider(VendorProvider):
-    def __init__(
-        self, *args: Any, batches: BatchStore | None = None, **kwargs: Any
-    ) -> None:
+    def __init__(self, *args: Any, batches: BatchStore | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.batches: BatchStore = batches if batches is not None else MemoryBatches()
 

@@ -160,10 +160,11 @@ class PersonMatchProvider:
 
     async def _call(self, url: str, payload: bytes, job_id: str) -> bytes | None:
         async with self._slots.held():
-            key = await self.pool.turn(ProviderRateLimited)
+            turn = await self.pool.turn(ProviderRateLimited)
+            key = turn.key
             try:
                 with self._latency.time():
-                    return await self._post(url, payload, job_id, key)
+                    return await turn.send(self._post(url, payload, job_id, key))
             except ProviderRateLimited as e:
                 pause = await key.gate.cool_down(e.retry_after_s)
                 raise ProviderRateLimited(

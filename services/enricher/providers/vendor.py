@@ -90,32 +90,45 @@ class VendorClient:
             raise self.parked
         data = None if body is None else _encode(body)
         async with self._slots.held():
-            key = await self.pool.turn(ProviderRateLimited)
-            headers = {**self._auth(key.secret), "X-Leadflow-Job": job_id}
+            turn = await self.pool.turn(ProviderRateLimited)
+            headers = {**self._auth(turn.key.secret), "X-Leadflow-Job": job_id}
             if data is not None:
                 headers["Content-Type"] = "application/json"
             try:
                 with self._latency.time():
-                    async with self._session.request(
-                        method,
-                        self.base_url + path,
-                        params=params,
-                        data=data,
-                        headers=headers,
-                        timeout=self._timeout,
-                    ) as response:
-                        return Answer(
-                            response.status,
-                            await response.read(),
-                            retry_after_s(response.headers.get("Retry-After")),
-                            key,
-                        )
+                    return await turn.send(
+                        self._send(method, path, params, data, headers, turn.key)
+                    )
             except TimeoutError as e:
                 raise ProviderUnavailable(
                     f"{self.name}: timed out after {self._timeout.total}s"
                 ) from e
             except aiohttp.ClientError as e:
                 raise ProviderUnavailable(f"{self.name}: {type(e).__name__}: {e}") from e
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        data: bytes | None,
+        headers: Mapping[str, str],
+        key: Key,
+    ) -> Answer:
+        async with self._session.request(
+            method,
+            self.base_url + path,
+            params=params,
+            data=data,
+            headers=headers,
+            timeout=self._timeout,
+        ) as response:
+            return Answer(
+                response.status,
+                await response.read(),
+                retry_after_s(response.headers.get("Retry-After")),
+                key,
+            )
 
     async def throttled(self, answer: Answer) -> ProviderRateLimited:
         """The vendor's rate-limit signal: the key cools down (its Retry-After, or the

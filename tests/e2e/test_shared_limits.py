@@ -105,4 +105,5 @@ async def test_two_enrichers_share_a_key_allowance_without_429s(
     # Both enrichers called the provider: the allowance was shared, not held by one.
     first = await provider_calls(http, stack.url("enricher"))
     second = await provider_calls(http, other.url)
-    assert first > 0 and second > 0, (first, second)
+    assert first > 0, (first, second)
+    assert second > 0, (first, second)

@@ -49,6 +49,7 @@ BOOK_AHEAD_S = 0.25
 SETTLE_AFTER_S = 0.002
 # Turns of the shortest window are at least this share of an even spacing apart.
 PACE = 0.5
+NEVER = -1e12  # a slot not used yet: longer ago than any span
 
 
 class Turn(msgspec.Struct, frozen=True):
@@ -238,7 +239,7 @@ class StoreLimits:
                 conn.executemany(
                     "INSERT INTO limit_slots (target, win, slot, at) VALUES (?, ?, ?, ?)"
                     " ON CONFLICT (target, win, slot) DO NOTHING",
-                    [(target, window.name, slot, 0.0) for slot in range(window.limit)],
+                    [(target, window.name, slot, NEVER) for slot in range(window.limit)],
                 )
 
         await self._store.transaction(seed)

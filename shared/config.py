@@ -316,14 +316,15 @@ def _api_keys(
     expected = f"the {kind.what}'s API key{'s, comma-separated' if many else ''}"
     # `_KEY` (one key) is read where `_KEYS` is not set; both at once is ambiguous.
     single = var.removesuffix("S") if var.endswith("_KEYS") else None
+    limit = kind.max_keys
     if single is not None and env.is_set(single):
         if env.is_set(var):
             raise ConfigError(single, f"either {single} or {var}, not both", "both set")
-        var = single
+        var, limit, expected = single, 1, f"one API key (a pool goes in {var})"
     require_in_production(env, common, var, expected)
     raw = env.get_str(var, kind.dev_keys.format(name=name))
     keys = tuple(k.strip() for k in raw.split(",") if k.strip())
-    if not keys or (kind.max_keys is not None and len(keys) > kind.max_keys):
+    if not keys or (limit is not None and len(keys) > limit):
         raise ConfigError(var, expected, f"{len(keys)} keys")  # never the keys themselves
     return keys
 

@@ -7,12 +7,15 @@ and concurrency (shared/limits.py) and the asynchronous batches submitted
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from services.enricher.batches import StoreBatches
 from services.enricher.cache import ProviderCache
-from services.enricher.config import EnricherSettings
+from services.enricher.config import EnricherSettings, ProviderSettings
 from services.enricher.handlers import EnrichHandler, give_up, split_task
 from services.enricher.metrics import ProviderMetrics
 from services.enricher.providers import build_provider
+from services.enricher.providers.base import Provider, Verifier
 from services.enricher.waterfall import Waterfall
 from shared.limits import StoreLimits
 from shared.messages import EnrichTask
@@ -53,17 +56,32 @@ class EnricherService:
         session = runtime.http_session()
         metrics = ProviderMetrics(runtime.metrics)
         batches = StoreBatches(self.store)
-        providers = [
-            build_provider(p, session, runtime.control, metrics, limits=limits, batches=batches)
-            for p in self.settings.providers
-        ]
+
+        def build(settings: ProviderSettings) -> Provider:
+            return build_provider(
+                settings, session, runtime.control, metrics, limits=limits, batches=batches
+            )
+
+        providers = [build(p) for p in self.settings.providers]
         handler = EnrichHandler(
-            Waterfall(providers, self.cache, metrics),
+            Waterfall(providers, self.cache, metrics, self.verifier(providers, build)),
             runtime.spec.policy,
             runtime.broker.topology.work_queue(KIND),
             self.settings.fault_crash_on,
         )
         await runtime.start(handler)
+
+    def verifier(
+        self, providers: list[Provider], build: Callable[[ProviderSettings], Provider]
+    ) -> Verifier | None:
+        """`LEADFLOW_VERIFIER`'s adapter: the waterfall's own when it is one of them (one
+        key pool, one concurrency), else one of its own."""
+        wanted = self.settings.verifier
+        if wanted is None:
+            return None
+        found = next((p for p in providers if p.name == wanted.name), None) or build(wanted)
+        assert isinstance(found, Verifier)  # the settings allow verifier kinds only
+        return found
 
     async def stop(self) -> None:
         await self.runtime.stop()

@@ -42,6 +42,7 @@ VENDOR_URLS = {
     "dropcontact": "https://api.dropcontact.com",
 }
 KINDS = (HTTP_KIND, *VENDOR_URLS)
+VERIFIER_KINDS = ("hunter",)  # adapters with an email verifier
 # Dropcontact's docs ask for a poll every 30 s until a batch is ready; the sandbox is quicker.
 DOC_POLL_S = 30.0
 DEV_POLL_S = 0.2
@@ -77,6 +78,9 @@ class EnricherSettings(msgspec.Struct, frozen=True, kw_only=True):
     common: CommonSettings
     worker: WorkerSettings
     providers: tuple[ProviderSettings, ...]
+    # `LEADFLOW_VERIFIER`: the provider whose email verification checks found emails whose
+    # status is missing or unknown (a kind in VERIFIER_KINDS), or None.
+    verifier: ProviderSettings | None = None
     provider_cache_ttl_s: float
     # Fault injection for the fault-test suite (dev only): crash on leads named so.
     fault_crash_on: str | None
@@ -90,6 +94,7 @@ def load_settings(env: EnvReader) -> EnricherSettings:
         common=common,
         worker=load_worker(env, "LEADFLOW_ENRICH_PREFETCH", 8),
         providers=tuple(load_provider(env, common, name) for name in names),
+        verifier=load_verifier(env, common),
         # At most the control stream's retention (shared/topology.py CONTROL_RETENTION):
         # an enricher that was down longer still learns of every job deleted since its
         # entries were stored.
@@ -98,6 +103,19 @@ def load_settings(env: EnvReader) -> EnricherSettings:
         ),
         fault_crash_on=load_fault(env, common),
     )
+
+
+def load_verifier(env: EnvReader, common: CommonSettings) -> ProviderSettings | None:
+    name = env.raw("LEADFLOW_VERIFIER")
+    if name is None:
+        return None
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise ConfigError("LEADFLOW_VERIFIER", "a provider name", name)
+    settings = load_provider(env, common, name)
+    if settings.kind not in VERIFIER_KINDS:
+        expected = f"a provider whose kind verifies emails ({', '.join(VERIFIER_KINDS)})"
+        raise ConfigError("LEADFLOW_VERIFIER", expected, f"{name} (kind {settings.kind})")
+    return settings
 
 
 def load_fault(env: EnvReader, common: CommonSettings) -> str | None:

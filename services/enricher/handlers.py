@@ -13,6 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import msgspec
 
@@ -22,6 +23,7 @@ from services.enricher.steps import run_final_steps, run_local_steps
 from services.enricher.waterfall import Waterfall, WaterfallResult
 from shared.broker import ERROR_HEADER, Outgoing
 from shared.consumer import Delivery, RetryPolicy
+from shared.jobs import DEFAULT_EMAIL_POLICY, EMAIL_POLICIES, EmailPolicy
 from shared.messages import (
     EnrichTask,
     LeadOutcomes,
@@ -81,7 +83,10 @@ class EnrichHandler:
     async def __call__(self, task: EnrichTask, delivery: Delivery) -> Sequence[Outgoing]:
         crash_if_poisoned(task.leads, self.crash_on)
         drafts = [run_local_steps(LeadDraft.of(lead)) for lead in task.leads]
-        results = await self.waterfall.run(drafts, task.answers, task.job_id, task.tenant)
+        policy = task.email_policy if task.email_policy in EMAIL_POLICIES else DEFAULT_EMAIL_POLICY
+        results = await self.waterfall.run(
+            drafts, task.answers, task.job_id, task.tenant, cast(EmailPolicy, policy)
+        )
         attempt = delivery.attempt + 1
         last_attempt = attempt >= self.policy.max_attempts
         outcome = Sorted()
@@ -123,6 +128,7 @@ class EnrichHandler:
             tenant=task.tenant,
             leads=[draft.lead for draft in outcome.waiting],
             answers=outcome.answers,
+            email_policy=task.email_policy,
         )
         headers = {ERROR_HEADER: "; ".join(dict.fromkeys(outcome.errors))}
         if last_attempt:
@@ -161,6 +167,7 @@ def split_task(task: EnrichTask) -> list[EnrichTask]:
             tenant=task.tenant,
             leads=[lead],
             answers={lead.id: task.answers[lead.id]} if lead.id in task.answers else {},
+            email_policy=task.email_policy,
         )
         for lead in task.leads
     ]

@@ -99,7 +99,14 @@ class ScrapeHandler:
         out = [Outgoing(event, priority=delivery.priority)]
         if task.enrich:
             out.extend(
-                enrich_tasks(job_id, tenant, leads, self.enrich_batch_size, delivery.priority)
+                enrich_tasks(
+                    job_id,
+                    tenant,
+                    leads,
+                    self.enrich_batch_size,
+                    delivery.priority,
+                    task.email_policy,
+                )
             )
         if more:
             following = msgspec.structs.replace(

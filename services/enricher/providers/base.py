@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import msgspec
 
@@ -97,6 +97,7 @@ class Verification(msgspec.Struct, frozen=True, kw_only=True):
 VerifyReply = Verification | ProviderRejected | ProviderUnavailable
 
 
+@runtime_checkable
 class Verifier(Protocol):
     name: str
 

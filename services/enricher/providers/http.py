@@ -22,6 +22,7 @@ from services.enricher.config import ProviderSettings
 from services.enricher.draft import LeadDraft
 from services.enricher.metrics import ProviderMetrics
 from services.enricher.providers.base import (
+    EmailStatus,
     ProviderRateLimited,
     ProviderRejected,
     ProviderUnavailable,
@@ -77,12 +78,27 @@ def found_in(provider: str, decode: Callable[[bytes], T], body: bytes) -> T:
         raise ProviderUnavailable(f"{provider}: malformed reply ({e})") from e
 
 
+# leadflow's own protocol says `valid` or `risky` (deliverable but not confirmed: what
+# verifiers call catch-all); any other word is taken as the vendors' own four, else unknown.
+STATUSES: dict[str, EmailStatus] = {
+    "valid": "valid",
+    "risky": "accept_all",
+    "accept_all": "accept_all",
+    "catch_all": "accept_all",
+    "unknown": "unknown",
+    "invalid": "invalid",
+}
+
+
 def fields_of(match: PersonMatch) -> dict[str, str]:
-    return {
-        k: v
-        for k in ("email", "email_status", "company_domain")
-        if isinstance(v := getattr(match, k), str) and v
+    found = {
+        k: v for k in ("email", "company_domain") if isinstance(v := getattr(match, k), str) and v
     }
+    if match.email:
+        found["email_status"] = STATUSES.get((match.email_status or "").lower(), "unknown")
+        if match.email_status:
+            found["email_status_raw"] = match.email_status
+    return found
 
 
 class PersonMatchProvider:

@@ -207,7 +207,11 @@ def person_name(
 
 
 def fields(
-    email: str | None, status: str, raw_status: str | None, domain: str | None
+    email: str | None,
+    status: str,
+    raw_status: str | None,
+    domain: str | None,
+    score: int | None = None,
 ) -> dict[str, str]:
     """A found person as a waterfall reply (only what is there)."""
     found: dict[str, str] = {}
@@ -216,6 +220,8 @@ def fields(
         found["email_status"] = status
         if raw_status:
             found["email_status_raw"] = raw_status
+        if score is not None:
+            found["email_score"] = str(score)
     if domain:
         found["company_domain"] = domain
     return found

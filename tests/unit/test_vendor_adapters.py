@@ -192,6 +192,7 @@ async def test_hunter_finder_request_and_found(harness: Harness) -> None:
         "email": "alexis@reddit.com",
         "email_status": "valid",
         "email_status_raw": "valid",
+        "email_score": "97",  # Hunter's confidence score, told in sources
         "company_domain": "reddit.com",
     }
 

@@ -89,6 +89,7 @@ def split_name(full: str | None) -> tuple[str | None, str | None]:
 class VendorStats:
     requests: Counter[str] = field(default_factory=Counter)
     credits: Counter[tuple[str, str]] = field(default_factory=Counter)
+    batches_submitted: Counter[str] = field(default_factory=Counter)  # asynchronous vendors
     charged: set[tuple[str, str, str]] = field(default_factory=set)
 
     def charge(self, vendor: str, kind: str, n: int = 1) -> None:
@@ -108,6 +109,7 @@ class VendorStats:
         return {
             "credits": {v: sum(kinds.values()) for v, kinds in detail.items()},
             "credits_detail": detail,
+            "batches_submitted": dict(self.batches_submitted),
             "vendor_requests": dict(self.requests),
         }
 
@@ -366,6 +368,7 @@ class FakeVendors:
         if len(data) > DROPCONTACT_BATCH_LIMIT:
             return dc_error(400, "Too many records, you can only submit up to 250 records")
         request_id = secrets.token_hex(8)
+        self.stats.batches_submitted["dropcontact"] += 1
         records = [self._dc_record(r if isinstance(r, dict) else {}) for r in data]
         self.batches[request_id] = Batch(records, self.faults.knobs.dropcontact_polls_until_ready)
         return web.json_response(

@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import ceiling, e2e, gateway, memory, peer, profiling, provider
+from bench import ceiling, e2e, gateway, memory, peer, profiling, provider, ratelimited
 from bench.config import SCENARIOS, BenchConfig
 from bench.report import RunReport, Scenario, render_table
 
@@ -27,6 +27,7 @@ RUNNERS: dict[str, Runner] = {
     "broker": ceiling.run,
     "e2e": e2e.run,
     "provider": provider.run,
+    "ratelimited": ratelimited.run,
     "celery": peer.run,
     "memory": memory.run,
     "gateway": gateway.run,

@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-SCENARIOS = ("broker", "e2e", "provider", "celery", "memory", "gateway", "profile")
+SCENARIOS = (
+    "broker",
+    "e2e",
+    "provider",
+    "ratelimited",
+    "celery",
+    "memory",
+    "gateway",
+    "profile",
+)
 
 
 @dataclass(frozen=True)

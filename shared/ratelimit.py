@@ -127,6 +127,14 @@ class Gate:
         """The request of `turn` leaves now (a late one moves its booking)."""
         await self.limits.sent(self.target, turn)
 
+    async def send(self, turn: Turn, request: Awaitable[T]) -> T:
+        """Await `request` (the call `turn` was booked for), reporting the turn as sent as
+        it leaves (the report's time is read once the request has started)."""
+        answer, _ = await asyncio.gather(request, self.sent(turn), return_exceptions=True)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
     async def cool_down(self, retry_after_s: float | None) -> float:
         """Start the account's cooldown, for the API's `Retry-After` or the configured one;
         the pause it is."""
@@ -155,12 +163,8 @@ class KeyTurn:
         await self.key.gate.sent(self.turn)
 
     async def send(self, request: Awaitable[T]) -> T:
-        """Await `request` (the call this turn was booked for), reporting the turn as sent
-        as it leaves (the report's time is read once the request has started)."""
-        answer, _ = await asyncio.gather(request, self.sent(), return_exceptions=True)
-        if isinstance(answer, BaseException):
-            raise answer
-        return answer
+        """Await `request`, the call this turn was booked for (see `Gate.send`)."""
+        return await self.key.gate.send(self.turn, request)
 
 
 class KeyPool:

@@ -33,6 +33,7 @@ from services.enricher.metrics import ProviderMetrics
 from services.enricher.providers.base import (
     Provider,
     ProviderParked,
+    ProviderRateLimited,
     ProviderRejected,
     ProviderUnavailable,
     Reply,
@@ -58,9 +59,15 @@ class WaterfallResult:
     # Paid calls made for this lead now, by provider (answers from the cache cost nothing).
     calls: Counter[str] = field(default_factory=Counter)
 
+    # Every provider that could not answer only said "later" (a 429, a key cooling down,
+    # every key's window used up: `ProviderRateLimited`), nothing about the request: for
+    # the retry policy, a wait that need not spend an attempt.
+    only_rate_limited: bool = True
+
     def unavailable(self, error: ProviderUnavailable) -> None:
         self.errors.append(str(error))
         self.retry_after_s = max(error.retry_after_s or 0.0, self.retry_after_s or 0.0)
+        self.only_rate_limited = self.only_rate_limited and isinstance(error, ProviderRateLimited)
 
 
 ToVerify = list[tuple[LeadDraft, WaterfallResult, Candidate]]

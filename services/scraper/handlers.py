@@ -60,7 +60,7 @@ class ScrapeHandler:
             task = msgspec.structs.replace(task, account=pick(source.accounts, task.job_id))
         gate = source.gate(task.account)
         try:
-            await gate.wait_turn(AccountCoolingDown, AccountOverRate)
+            turn = await gate.wait_turn(AccountCoolingDown, AccountOverRate)
         except AccountCoolingDown as e:
             return later(task, delivery, e.retry_after_s or 0.0, "cooling down", cooling=True)
         except AccountOverRate as e:
@@ -68,7 +68,9 @@ class ScrapeHandler:
             return later(task, delivery, e.retry_after_s or 0.0, why, cooling=False)
         requests = self.requests
         try:
-            page = await source.fetch(task.account, task.query, task.cursor, task.job_id)
+            page = await gate.send(
+                turn, source.fetch(task.account, task.query, task.cursor, task.job_id)
+            )
         except SourceRateLimited as e:
             requests.labels(source=source.name, outcome="rate_limited").inc()
             pause = await gate.cool_down(e.retry_after_s)

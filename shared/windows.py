@@ -22,7 +22,7 @@ UNITS = {
     "day": 86400.0,
 }
 _WINDOW = re.compile(r"(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+?)s?")
-MAX_WINDOW_LIMIT = 100_000  # slots kept per window and key: a larger allowance is no limit
+MAX_WINDOW_LIMIT = 100_000  # a window of N is N slots per key (N rows in the store)
 EXPECTED = "comma-separated windows such as 15/s,500/min or 50/min,200/h,600/d"
 
 

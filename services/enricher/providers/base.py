@@ -19,9 +19,12 @@ import msgspec
 
 from services.enricher.config import ProviderSettings
 from services.enricher.draft import LeadDraft
-from shared.errors import TransientError
+from shared.errors import StoreUnavailable, TransientError
 from shared.limits import Limits, MemoryLimits
+from shared.logging import get_logger
 from shared.ratelimit import Cooldowns, KeyPool
+
+log = get_logger(__name__)
 
 # A provider's turn further away than this is not waited for while holding the task: the
 # leads go back through the broker's delay tier (shared/ratelimit.py Gate).
@@ -139,7 +142,11 @@ class Slots:
             try:
                 yield
             finally:
-                await asyncio.shield(shared.release(self.target, lease))
+                try:
+                    await asyncio.shield(shared.release(self.target, lease))
+                except StoreUnavailable as e:
+                    # The answer is in hand; the lease frees itself after `hold_s`.
+                    log.warning("provider.lease_not_released", provider=self.name, error=str(e))
 
     async def _lease(self, shared: Limits) -> str:
         deadline = time.monotonic() + MAX_RATE_WAIT_S

@@ -17,7 +17,18 @@ import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import ceiling, e2e, gateway, memory, peer, profiling, provider, scale, upload
+from bench import (
+    ceiling,
+    e2e,
+    gateway,
+    memory,
+    peer,
+    profiling,
+    provider,
+    ratelimited,
+    scale,
+    upload,
+)
 from bench.config import SCENARIOS, BenchConfig
 from bench.report import RunReport, Scenario, render_table
 
@@ -30,6 +41,7 @@ RUNNERS: dict[str, Runner] = {
     "provider": provider.run,
     "scale": scale.run_scale,
     "drain": scale.run_drain,
+    "ratelimited": ratelimited.run,
     "celery": peer.run,
     "memory": memory.run,
     "upload": upload.run,

@@ -10,6 +10,7 @@ SCENARIOS = (
     "e2e",
     "e2e-pg",
     "provider",
+    "ratelimited",
     "scale",
     "drain",
     "celery",

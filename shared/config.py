@@ -21,6 +21,7 @@ import msgspec
 
 from shared.errors import ConfigError
 from shared.topology import QueueType
+from shared.windows import Window, parse_windows, rate_window
 
 T = TypeVar("T")
 
@@ -247,10 +248,12 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     name: str
     url: str
-    keys: tuple[str, ...]  # one per account, each with its own rate
+    keys: tuple[str, ...]  # one per account, each with its own allowance
     timeout_s: float
-    rate_per_s: float  # requests a second per key; 0: no limit
+    rate_per_s: float  # requests a second per key; 0: no limit (folded into `limits`)
     cooldown_s: float  # after a 429 without Retry-After
+    # Each key's allowance (`_LIMITS`, and `_RATE_PER_S` as a window): shared/limits.py.
+    limits: tuple[Window, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -259,7 +262,7 @@ class ApiKind:
 
     prefix: str
     what: str  # "provider", "source": how error messages name it
-    keys_var: str  # `KEY` or `KEYS`: the suffix of the variable holding the API keys
+    keys_var: str  # `KEYS`: the suffix of the variable holding the API keys (`KEY` also read)
     max_keys: int | None  # None: any number, comma-separated
     dev_keys: str  # the sandbox's; `{name}` is the API's name
     timeout_s: float
@@ -287,13 +290,14 @@ def load_api(
     public_url: str | None = None,
     **own: Any,
 ) -> A:
-    """The API `name` as `cls`: `_URL`, the keys, `_TIMEOUT_S`, `_RATE_PER_S` and
+    """The API `name` as `cls`: `_URL`, the keys, `_TIMEOUT_S`, `_RATE_PER_S`, `_LIMITS` and
     `_COOLDOWN_S` read here, the fields of its own kind given as `own`. Unset, the URL and
     keys are the sandbox's in dev; in production the keys must be set, and so must the URL
     unless the API has a public one (`public_url`, a vendor's)."""
     var = api.var(name)
     if public_url is None:
         require_in_production(env, common, f"{var}_URL", f"the {api.what}'s API URL")
+    rate_per_s = env.get_float(f"{var}_RATE_PER_S", api.rate_per_s, maximum=api.max_rate_per_s)
     return cls(
         name=name,
         url=env.url(
@@ -303,10 +307,18 @@ def load_api(
         ),
         keys=_api_keys(env, common, api, f"{var}_{api.keys_var}", name),
         timeout_s=env.get_float(f"{var}_TIMEOUT_S", api.timeout_s, minimum=0.1, maximum=300),
-        rate_per_s=env.get_float(f"{var}_RATE_PER_S", api.rate_per_s, maximum=api.max_rate_per_s),
+        rate_per_s=rate_per_s,
         cooldown_s=env.get_float(f"{var}_COOLDOWN_S", api.cooldown_s, minimum=0.1, maximum=86_400),
+        limits=load_limits(env, f"{var}_LIMITS", rate_per_s),
         **own,
     )
+
+
+def load_limits(env: EnvReader, var: str, rate_per_s: float) -> tuple[Window, ...]:
+    """Each key's windows: `_LIMITS` (`15/s,500/min`), plus `_RATE_PER_S` when set."""
+    raw = env.raw(var)
+    windows = parse_windows(var, raw) if raw is not None else ()
+    return tuple(sorted({*windows, *rate_window(rate_per_s)}, key=lambda w: w.span_s))
 
 
 def _api_keys(
@@ -314,10 +326,17 @@ def _api_keys(
 ) -> tuple[str, ...]:
     many = kind.max_keys is None or kind.max_keys > 1
     expected = f"the {kind.what}'s API key{'s, comma-separated' if many else ''}"
+    # `_KEY` (one key) is read where `_KEYS` is not set; both at once is ambiguous.
+    single = var.removesuffix("S") if var.endswith("_KEYS") else None
+    limit = kind.max_keys
+    if single is not None and env.is_set(single):
+        if env.is_set(var):
+            raise ConfigError(single, f"either {single} or {var}, not both", "both set")
+        var, limit, expected = single, 1, f"one API key (a pool goes in {var})"
     require_in_production(env, common, var, expected)
     raw = env.get_str(var, kind.dev_keys.format(name=name))
     keys = tuple(k.strip() for k in raw.split(",") if k.strip())
-    if not keys or (kind.max_keys is not None and len(keys) > kind.max_keys):
+    if not keys or (limit is not None and len(keys) > limit):
         raise ConfigError(var, expected, f"{len(keys)} keys")  # never the keys themselves
     return keys
 

@@ -16,6 +16,11 @@ JobState = Literal["queued", "waiting", "running", "completed", "failed", "cance
 JobKind = Literal["enrich", "scrape"]
 Priority = Literal["high", "normal", "low"]
 
+# Which found emails end the waterfall (services/enricher/emailpolicy.py).
+EmailPolicy = Literal["valid_only", "allow_catch_all", "any"]
+DEFAULT_EMAIL_POLICY: EmailPolicy = "allow_catch_all"
+EMAIL_POLICIES: tuple[str, ...] = get_args(EmailPolicy)
+
 JOB_STATES: tuple[str, ...] = get_args(JobState)
 PRIORITY_LEVELS: dict[str, int] = {"low": 1, "normal": 2, "high": 3}
 
@@ -99,6 +104,7 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
 
     destinations: list[Destination] = msgspec.field(default_factory=list)
     scrape: ScrapeSpec | None = None
+    email_policy: EmailPolicy = DEFAULT_EMAIL_POLICY
 
 
 class Progress(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

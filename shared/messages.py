@@ -110,6 +110,8 @@ class EnrichTask(Message, frozen=True, tag="task.enrich"):
     # older producer's `attempt` field is an unknown field now, which decoding skips.
     # Provider answers already obtained for a lead (by lead id) on an earlier attempt.
     answers: dict[str, list[ProviderAnswer]] = msgspec.field(default_factory=dict)
+    # The job's `email_policy` (shared/jobs.py EmailPolicy); older tasks have the default.
+    email_policy: str = "allow_catch_all"
 
 
 class ScrapeTask(Message, frozen=True, tag="task.scrape"):
@@ -128,6 +130,7 @@ class ScrapeTask(Message, frozen=True, tag="task.scrape"):
     # A saved search's run delivering only new leads: the router filters the page's leads
     # (and starts their enrichment) rather than the scraper.
     only_new: bool = False
+    email_policy: str = "allow_catch_all"  # for the enrich tasks of `enrich: true`
 
 
 class LeadOutcomes(Message, frozen=True):

@@ -8,17 +8,28 @@ import time
 from collections.abc import Sequence
 
 from shared.broker import Outgoing, Publish, TaskPublisher
+from shared.jobs import DEFAULT_EMAIL_POLICY
 from shared.messages import EnrichTask, LaneOpened, Lead
 
 ANNOUNCE_EVERY_S = 3600.0
 
 
 def enrich_tasks(
-    job_id: str, tenant: str, leads: Sequence[Lead], batch_size: int, priority: str
+    job_id: str,
+    tenant: str,
+    leads: Sequence[Lead],
+    batch_size: int,
+    priority: str,
+    email_policy: str = DEFAULT_EMAIL_POLICY,
 ) -> list[Outgoing]:
     return [
         Publish(
-            EnrichTask(job_id=job_id, tenant=tenant, leads=list(leads[i : i + batch_size])),
+            EnrichTask(
+                job_id=job_id,
+                tenant=tenant,
+                leads=list(leads[i : i + batch_size]),
+                email_policy=email_policy,
+            ),
             priority=priority,
         )
         for i in range(0, len(leads), batch_size)

@@ -17,6 +17,7 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import msgspec
 
@@ -26,6 +27,7 @@ from services.enricher.steps import run_final_steps, run_local_steps
 from services.enricher.waterfall import Waterfall, WaterfallResult
 from shared.broker import Outgoing, Publish
 from shared.consumer import Delivery, Handled, Retry
+from shared.jobs import DEFAULT_EMAIL_POLICY, EMAIL_POLICIES, EmailPolicy
 from shared.messages import (
     EnrichTask,
     LeadOutcomes,
@@ -79,7 +81,10 @@ class EnrichHandler:
     async def __call__(self, task: EnrichTask, delivery: Delivery) -> Handled[EnrichTask]:
         crash_if_poisoned(task.leads, self.crash_on)
         drafts = [run_local_steps(LeadDraft.of(lead)) for lead in task.leads]
-        results = await self.waterfall.run(drafts, task.answers, task.job_id, task.tenant)
+        policy = task.email_policy if task.email_policy in EMAIL_POLICIES else DEFAULT_EMAIL_POLICY
+        results = await self.waterfall.run(
+            drafts, task.answers, task.job_id, task.tenant, cast(EmailPolicy, policy)
+        )
         outcome = Sorted()
         for draft, result in zip(drafts, results, strict=True):
             outcome.add(draft, result)
@@ -130,6 +135,7 @@ def retry_of(
         tenant=task.tenant,
         leads=[draft.lead for draft in waiting.drafts],
         answers=answers,
+        email_policy=task.email_policy,
     )
     give_up = LeadsFailed(job_id=task.job_id, tenant=task.tenant, leads=failed)
     return Retry(
@@ -159,6 +165,7 @@ def split_task(task: EnrichTask) -> list[EnrichTask]:
             tenant=task.tenant,
             leads=[lead],
             answers={lead.id: task.answers[lead.id]} if lead.id in task.answers else {},
+            email_policy=task.email_policy,
         )
         for lead in task.leads
     ]

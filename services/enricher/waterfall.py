@@ -11,10 +11,17 @@ now; if a lead ends incomplete because of it, the lead is retried later. A provi
 rejects a lead (4xx) is not asked again; if nobody completes the lead, it fails with the
 rejection as its reason. A provider parked (bad key, out of credits) cannot help: that counts
 like a rejection for the lead, but is no answer about it and is not cached.
+
+A found email ends the search for an email only when the job's `email_policy` accepts its
+status (services/enricher/emailpolicy.py); one whose status is missing or `unknown` is
+first checked by the verifier (`LEADFLOW_VERIFIER`), whose verdict is paid once too: it
+travels with the lead and is cached like a provider's answer.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +30,7 @@ from opentelemetry.trace import Span
 
 from services.enricher.cache import ProviderCache, fingerprint
 from services.enricher.draft import LeadDraft
+from services.enricher.emailpolicy import NEEDS_VERIFYING, Candidate, accepts, reject, take
 from services.enricher.metrics import ProviderMetrics
 from services.enricher.providers.base import (
     Provider,
@@ -30,9 +38,12 @@ from services.enricher.providers.base import (
     ProviderRejected,
     ProviderUnavailable,
     Reply,
+    Verification,
+    Verifier,
 )
 from services.enricher.steps.domain import normalise_domain
 from shared import tracing
+from shared.jobs import DEFAULT_EMAIL_POLICY, EmailPolicy
 from shared.logging import get_logger
 from shared.messages import ProviderAnswer
 
@@ -59,13 +70,21 @@ class WaterfallResult:
         self.retry_after_s = max(error.retry_after_s or 0.0, self.retry_after_s or 0.0)
 
 
+ToVerify = list[tuple[LeadDraft, WaterfallResult, Candidate]]
+
+
 class Waterfall:
     def __init__(
-        self, providers: Sequence[Provider], cache: ProviderCache, metrics: ProviderMetrics
+        self,
+        providers: Sequence[Provider],
+        cache: ProviderCache,
+        metrics: ProviderMetrics,
+        verifier: Verifier | None = None,
     ) -> None:
         self.providers = tuple(providers)
         self.cache = cache
         self.metrics = metrics
+        self.verifier = verifier
 
     async def run(
         self,
@@ -73,22 +92,29 @@ class Waterfall:
         prior: dict[str, list[ProviderAnswer]],
         job_id: str,
         tenant: str,
+        email_policy: EmailPolicy = DEFAULT_EMAIL_POLICY,
     ) -> list[WaterfallResult]:
         results = [
             WaterfallResult(answers={a.provider: a for a in prior.get(d.id, [])}) for d in drafts
         ]
+        verifying = self.verifier is not None
         for provider in self.providers:
             asking = []
+            to_verify: ToVerify = []
             for draft, result in zip(drafts, results, strict=True):
                 if is_complete(draft):
                     continue
                 answer = result.answers.get(provider.name)
                 if answer is not None:
-                    apply_answer(draft, answer, result)
+                    pending = apply_answer(draft, answer, result, email_policy, verifying)
+                    if pending is not None:
+                        to_verify.append((draft, result, pending))
                 elif provider.can_help(draft):
                     asking.append((draft, result))
             if asking:
-                await self._ask(provider, asking, job_id, tenant)
+                to_verify += await self._ask(provider, asking, job_id, tenant, email_policy)
+            if to_verify:
+                await self._verify(to_verify, job_id, tenant, email_policy)
         for draft, result in zip(drafts, results, strict=True):
             if is_complete(draft):  # a later provider made up for an unavailable one
                 result.errors.clear()
@@ -101,12 +127,13 @@ class Waterfall:
         asking: list[tuple[LeadDraft, WaterfallResult]],
         job_id: str,
         tenant: str,
-    ) -> None:
+        email_policy: EmailPolicy,
+    ) -> ToVerify:
         """Ask one provider about these leads (the cache first): one span of the job's trace."""
         with tracing.span(
             f"provider {provider.name}", provider=provider.name, job_id=job_id, leads=len(asking)
         ) as span:
-            await self._ask_provider(provider, asking, job_id, tenant, span)
+            return await self._ask_provider(provider, asking, job_id, tenant, email_policy, span)
 
     async def _ask_provider(
         self,
@@ -114,8 +141,11 @@ class Waterfall:
         asking: list[tuple[LeadDraft, WaterfallResult]],
         job_id: str,
         tenant: str,
+        email_policy: EmailPolicy,
         span: Span,
-    ) -> None:
+    ) -> ToVerify:
+        """Ask `provider` for the leads it has no answer for; the emails found that the
+        verifier must check before the policy can judge them."""
         keys = [fingerprint(provider.query(draft)) for draft, _ in asking]
         cached = await self.cache.get_many(tenant, provider.name, keys, job_id=job_id)
         to_call = [(i, draft) for i, (draft, _) in enumerate(asking) if keys[i] not in cached]
@@ -150,38 +180,137 @@ class Waterfall:
                     answered[keys[i]] = ProviderAnswer(provider=provider.name, found=reply)
             await self.cache.put_many(tenant, provider.name, answered, job_id=job_id)
             span.set_attribute("outcome", outcome_of(replies))
+        to_verify: ToVerify = []
+        verifying = self.verifier is not None
         for (draft, result), key in zip(asking, keys, strict=True):
             answer = cached.get(key) or answered.get(key)
             if answer is not None:
                 result.answers[provider.name] = answer
-                apply_answer(draft, answer, result)
+                pending = apply_answer(draft, answer, result, email_policy, verifying)
+                if pending is not None:
+                    to_verify.append((draft, result, pending))
+        return to_verify
 
-    def count(self, provider: str, reply: Reply) -> None:
+    async def _verify(
+        self, to_verify: ToVerify, job_id: str, tenant: str, email_policy: EmailPolicy
+    ) -> None:
+        """The verifier's verdict on each email (carried with the lead, or cached, else
+        asked), then the policy's judgement of it."""
+        verifier = self.verifier
+        assert verifier is not None
+        kind = f"{verifier.name}#verify"
+        keys = [fingerprint({"email": c.email}) for _, _, c in to_verify]
+        cached = await self.cache.get_many(tenant, kind, keys, job_id=job_id)
+        unknown = [
+            (i, c)
+            for i, (_, result, c) in enumerate(to_verify)
+            if keys[i] not in cached and verdict_key(verifier.name, c) not in result.answers
+        ]
+        replies = await asyncio.gather(*(verifier.verify(c.email, job_id) for _, c in unknown))
+        answered: dict[str, ProviderAnswer] = {}
+        for (i, _), reply in zip(unknown, replies, strict=True):
+            draft, result, candidate = to_verify[i]
+            self.count(verifier.name, reply)
+            if isinstance(reply, ProviderUnavailable):
+                result.unavailable(reply)  # judged on a later attempt
+                continue
+            if isinstance(reply, ProviderParked):
+                # No verdict about the address (and nothing to cache): judged as found.
+                judge(draft, candidate, email_policy)
+                continue
+            result.calls[verifier.name] += 1
+            answered[keys[i]] = verdict_answer(verifier.name, candidate, reply)
+        await self.cache.put_many(tenant, kind, answered, job_id=job_id)
+        for i, (draft, result, candidate) in enumerate(to_verify):
+            carried = result.answers.get(verdict_key(verifier.name, candidate))
+            verdict = carried or cached.get(keys[i]) or answered.get(keys[i])
+            if verdict is None:
+                continue
+            result.answers[verdict_key(verifier.name, candidate)] = verdict
+            judge(draft, verified(candidate, verifier.name, verdict), email_policy)
+
+    def count(self, provider: str, reply: Reply | Verification) -> None:
         self.metrics.calls.labels(provider=provider, outcome=reply_outcome(reply)).inc()
 
 
-def apply_answer(draft: LeadDraft, answer: ProviderAnswer, result: WaterfallResult) -> None:
-    """Fill what the answer found; a refusal counts, from a retry or the cache too."""
+def apply_answer(
+    draft: LeadDraft,
+    answer: ProviderAnswer,
+    result: WaterfallResult,
+    email_policy: EmailPolicy = DEFAULT_EMAIL_POLICY,
+    verifying: bool = False,
+) -> Candidate | None:
+    """Fill what the answer found; a refusal counts, from a retry or the cache too. A
+    found email is taken or refused by the policy, or returned when the verifier must
+    check it first."""
     if answer.rejected is not None:
         result.rejections.append(answer.rejected)
-    source = f"provider:{answer.provider}"
     found = answer.found
-    if draft.fill("email", found.get("email"), source):
-        draft.fill("email_status", found.get("email_status"), source)
     domain = found.get("company_domain")
     if domain:
-        draft.fill("company_domain", normalise_domain(domain), source)
+        draft.fill("company_domain", normalise_domain(domain), f"provider:{answer.provider}")
+    candidate = Candidate.of(answer.provider, found)
+    if candidate is None or draft.get("email"):
+        return None
+    if verifying and candidate.status in NEEDS_VERIFYING:
+        return candidate
+    judge(draft, candidate, email_policy)
+    return None
+
+
+def judge(draft: LeadDraft, candidate: Candidate, email_policy: EmailPolicy) -> None:
+    if draft.get("email"):
+        return  # another provider's email was accepted first
+    if accepts(email_policy, candidate.status):
+        take(draft, candidate)
+    else:
+        reject(draft, candidate)
+
+
+def verdict_key(verifier: str, candidate: Candidate) -> str:
+    """How a verdict travels among a lead's answers (by verifier and address)."""
+    return f"verify:{verifier}:{candidate.email.lower()}"
+
+
+def verdict_answer(
+    verifier: str, candidate: Candidate, reply: Verification | ProviderRejected
+) -> ProviderAnswer:
+    key = verdict_key(verifier, candidate)
+    if isinstance(reply, ProviderRejected):
+        return ProviderAnswer(provider=key, rejected=str(reply))
+    found = {"email": reply.email, "email_status": reply.status}
+    if reply.raw_status:
+        found["email_status_raw"] = reply.raw_status
+    if reply.score is not None:
+        found["email_score"] = str(reply.score)
+    return ProviderAnswer(provider=key, found=found)
+
+
+def verified(candidate: Candidate, verifier: str, verdict: ProviderAnswer) -> Candidate:
+    """The candidate as the verifier judged it (unchanged when it could not say)."""
+    if verdict.rejected is not None or not verdict.found.get("email_status"):
+        return candidate
+    found = verdict.found
+    return dataclasses.replace(
+        candidate,
+        status=found["email_status"],
+        raw_status=found.get("email_status_raw"),
+        score=found.get("email_score") or candidate.score,
+        verified_by=verifier,
+    )
 
 
 def is_complete(draft: LeadDraft) -> bool:
     return all(draft.get(name) for name in WANTED)
 
 
-def reply_outcome(reply: Reply) -> str:
+def reply_outcome(reply: Reply | Verification) -> str:
     if isinstance(reply, ProviderUnavailable):
         return "unavailable"
     if isinstance(reply, ProviderRejected):
         return "rejected"
+    if isinstance(reply, Verification):
+        return "verified"
     return "found" if reply else "not_found"
 
 

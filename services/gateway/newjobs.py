@@ -52,12 +52,12 @@ async def enrich_job(
         kind="enrich",
         priority=priority,
         timeout_s=request.timeout_s or settings.default_timeout_s,
-        spec=JobSpec(destinations=destinations),
+        spec=JobSpec(destinations=destinations, email_policy=request.email_policy),
         sealed_secrets=sealed,
         total=None if waiting and not leads else len(leads),
         charged=charged,
         tasks=lambda job_id: enrich_tasks(
-            job_id, tenant, leads, settings.task_batch_size, priority
+            job_id, tenant, leads, settings.task_batch_size, priority, request.email_policy
         ),
         lanes=("enrich",),
         depends_on=request.depends_on,
@@ -136,6 +136,7 @@ def scrape_job(
             max_leads=scrape.max_leads,
             enrich=scrape.enrich,
             only_new=only_new,
+            email_policy=request.email_policy,
         )
         return [Publish(task, priority=request.priority)]
 
@@ -144,7 +145,7 @@ def scrape_job(
         kind="scrape",
         priority=request.priority,
         timeout_s=request.timeout_s or settings.default_timeout_s,
-        spec=JobSpec(destinations=destinations, scrape=scrape),
+        spec=JobSpec(destinations=destinations, scrape=scrape, email_policy=request.email_policy),
         sealed_secrets=sealed,
         total=None,
         charged=request.max_leads,

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import msgspec
 
-from shared.jobs import Destination, JobStatus, Priority
+from shared.jobs import DEFAULT_EMAIL_POLICY, Destination, EmailPolicy, JobStatus, Priority
 from shared.messages import ResultLead, lead_limit
 
 DAY_S = 86_400
@@ -47,6 +47,8 @@ class UploadJob(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 class EnrichJobRequest(UploadJob, frozen=True, kw_only=True, forbid_unknown_fields=True):
     leads: list[LeadIn] | None = None
     depends_on: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
+    # Which found emails end the waterfall: `valid_only`, `allow_catch_all`, `any`.
+    email_policy: EmailPolicy = DEFAULT_EMAIL_POLICY
 
 
 QueryValue = Annotated[str, msgspec.Meta(max_length=200)]
@@ -67,6 +69,7 @@ class ScrapeJobRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     )
     priority: Priority = "normal"
     timeout_s: Annotated[int, msgspec.Meta(ge=1, le=7 * DAY_S)] | None = None
+    email_policy: EmailPolicy = DEFAULT_EMAIL_POLICY  # with `enrich: true`
 
 
 class JobAccepted(msgspec.Struct, frozen=True, kw_only=True):

@@ -11,9 +11,10 @@ import msgspec
 from shared import jobstate, tracing
 from shared.broker import Broker
 from shared.dbapi import Connection
+from shared.jobs import JobSpec
 from shared.logging import get_logger
 from shared.messages import Lead
-from shared.store import Store, job_result_leads
+from shared.store import Store, decode_spec, job_result_leads
 from shared.tasks import Lanes, enrich_tasks
 
 log = get_logger(__name__)
@@ -52,11 +53,19 @@ class DependencyKeeper:
         again on the next round: the outcomes of a lead are recorded once anyway)."""
         leads = await self.store.run(partial(leads_for, job_id=job_id, dependency=dependency))
         notices = await self.lanes.open(("enrich",), tenant, job_id)
-        tasks = enrich_tasks(job_id, tenant, leads, self.task_batch_size, priority)
+        spec = await self.store.run(partial(job_spec, job_id=job_id))
+        tasks = enrich_tasks(
+            job_id, tenant, leads, self.task_batch_size, priority, spec.email_policy
+        )
         await self.broker.publish([*notices, *tasks])
         self.lanes.announced(notices)
         await self.store.transaction(partial(mark_released, job_id=job_id, total=len(leads)))
         log.info("job.released", job_id=job_id, depends_on=dependency, leads=len(leads))
+
+
+def job_spec(conn: Connection, job_id: str) -> JobSpec:
+    row = conn.execute("SELECT spec FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+    return decode_spec(row[0]) if row is not None and row[0] else JobSpec()
 
 
 def waiting_jobs(conn: Connection) -> list[tuple[str, str, str, str, str, str | None]]:

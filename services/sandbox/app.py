@@ -50,6 +50,7 @@ def create_app(settings: SandboxSettings) -> web.Application:
                 **vendors.stats.as_json(),
                 "hangs": faults.hangs,
                 "faults": {str(status): n for status, n in faults.answered.items()},
+                "rate_limited": dict(faults.rate_limited),
                 "sources": sources.stats.requests,
             }
         )

@@ -34,8 +34,9 @@ class Knobs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     coverage: dict[str, float] = msgspec.field(
         default_factory=lambda: {"alpha": 0.55, "beta": 0.65, "gamma": 0.5}
     )
-    # Vendor emulations (`/vendors/<vendor>/...`): requests per second allowed per API key
-    # (a sliding one-second window; a bulk call is one request), by vendor; none when absent.
+    # Requests per second allowed per API key (a sliding one-second window; a bulk call is
+    # one request), by provider (`alpha`), vendor emulation (`hunter`) or source
+    # (`sandbox`); none when absent. Beyond it: 429 + Retry-After, or the vendor's signal.
     rate_limits: dict[str, float] = msgspec.field(default_factory=dict)
     # API keys every vendor emulation refuses as invalid, and ones whose credits are spent.
     bad_keys: list[str] = msgspec.field(default_factory=lambda: ["invalid-key"])

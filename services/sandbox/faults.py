@@ -1,15 +1,36 @@
 """How the sandbox misbehaves: latency, errors, 429s, garbage and hangs, by chance or aimed
-at one person or one page. The knobs can be changed per run (`PUT /_sandbox/config`)."""
+at one person or one page; and the per-key rate limits (`rate_limits`) every fake API
+enforces. The knobs can be changed per run (`PUT /_sandbox/config`)."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
-from collections import Counter
+import time
+from collections import Counter, deque
 
 from aiohttp import web
 
 from services.sandbox.config import Knobs
+
+
+class RateWindows:
+    """Requests per key in a sliding one-second window."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], deque[float]] = {}
+
+    def wait_s(self, name: str, key: str, per_s: float) -> float:
+        """0 and counted when allowed, else how long until the window has room."""
+        now = time.monotonic()
+        window = self._seen.setdefault((name, key), deque())
+        while window and now - window[0] >= 1.0:
+            window.popleft()
+        if len(window) >= max(1, int(per_s)):
+            return 1.0 - (now - window[0])
+        window.append(now)
+        return 0.0
 
 
 class Faults:
@@ -18,6 +39,9 @@ class Faults:
         self.hangs = 0
         # Faults answered by chance, by HTTP status (429 and 503 told apart for tests).
         self.answered: Counter[int] = Counter()
+        self.windows = RateWindows()
+        # Requests answered "too many" under `rate_limits`, by API name.
+        self.rate_limited: Counter[str] = Counter()
         self._random = random.Random(seed)
         self._source_faults_used: dict[int, int] = {}
 
@@ -25,7 +49,21 @@ class Faults:
         self.knobs = knobs
         self.hangs = 0
         self.answered.clear()
+        self.windows = RateWindows()
+        self.rate_limited.clear()
         self._source_faults_used.clear()
+
+    def over_rate(self, name: str, key: str) -> float | None:
+        """Under the `rate_limits` knob for `name` (a provider, vendor or source), per key:
+        None when this request is allowed (and counted), else the seconds until it would be."""
+        per_s = self.knobs.rate_limits.get(name)
+        if not per_s:
+            return None
+        wait = self.windows.wait_s(name, key, per_s)
+        if wait <= 0:
+            return None
+        self.rate_limited[name] += 1
+        return wait
 
     async def misbehave(self, names: list[str]) -> web.StreamResponse | None:
         """A fault by chance (or for a named person), or None to answer normally."""
@@ -73,3 +111,9 @@ def too_many(retry_after_s: float) -> web.Response:
     return web.json_response(
         {"error": "rate limited"}, status=429, headers={"Retry-After": f"{retry_after_s:g}"}
     )
+
+
+def over_rate_answer(wait_s: float) -> web.Response:
+    """429 for a key over its `rate_limits`: Retry-After in whole seconds, never 0 (a client
+    would come straight back)."""
+    return too_many(max(1, math.ceil(wait_s)))

@@ -17,7 +17,7 @@ import msgspec
 from aiohttp import web
 
 from services.sandbox import world
-from services.sandbox.faults import Faults
+from services.sandbox.faults import Faults, over_rate_answer
 
 BULK_LIMIT = 100
 DOMAIN_COVERAGE = 0.9
@@ -108,6 +108,8 @@ class FakeProviders:
         provider = request.match_info["provider"]
         query = await self._read(request, self._decode_one)
         self.stats.record(provider, request.headers.get("X-Leadflow-Job"), [query])
+        if (wait := self.faults.over_rate(provider, bearer(request))) is not None:
+            return over_rate_answer(wait)
         if (fault := await self.faults.misbehave([query.name()])) is not None:
             return fault
         match = self.match(provider, query)
@@ -123,6 +125,8 @@ class FakeProviders:
                 max_size=BULK_LIMIT, actual_size=len(bulk.people), text="at most 100 people"
             )
         self.stats.record(provider, request.headers.get("X-Leadflow-Job"), bulk.people)
+        if (wait := self.faults.over_rate(provider, bearer(request))) is not None:
+            return over_rate_answer(wait)
         if (fault := await self.faults.misbehave([])) is not None:
             return fault
         # Like real bulk APIs, a person the provider cannot serve now fails on its own.
@@ -158,6 +162,10 @@ class FakeProviders:
             return decoder.decode(await request.read())
         except msgspec.DecodeError as e:
             raise web.HTTPBadRequest(text=str(e)) from None
+
+
+def bearer(request: web.Request) -> str:
+    return request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
 
 
 def names_of(query: PersonQuery) -> tuple[str | None, str | None]:

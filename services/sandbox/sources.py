@@ -19,7 +19,7 @@ from aiohttp import web
 
 from services.sandbox import world
 from services.sandbox.config import Knobs
-from services.sandbox.faults import Faults
+from services.sandbox.faults import Faults, over_rate_answer
 
 MAX_PAGE_SIZE = 100
 
@@ -117,6 +117,8 @@ class FakeSources:
         offset, start = position
         page = (offset - start) // page_size + 1
         self.stats.record(source, account, page)
+        if (wait := self.faults.over_rate(source, account)) is not None:
+            return over_rate_answer(wait)
         if (fault := self.faults.source_fault(source, page)) is not None:
             return fault
         if (fault := await self.faults.misbehave([])) is not None:

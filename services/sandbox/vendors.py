@@ -31,8 +31,7 @@ from __future__ import annotations
 
 import math
 import secrets
-import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,7 +89,7 @@ def split_name(full: str | None) -> tuple[str | None, str | None]:
 class VendorStats:
     requests: Counter[str] = field(default_factory=Counter)
     credits: Counter[tuple[str, str]] = field(default_factory=Counter)
-    rate_limited: Counter[str] = field(default_factory=Counter)
+    batches_submitted: Counter[str] = field(default_factory=Counter)  # asynchronous vendors
     charged: set[tuple[str, str, str]] = field(default_factory=set)
 
     def charge(self, vendor: str, kind: str, n: int = 1) -> None:
@@ -110,27 +109,9 @@ class VendorStats:
         return {
             "credits": {v: sum(kinds.values()) for v, kinds in detail.items()},
             "credits_detail": detail,
-            "rate_limited": dict(self.rate_limited),
+            "batches_submitted": dict(self.batches_submitted),
             "vendor_requests": dict(self.requests),
         }
-
-
-class RateWindows:
-    """Requests per key in a sliding one-second window."""
-
-    def __init__(self) -> None:
-        self._seen: dict[tuple[str, str], deque[float]] = {}
-
-    def wait_s(self, vendor: str, key: str, per_s: float) -> float:
-        """0 and counted when allowed, else how long until the window has room."""
-        now = time.monotonic()
-        window = self._seen.setdefault((vendor, key), deque())
-        while window and now - window[0] >= 1.0:
-            window.popleft()
-        if len(window) >= max(1, int(per_s)):
-            return 1.0 - (now - window[0])
-        window.append(now)
-        return 0.0
 
 
 Handler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
@@ -146,12 +127,10 @@ class FakeVendors:
     def __init__(self, faults: Faults) -> None:
         self.faults = faults
         self.stats = VendorStats()
-        self.windows = RateWindows()
         self.batches: dict[str, Batch] = {}
 
     def reset(self) -> None:
         self.stats = VendorStats()
-        self.windows = RateWindows()
         self.batches.clear()
 
     def routes(self) -> list[web.RouteDef]:
@@ -183,12 +162,9 @@ class FakeVendors:
                 return refusal(vendor, "bad_key")
             if key in knobs.exhausted_keys:
                 return refusal(vendor, "out_of_credits")
-            per_s = knobs.rate_limits.get(vendor)
-            if per_s:
-                wait = self.windows.wait_s(vendor, key, per_s)
-                if wait > 0:
-                    self.stats.rate_limited[vendor] += 1
-                    return throttle(vendor, wait)
+            wait = self.faults.over_rate(vendor, key)
+            if wait is not None:
+                return throttle(vendor, wait)
             fault = await self.faults.misbehave([])
             if fault is not None:
                 # The generic 429 becomes the vendor's own signal (Hunter's 429 means no credits).
@@ -392,6 +368,7 @@ class FakeVendors:
         if len(data) > DROPCONTACT_BATCH_LIMIT:
             return dc_error(400, "Too many records, you can only submit up to 250 records")
         request_id = secrets.token_hex(8)
+        self.stats.batches_submitted["dropcontact"] += 1
         records = [self._dc_record(r if isinstance(r, dict) else {}) for r in data]
         self.batches[request_id] = Batch(records, self.faults.knobs.dropcontact_polls_until_ready)
         return web.json_response(

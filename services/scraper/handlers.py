@@ -61,7 +61,7 @@ class ScrapeHandler:
             task = msgspec.structs.replace(task, account=pick(source.accounts, task.job_id))
         gate = source.gate(task.account)
         try:
-            await gate.wait_turn(AccountCoolingDown, AccountOverRate)
+            turn = await gate.wait_turn(AccountCoolingDown, AccountOverRate)
         except AccountCoolingDown as e:
             return later(task, e.retry_after_s or 0.0, "cooling down", cooling=True)
         except AccountOverRate as e:
@@ -69,7 +69,9 @@ class ScrapeHandler:
             return later(task, e.retry_after_s or 0.0, why, cooling=False)
         requests = self.requests
         try:
-            page = await source.fetch(task.account, task.query, task.cursor, task.job_id)
+            page = await gate.send(
+                turn, source.fetch(task.account, task.query, task.cursor, task.job_id)
+            )
         except SourceRateLimited as e:
             requests.labels(source=source.name, outcome="rate_limited").inc()
             pause = await gate.cool_down(e.retry_after_s)
@@ -101,7 +103,14 @@ class ScrapeHandler:
         out: list[Outgoing] = [Publish(event, priority=delivery.priority)]
         if task.enrich and not task.only_new:
             out.extend(
-                enrich_tasks(job_id, tenant, leads, self.enrich_batch_size, delivery.priority)
+                enrich_tasks(
+                    job_id,
+                    tenant,
+                    leads,
+                    self.enrich_batch_size,
+                    delivery.priority,
+                    task.email_policy,
+                )
             )
         if more:
             following = msgspec.structs.replace(

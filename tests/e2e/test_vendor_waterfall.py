@@ -48,15 +48,21 @@ def expected(lead: dict[str, Any]) -> tuple[str | None, Counter[str]]:
             break  # complete: nobody further is asked
         found = person(vendor, COVERAGE, first, last, None if domain else company, domain)
         verdict = found.verdict
+        # Each vendor's status for the address, normalised; the job's default email_policy
+        # (allow_catch_all) accepts valid and accept_all only: the waterfall goes on past
+        # an unknown one (PDL verifies nothing; Apollo says "unverified" for catch-all).
         if vendor == "hunter":  # a search credit per email found (it returns no invalid one)
-            answer = found.email if verdict in ("valid", "accept_all", "unknown") else None
-            credits[vendor] += answer is not None
+            status = verdict if verdict in ("valid", "accept_all", "unknown") else None
+            credits[vendor] += status is not None
         elif vendor in ("pdl", "apollo"):  # a credit per person matched
             credits[vendor] += found.known
-            answer = found.email if verdict in ("valid", "accept_all", "unknown") else None
+            status = None if verdict in (None, "invalid") else "unknown"
+            if vendor == "apollo" and verdict == "valid":
+                status = "valid"
         else:  # Dropcontact: a credit per verified (nominative) email returned
             credits[vendor] += verdict == "valid"
-            answer = found.email if verdict in ("valid", "accept_all") else None
+            status = verdict if verdict in ("valid", "accept_all") else None
+        answer = found.email if status in ("valid", "accept_all") else None
         email = email or answer
         domain = domain or found.domain
     return email, credits
@@ -102,3 +108,44 @@ async def test_four_vendor_waterfall_pays_what_the_vendors_charge(
     # Each vendor was asked, Dropcontact by submit then poll.
     assert set(stats["vendor_requests"]) == set(ORDER)
     assert stats["rate_limited"] == {}
+
+
+async def test_the_verifier_checks_what_pdl_finds_and_the_policy_judges_its_verdict(
+    stack_factory: Callable[..., Stack], http: aiohttp.ClientSession
+) -> None:
+    stack = stack_factory({"LEADFLOW_PROVIDERS": "pdl", "LEADFLOW_VERIFIER": "hunter"})
+    stack.start()
+    api = Api(stack.url("gateway"), http)
+    sent = leads()[:40]
+
+    job = await api.submit({"leads": sent, "email_policy": "valid_only"})
+    status = await api.wait_job(job["job_id"], timeout_s=120)
+    by_id = {r["id"]: r for r in await api.all_leads(job["job_id"])}
+    async with http.get(f"{stack.url('sandbox')}/_sandbox/stats") as response:
+        stats = await response.json()
+
+    assert status["state"] == "completed"
+    verifications = 0
+    for lead in sent:
+        found = person(
+            "pdl", COVERAGE, lead["first_name"], lead["last_name"], lead["company"], None
+        )
+        result = by_id[lead["id"]]
+        pdl_email = found.email if found.verdict != "invalid" else None  # PDL's own rule
+        if pdl_email is None:
+            assert result["email"] is None
+            continue
+        verifications += found.verdict != "unknown"  # Hunter charges no unknown verdict
+        if found.verdict == "valid":
+            assert result["email"] == pdl_email
+            assert result["email_status"] == "valid"
+            assert result["sources"]["email"] == "provider:pdl"
+            assert result["sources"]["email_verified_by"] == "provider:hunter"
+            assert result["sources"]["email_status_raw"] == "hunter:valid"
+        else:  # accept_all or unknown: refused by valid_only, named in sources
+            assert result["email"] is None
+            assert (
+                f"provider:pdl {pdl_email} {found.verdict}" in result["sources"]["email_rejected"]
+            )
+    assert verifications > 0
+    assert stats["credits_detail"].get("hunter", {}).get("verification", 0) == verifications

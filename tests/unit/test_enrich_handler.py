@@ -15,7 +15,7 @@ from services.enricher.draft import LeadDraft
 from services.enricher.handlers import EnrichHandler, give_up, split_task
 from services.enricher.metrics import ProviderMetrics
 from services.enricher.providers.base import (
-    ProviderBusy,
+    ProviderRateLimited,
     ProviderRejected,
     ProviderUnavailable,
     Reply,
@@ -27,7 +27,7 @@ from shared.health import Metrics
 from shared.messages import EnrichTask, Lead, LeadsEnriched, LeadsFailed
 from tests.fakebroker import FakeBroker, task_consumer
 
-FOUND = {"email": "ada@engines.io", "company_domain": "engines.io"}
+FOUND = {"email": "ada@engines.io", "email_status": "valid", "company_domain": "engines.io"}
 
 
 @dataclass
@@ -85,7 +85,7 @@ async def test_found_and_rejected_leads_are_published(cache: ProviderCache) -> N
     ("reply", "later"),
     [
         (ProviderUnavailable("alpha: HTTP 429", retry_after_s=1.0, status=429), True),
-        (ProviderBusy("alpha: cooling down for 0.4s", retry_after_s=0.4), True),
+        (ProviderRateLimited("alpha: cooling down for 0.4s", retry_after_s=0.4), True),
         (ProviderUnavailable("alpha: HTTP 503", status=503), False),
         (ProviderUnavailable("alpha: timed out after 10s"), False),
         (ProviderUnavailable("alpha: malformed reply (truncated)"), False),

@@ -34,6 +34,9 @@ STORES = {
 }
 
 
+SNAPSHOT_VERSIONS = {"status_store": 7, "provider_cache": 3}
+
+
 def schema(conn: sqlite3.Connection) -> list[list[str]]:
     rows = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name")
     return [list(row) for row in rows]

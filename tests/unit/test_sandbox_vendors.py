@@ -83,6 +83,45 @@ async def test_rate_limit_per_key_in_the_vendors_own_signal(
     assert "jobs" in after
 
 
+async def test_rate_limits_cover_leadflow_providers_and_sources_too(
+    sandbox: tuple[str, aiohttp.ClientSession],
+) -> None:
+    base, session = sandbox
+    await knobs(base, session, rate_limits={"alpha": 2, "sandbox": 1})
+
+    async def alpha(key: str, bulk: bool = False) -> tuple[int, str | None]:
+        body: dict[str, Any] = {"full_name": "Ada Lovelace", "company": "Engines"}
+        path = "/v1/person"
+        if bulk:  # a bulk call of three people counts as one request
+            path, body = "/v1/person/bulk", {"people": [body, body, body]}
+        async with session.post(
+            f"{base}/providers/alpha{path}", json=body, headers={"Authorization": f"Bearer {key}"}
+        ) as response:
+            await response.read()
+            return response.status, response.headers.get("Retry-After")
+
+    async def search(key: str) -> int:
+        async with session.get(
+            f"{base}/sources/sandbox/v1/search",
+            params={"keywords": "vp"},
+            headers={"Authorization": f"Bearer {key}"},
+        ) as response:
+            await response.read()
+            return response.status
+
+    first = [await alpha("k1", bulk=True), await alpha("k1")]
+    limited = await alpha("k1")
+    assert all(status != 429 for status, _ in first)  # two requests: the allowance
+    assert limited == (429, "1")  # Retry-After in whole seconds, never 0
+    assert (await alpha("k2"))[0] != 429  # per key
+    assert [await search("acct-a"), await search("acct-a"), await search("acct-b")] == [
+        200,
+        429,
+        200,
+    ]
+    assert (await stats(base, session))["rate_limited"] == {"alpha": 1, "sandbox": 1}
+
+
 async def test_bad_and_spent_keys(sandbox: tuple[str, aiohttp.ClientSession]) -> None:
     base, session = sandbox
     assert (await finder(base, session, "invalid-key")).status == 401

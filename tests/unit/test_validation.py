@@ -141,3 +141,19 @@ def test_a_whole_number_written_with_a_fraction_is_an_integer() -> None:
     with pytest.raises(Problem) as problem:  # no recursion, whatever the nesting
         decode_request(deep, ReplayRequest)
     assert problem.value.status == 422
+
+
+def test_email_policy_is_one_of_three_and_defaults_to_allow_catch_all() -> None:
+    body = {"leads": [{"full_name": "Ada Lovelace"}]}
+    assert decode_request(msgspec.json.encode(body), EnrichJobRequest).email_policy == (
+        "allow_catch_all"
+    )
+    for policy in ("valid_only", "allow_catch_all", "any"):
+        request = decode_request(
+            msgspec.json.encode({**body, "email_policy": policy}), EnrichJobRequest
+        )
+        assert request.email_policy == policy
+    with pytest.raises(Problem) as problem:
+        decode_request(msgspec.json.encode({**body, "email_policy": "all"}), EnrichJobRequest)
+    assert problem.value.status == 422
+    assert [e.field for e in problem.value.errors or []] == ["email_policy"]

@@ -192,6 +192,7 @@ async def test_hunter_finder_request_and_found(harness: Harness) -> None:
         "email": "alexis@reddit.com",
         "email_status": "valid",
         "email_status_raw": "valid",
+        "email_score": "97",  # Hunter's confidence score, told in sources
         "company_domain": "reddit.com",
     }
 
@@ -240,7 +241,7 @@ async def test_hunter_403_is_its_rate_limit(harness: Harness) -> None:
 
     assert isinstance(reply, ProviderUnavailable)
     assert reply.retry_after_s == 7
-    assert "provider:hunter" in harness.control.cooldowns
+    assert "provider:hunter:key0" in harness.control.cooldowns
 
 
 async def test_hunter_400_refuses_and_5xx_is_later(harness: Harness) -> None:
@@ -339,7 +340,7 @@ async def test_pdl_429_and_5xx(harness: Harness) -> None:
     broken = only(await pdl.lookup_many([draft("A", "B", "C")], "j"))
     assert isinstance(limited, ProviderUnavailable)
     assert limited.retry_after_s == 4
-    assert "provider:pdl" in harness.control.cooldowns
+    assert "provider:pdl:key0" in harness.control.cooldowns
     assert isinstance(broken, ProviderUnavailable)
     assert broken.status == 500
 

@@ -87,7 +87,10 @@ async def test_unavailable_provider_is_reported_unless_another_makes_up_for_it(
     assert result.retry_after_s == 3
     assert list(result.answers) == ["beta"]
 
-    full = FakeProvider("gamma", {"company_domain": "engines.io", "email": "ada@engines.io"})
+    full = FakeProvider(
+        "gamma",
+        {"company_domain": "engines.io", "email": "ada@engines.io", "email_status": "valid"},
+    )
     [result] = await Waterfall(
         [FakeProvider("alpha", down=True), full], cache, ProviderMetrics(Metrics())
     ).run([lead()], {}, "job", "t")
@@ -95,8 +98,8 @@ async def test_unavailable_provider_is_reported_unless_another_makes_up_for_it(
 
 
 async def test_answers_from_an_earlier_attempt_are_not_paid_again(cache: ProviderCache) -> None:
-    alpha = FakeProvider("alpha", {"email": "never@called.io"})
-    beta = FakeProvider("beta", {"email": "ada@engines.io"})
+    alpha = FakeProvider("alpha", {"email": "never@called.io", "email_status": "valid"})
+    beta = FakeProvider("beta", {"email": "ada@engines.io", "email_status": "valid"})
     prior = {"l1": [ProviderAnswer(provider="alpha", found={"company_domain": "engines.io"})]}
     draft = lead()
     [result] = await Waterfall([alpha, beta], cache, ProviderMetrics(Metrics())).run(
@@ -111,7 +114,10 @@ async def test_answers_from_an_earlier_attempt_are_not_paid_again(cache: Provide
 async def test_cached_answers_survive_a_new_waterfall_and_are_per_tenant(
     cache: ProviderCache,
 ) -> None:
-    alpha = FakeProvider("alpha", {"email": "ada@engines.io", "company_domain": "engines.io"})
+    alpha = FakeProvider(
+        "alpha",
+        {"email": "ada@engines.io", "email_status": "valid", "company_domain": "engines.io"},
+    )
     await Waterfall([alpha], cache, ProviderMetrics(Metrics())).run([lead()], {}, "job-1", "t")
     draft = lead()
     await Waterfall([alpha], cache, ProviderMetrics(Metrics())).run([draft], {}, "job-2", "t")
@@ -133,7 +139,9 @@ async def test_rejection_fails_the_lead_only_if_nobody_completes_it(cache: Provi
         [lead()], {}, "job", "t"
     )
     assert result.rejections == ["alpha: HTTP 422 bad name"]
-    beta = FakeProvider("beta", {"email": "ada@engines.io", "company_domain": "engines.io"})
+    beta = FakeProvider(
+        "beta", {"email": "ada@engines.io", "email_status": "valid", "company_domain": "engines.io"}
+    )
     [result] = await Waterfall([Rejecting("alpha"), beta], cache, ProviderMetrics(Metrics())).run(
         [lead()], {}, "job", "t"
     )

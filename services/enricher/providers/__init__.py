@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 
@@ -14,9 +15,11 @@ from services.enricher.providers.dropcontact import DropcontactProvider
 from services.enricher.providers.http import PersonMatchProvider
 from services.enricher.providers.hunter import HunterProvider
 from services.enricher.providers.pdl import PdlProvider
+from shared.limits import Limits
 from shared.ratelimit import Cooldowns
 
-Adapter = Callable[[ProviderSettings, aiohttp.ClientSession, Cooldowns, ProviderMetrics], Provider]
+# (settings, session, cooldowns, metrics, *, limits[, batches]) -> Provider
+Adapter = Callable[..., Provider]
 ADAPTERS: dict[str, Adapter] = {
     "http": PersonMatchProvider,
     "hunter": HunterProvider,
@@ -31,5 +34,14 @@ def build_provider(
     session: aiohttp.ClientSession,
     control: Cooldowns,
     metrics: ProviderMetrics,
+    *,
+    limits: Limits | None = None,
+    batches: Any = None,
 ) -> Provider:
-    return ADAPTERS[settings.kind](settings, session, control, metrics)
+    """The adapter of `settings.kind`; `limits` keeps its keys' allowances (shared by every
+    enricher when it is the store's), `batches` its asynchronous batches (Dropcontact)."""
+    if settings.kind == "dropcontact":
+        return DropcontactProvider(
+            settings, session, control, metrics, limits=limits, batches=batches
+        )
+    return ADAPTERS[settings.kind](settings, session, control, metrics, limits=limits)

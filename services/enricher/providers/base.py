@@ -10,19 +10,27 @@ does not have).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Literal, Protocol
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Literal, Protocol, runtime_checkable
 
 import msgspec
 
 from services.enricher.config import ProviderSettings
 from services.enricher.draft import LeadDraft
-from shared.errors import TransientError
-from shared.ratelimit import Cooldowns, Gate
+from shared.errors import StoreUnavailable, TransientError
+from shared.limits import Limits, MemoryLimits
+from shared.logging import get_logger
+from shared.ratelimit import Cooldowns, KeyPool
+
+log = get_logger(__name__)
 
 # A provider's turn further away than this is not waited for while holding the task: the
 # leads go back through the broker's delay tier (shared/ratelimit.py Gate).
 MAX_RATE_WAIT_S = 1.0
+# How often a request waiting for a free slot of a shared `_CONCURRENCY` looks again.
+LEASE_POLL_S = 0.02
 
 
 class ProviderUnavailable(TransientError):
@@ -38,9 +46,10 @@ class ProviderUnavailable(TransientError):
             self.later = True
 
 
-class ProviderBusy(ProviderUnavailable):
-    """Not asked: the provider is cooling down, over its request rate, or its key's window
-    is used up. Nothing about the request, so the lead waits without spending an attempt."""
+class ProviderRateLimited(ProviderUnavailable):
+    """The provider said "later" (429, or its own signal), a key is cooling down, or every
+    key's window is used up: no fault of the request, so the lead waits without spending an
+    attempt (`retry_after_s`: when a key may be called again)."""
 
     later = True
 
@@ -96,6 +105,7 @@ class Verification(msgspec.Struct, frozen=True, kw_only=True):
 VerifyReply = Verification | ProviderRejected | ProviderUnavailable
 
 
+@runtime_checkable
 class Verifier(Protocol):
     name: str
 
@@ -103,9 +113,55 @@ class Verifier(Protocol):
         """The vendor's verdict on one email address."""
 
 
-def provider_gate(settings: ProviderSettings, control: Cooldowns) -> Gate:
-    """The cooldown and request rate every adapter of this provider calls through."""
-    return Gate(settings, f"provider:{settings.name}", control, max_wait_s=MAX_RATE_WAIT_S)
+def provider_pool(
+    settings: ProviderSettings, control: Cooldowns, limits: Limits | None = None
+) -> KeyPool:
+    """The keys every adapter of this provider calls with: each key's windows and cooldown
+    (`provider:<name>:key<i>`), in `limits` (shared by all enrichers, or per process)."""
+    return KeyPool(
+        settings, f"provider:{settings.name}", control, max_wait_s=MAX_RATE_WAIT_S, limits=limits
+    )
+
+
+class Slots:
+    """A provider's requests in flight: at most `_CONCURRENCY` in this process and, when the
+    variable is set, in all enrichers together (a lease per request in `limits`, freed when
+    the request ends, or after the provider's timeout if its holder died)."""
+
+    def __init__(self, settings: ProviderSettings, limits: Limits | None = None) -> None:
+        self.name = settings.name
+        self.size = settings.concurrency
+        self.target = f"provider:{settings.name}"
+        self.hold_s = settings.timeout_s + 5.0
+        self._local = asyncio.Semaphore(settings.concurrency)
+        self._shared = limits if settings.shared_concurrency else None
+
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        async with self._local:
+            shared = self._shared
+            if shared is None or isinstance(shared, MemoryLimits):
+                yield
+                return
+            lease = await self._lease(shared)
+            try:
+                yield
+            finally:
+                try:
+                    await asyncio.shield(shared.release(self.target, lease))
+                except StoreUnavailable as e:
+                    # The answer is in hand; the lease frees itself after `hold_s`.
+                    log.warning("provider.lease_not_released", provider=self.name, error=str(e))
+
+    async def _lease(self, shared: Limits) -> str:
+        deadline = time.monotonic() + MAX_RATE_WAIT_S
+        while (lease := await shared.lease(self.target, self.size, self.hold_s)) is None:
+            if time.monotonic() >= deadline:
+                raise ProviderRateLimited(
+                    f"{self.name}: all {self.size} requests in flight", retry_after_s=1.0
+                )
+            await asyncio.sleep(LEASE_POLL_S)
+        return lease
 
 
 def has_name_and_company(draft: LeadDraft) -> bool:

@@ -21,9 +21,9 @@ catch-all).
   batch, 5xx ask later. While not ready, it polls every `_POLL_S` (30 s per the docs) up to
   MAX_POLLS times, then gives the leads back to the broker to ask later.
 
-Known gap (issue 13, item 3): the request id is not stored yet, so a lead retried after a
-crash or after MAX_POLLS submits a new batch (and may pay twice); storing the id before
-polling is the next step.
+A submitted batch's request id is stored (services/enricher/batches.py) before the first
+poll: the same batch asked again (a redelivered task after a crash, or a retry after
+MAX_POLLS) polls that id and is not submitted, nor paid for, twice.
 
 Qualification to status: nominative is valid, catch_all (non_confirm) accept_all, generic
 and random unknown (not the person's own mailbox), anything `invalid` is invalid. The best
@@ -38,6 +38,7 @@ from typing import Any
 
 import msgspec
 
+from services.enricher.batches import BatchStore, MemoryBatches, batch_fingerprint
 from services.enricher.draft import LeadDraft
 from services.enricher.providers.base import (
     EmailStatus,
@@ -116,6 +117,10 @@ def best_email(record: EnrichedRecord) -> tuple[str | None, EmailStatus, str | N
 
 
 class DropcontactProvider(VendorProvider):
+    def __init__(self, *args: Any, batches: BatchStore | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batches: BatchStore = batches if batches is not None else MemoryBatches()
+
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"X-Access-Token": key}
 
@@ -135,8 +140,13 @@ class DropcontactProvider(VendorProvider):
 
     async def _batch(self, drafts: Sequence[LeadDraft], job_id: str) -> list[Reply]:
         records = [{k: v for k, v in self.query(d).items() if v} for d in drafts]
+        fingerprint = batch_fingerprint(job_id, records)
         try:
-            request_id = await self._submit(records, job_id)
+            request_id = await self.batches.submitted(self.name, fingerprint)
+            if request_id is None:
+                request_id = await self._submit(records, job_id)
+                # Written down before the wait: a crash from here on polls, never resubmits.
+                await self.batches.remember(self.name, fingerprint, request_id, job_id)
             enriched = await self._poll(request_id, job_id)
             if len(enriched) != len(drafts):
                 raise ProviderUnavailable(

@@ -1,11 +1,12 @@
 """HTTP adapter for person-match providers (name + company in, email + domain out).
 
-Every call has a timeout, a per-provider concurrency limit and request rate. Status codes
-map to the two failure kinds: 404 is "not found" (an answer), 429/5xx/timeouts/garbage are
-`ProviderUnavailable` (retry later), other 4xx are `ProviderRejected` (do not retry).
-A 429 puts the provider in a cooldown (Retry-After, or the configured one) broadcast to
-every enricher: no call goes to it until the cooldown ends; leads that needed it are
-retried after it.
+Every call has a timeout, a per-provider concurrency limit, and goes with the next key of
+the provider's pool that has a turn under its windows. Status codes map to the two failure
+kinds: 404 is "not found" (an answer), 429/5xx/timeouts/garbage are `ProviderUnavailable`
+(retry later; a 429 is `ProviderRateLimited`), other 4xx are `ProviderRejected` (do not
+retry). A 429 puts the key that got it in a cooldown (Retry-After, or the configured one)
+broadcast to every enricher: no call goes with that key until the cooldown ends; the other
+keys go on, and leads wait only when every key is cooling down.
 """
 
 from __future__ import annotations
@@ -21,15 +22,18 @@ from services.enricher.config import ProviderSettings
 from services.enricher.draft import LeadDraft
 from services.enricher.metrics import ProviderMetrics
 from services.enricher.providers.base import (
-    ProviderBusy,
+    EmailStatus,
+    ProviderRateLimited,
     ProviderRejected,
     ProviderUnavailable,
     Reply,
+    Slots,
     can_find_person,
     in_chunks,
-    provider_gate,
+    provider_pool,
 )
-from shared.ratelimit import Cooldowns, retry_after_s
+from shared.limits import Limits
+from shared.ratelimit import Cooldowns, Key, retry_after_s
 
 RETRYABLE_STATUS = frozenset({401, 403, 408, 409, 425, 429})
 BULK_LIMIT = 100  # people per bulk request, as the providers' bulk APIs allow
@@ -74,12 +78,27 @@ def found_in(provider: str, decode: Callable[[bytes], T], body: bytes) -> T:
         raise ProviderUnavailable(f"{provider}: malformed reply ({e})") from e
 
 
+# leadflow's own protocol says `valid` or `risky` (deliverable but not confirmed: what
+# verifiers call catch-all); any other word is taken as the vendors' own four, else unknown.
+STATUSES: dict[str, EmailStatus] = {
+    "valid": "valid",
+    "risky": "accept_all",
+    "accept_all": "accept_all",
+    "catch_all": "accept_all",
+    "unknown": "unknown",
+    "invalid": "invalid",
+}
+
+
 def fields_of(match: PersonMatch) -> dict[str, str]:
-    return {
-        k: v
-        for k in ("email", "email_status", "company_domain")
-        if isinstance(v := getattr(match, k), str) and v
+    found = {
+        k: v for k in ("email", "company_domain") if isinstance(v := getattr(match, k), str) and v
     }
+    if match.email:
+        found["email_status"] = STATUSES.get((match.email_status or "").lower(), "unknown")
+        if match.email_status:
+            found["email_status_raw"] = match.email_status
+    return found
 
 
 class PersonMatchProvider:
@@ -89,20 +108,18 @@ class PersonMatchProvider:
         session: aiohttp.ClientSession,
         control: Cooldowns,
         metrics: ProviderMetrics,
+        *,
+        limits: Limits | None = None,
     ) -> None:
         self._latency = metrics.seconds.labels(provider=settings.name)
         self.name = settings.name
-        self._gate = provider_gate(settings, control)
+        self.pool = provider_pool(settings, control, limits)
         self._url = f"{settings.url}/v1/person"
         self._bulk_url = f"{settings.url}/v1/person/bulk"
         self._bulk = settings.bulk
-        self._headers = {
-            "Authorization": f"Bearer {settings.key}",
-            "Content-Type": "application/json",
-        }
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
         self._session = session
-        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._slots = Slots(settings, limits)
 
     def can_help(self, draft: LeadDraft) -> bool:
         return can_find_person(draft)
@@ -151,23 +168,31 @@ class PersonMatchProvider:
         if item.status is None or 200 <= item.status < 300:
             return fields_of(item)
         detail = f"{self.name}: HTTP {item.status} {item.error or ''}".rstrip()
+        if item.status == 429:
+            return ProviderRateLimited(detail, status=item.status)
         if item.status >= 500 or item.status in RETRYABLE_STATUS:
             return ProviderUnavailable(detail, status=item.status)
         return ProviderRejected(detail)
 
     async def _call(self, url: str, payload: bytes, job_id: str) -> bytes | None:
-        async with self._slots:
-            await self._gate.wait_turn(ProviderBusy)
+        async with self._slots.held():
+            turn = await self.pool.turn(ProviderRateLimited)
+            key = turn.key
             try:
                 with self._latency.time():
-                    return await self._post(url, payload, job_id)
-            except ProviderUnavailable as e:
-                if e.status == 429:
-                    await self._gate.cool_down(e.retry_after_s)
-                raise
+                    return await turn.send(self._post(url, payload, job_id, key))
+            except ProviderRateLimited as e:
+                pause = await key.gate.cool_down(e.retry_after_s)
+                raise ProviderRateLimited(
+                    f"{e} ({key.label})", retry_after_s=pause, status=429
+                ) from e
 
-    async def _post(self, url: str, payload: bytes, job_id: str) -> bytes | None:
-        headers = {**self._headers, "X-Leadflow-Job": job_id}
+    async def _post(self, url: str, payload: bytes, job_id: str, key: Key) -> bytes | None:
+        headers = {
+            "Authorization": f"Bearer {key.secret}",
+            "Content-Type": "application/json",
+            "X-Leadflow-Job": job_id,
+        }
         try:
             async with self._session.post(
                 url, data=payload, headers=headers, timeout=self._timeout
@@ -184,6 +209,10 @@ class PersonMatchProvider:
         if 200 <= status < 300:
             return body
         detail = body[:200].decode(errors="replace")
+        if status == 429:
+            raise ProviderRateLimited(
+                f"{self.name}: HTTP {status} {detail}", retry_after_s=retry_after, status=status
+            )
         if status >= 500 or status in RETRYABLE_STATUS:
             raise ProviderUnavailable(
                 f"{self.name}: HTTP {status} {detail}", retry_after_s=retry_after, status=status

@@ -129,7 +129,7 @@ class HunterProvider(VendorProvider):
         except (ProviderUnavailable, ProviderRejected) as e:
             return e
         raw = data.verification.status if data.verification else None
-        return fields(data.email, normalise(raw), raw, data.domain)
+        return fields(data.email, normalise(raw), raw, data.domain, data.score)
 
     async def verify(self, email: str, job_id: str) -> VerifyReply:
         try:

@@ -31,6 +31,7 @@ import msgspec
 
 from services.enricher.draft import LeadDraft
 from services.enricher.providers.base import (
+    ProviderRateLimited,
     ProviderRejected,
     ProviderUnavailable,
     Reply,
@@ -135,7 +136,9 @@ class PdlProvider(VendorProvider):
             return {}
         message = item.error.message if item.error else ""
         detail = f"{self.name}: HTTP {item.status} {message or ''}".rstrip()
-        if item.status >= 500 or item.status == 429:
+        if item.status == 429:
+            return ProviderRateLimited(detail, status=item.status)
+        if item.status >= 500:
             return ProviderUnavailable(detail, status=item.status)
         return ProviderRejected(detail)
 

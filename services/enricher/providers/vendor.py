@@ -1,6 +1,7 @@
 """What every vendor adapter shares: one HTTP request with a timeout, under the provider's
-concurrency limit, request rate and cooldown; the vendor's "slow down" signal starts a
-cooldown broadcast to every enricher; a bad key or exhausted credits parks the provider.
+concurrency limit, with the next key of its pool that has a turn (each key's windows and
+cooldown); the vendor's "slow down" signal cools that key down, broadcast to every
+enricher; a bad key or exhausted credits parks the provider.
 
 Parking is per process for now: once parked, every later call fails at once with the same
 `ProviderParked`, without a request. (Alerting, and sharing the park across enrichers, is
@@ -9,7 +10,6 @@ the credit ledger's work.)
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -22,19 +22,24 @@ from services.enricher.draft import LeadDraft
 from services.enricher.metrics import ProviderMetrics
 from services.enricher.providers.base import (
     ParkReason,
-    ProviderBusy,
     ProviderParked,
+    ProviderRateLimited,
     ProviderRejected,
     ProviderUnavailable,
+    Slots,
     can_find_person,
-    provider_gate,
+    provider_pool,
 )
+from shared.limits import Limits
 from shared.logging import get_logger
-from shared.ratelimit import Cooldowns, retry_after_s
+from shared.ratelimit import Cooldowns, Key, retry_after_s
 
 T = TypeVar("T")
 log = get_logger(__name__)
 _encode = msgspec.json.Encoder().encode
+
+
+AuthHeaders = Callable[[str], Mapping[str, str]]
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class Answer:
     status: int
     body: bytes
     retry_after_s: float | None
+    key: Key | None = None  # the pool's key that was used (its cooldown on a 429)
 
     def detail(self) -> str:
         return self.body[:200].decode(errors="replace")
@@ -56,17 +62,19 @@ class VendorClient:
         session: aiohttp.ClientSession,
         control: Cooldowns,
         metrics: ProviderMetrics,
-        auth_headers: Mapping[str, str],
+        auth_headers: AuthHeaders,
+        *,
+        limits: Limits | None = None,
     ) -> None:
         self.name = settings.name
         self.base_url = settings.url
         self.parked: ProviderParked | None = None
         self._latency = metrics.seconds.labels(provider=settings.name)
-        self._gate = provider_gate(settings, control)
-        self._headers = dict(auth_headers)
+        self.pool = provider_pool(settings, control, limits)
+        self._auth = auth_headers
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
         self._session = session
-        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._slots = Slots(settings, limits)
 
     async def request(
         self,
@@ -80,28 +88,17 @@ class VendorClient:
         """The vendor's answer, whatever its status; network trouble is `ProviderUnavailable`."""
         if self.parked is not None:
             raise self.parked
-        headers = {**self._headers, "X-Leadflow-Job": job_id}
-        data = None
-        if body is not None:
-            data = _encode(body)
-            headers["Content-Type"] = "application/json"
-        async with self._slots:
-            await self._gate.wait_turn(ProviderBusy)
+        data = None if body is None else _encode(body)
+        async with self._slots.held():
+            turn = await self.pool.turn(ProviderRateLimited)
+            headers = {**self._auth(turn.key.secret), "X-Leadflow-Job": job_id}
+            if data is not None:
+                headers["Content-Type"] = "application/json"
             try:
                 with self._latency.time():
-                    async with self._session.request(
-                        method,
-                        self.base_url + path,
-                        params=params,
-                        data=data,
-                        headers=headers,
-                        timeout=self._timeout,
-                    ) as response:
-                        return Answer(
-                            response.status,
-                            await response.read(),
-                            retry_after_s(response.headers.get("Retry-After")),
-                        )
+                    return await turn.send(
+                        self._send(method, path, params, data, headers, turn.key)
+                    )
             except TimeoutError as e:
                 raise ProviderUnavailable(
                     f"{self.name}: timed out after {self._timeout.total}s"
@@ -109,11 +106,37 @@ class VendorClient:
             except aiohttp.ClientError as e:
                 raise ProviderUnavailable(f"{self.name}: {type(e).__name__}: {e}") from e
 
-    async def throttled(self, answer: Answer) -> ProviderUnavailable:
-        """The vendor's rate-limit signal: cool down (its Retry-After, or the configured)."""
-        pause = await self._gate.cool_down(answer.retry_after_s)
-        return ProviderUnavailable(
-            f"{self.name}: rate limited (HTTP {answer.status})",
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        data: bytes | None,
+        headers: Mapping[str, str],
+        key: Key,
+    ) -> Answer:
+        async with self._session.request(
+            method,
+            self.base_url + path,
+            params=params,
+            data=data,
+            headers=headers,
+            timeout=self._timeout,
+        ) as response:
+            return Answer(
+                response.status,
+                await response.read(),
+                retry_after_s(response.headers.get("Retry-After")),
+                key,
+            )
+
+    async def throttled(self, answer: Answer) -> ProviderRateLimited:
+        """The vendor's rate-limit signal: the key cools down (its Retry-After, or the
+        configured pause); the other keys go on."""
+        key = answer.key or self.pool.keys[0]
+        pause = await key.gate.cool_down(answer.retry_after_s)
+        return ProviderRateLimited(
+            f"{self.name}: rate limited (HTTP {answer.status}, {key.label})",
             retry_after_s=pause,
             status=429,
         )
@@ -150,11 +173,14 @@ class VendorProvider:
         session: aiohttp.ClientSession,
         control: Cooldowns,
         metrics: ProviderMetrics,
+        *,
+        limits: Limits | None = None,
     ) -> None:
         self.name = settings.name
         self.settings = settings
-        headers = self.auth_headers(settings.key)
-        self.client = VendorClient(settings, session, control, metrics, headers)
+        self.client = VendorClient(
+            settings, session, control, metrics, self.auth_headers, limits=limits
+        )
 
     def auth_headers(self, key: str) -> dict[str, str]:
         raise NotImplementedError
@@ -181,7 +207,11 @@ def person_name(
 
 
 def fields(
-    email: str | None, status: str, raw_status: str | None, domain: str | None
+    email: str | None,
+    status: str,
+    raw_status: str | None,
+    domain: str | None,
+    score: int | None = None,
 ) -> dict[str, str]:
     """A found person as a waterfall reply (only what is there)."""
     found: dict[str, str] = {}
@@ -190,6 +220,8 @@ def fields(
         found["email_status"] = status
         if raw_status:
             found["email_status_raw"] = raw_status
+        if score is not None:
+            found["email_score"] = str(score)
     if domain:
         found["company_domain"] = domain
     return found

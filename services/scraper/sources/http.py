@@ -20,6 +20,7 @@ from services.scraper.sources.base import (
     SourceUnavailable,
     fit_scraped_lead,
 )
+from shared.limits import Limits
 from shared.logging import get_logger
 from shared.ratelimit import Cooldowns, Gate, retry_after_s
 
@@ -41,14 +42,23 @@ _decode_reply = msgspec.json.Decoder(SearchReply).decode
 
 class SearchApiSource:
     def __init__(
-        self, settings: SourceSettings, session: aiohttp.ClientSession, control: Cooldowns
+        self,
+        settings: SourceSettings,
+        session: aiohttp.ClientSession,
+        control: Cooldowns,
+        *,
+        limits: Limits | None = None,
     ) -> None:
         self.name = settings.name
         self.accounts = tuple(f"acct{i}" for i in range(len(settings.keys)))
         self._keys = dict(zip(self.accounts, settings.keys, strict=True))
         self._gates = {
             account: Gate(
-                settings, f"source:{self.name}:{account}", control, max_wait_s=MAX_INLINE_WAIT_S
+                settings,
+                f"source:{self.name}:{account}",
+                control,
+                max_wait_s=MAX_INLINE_WAIT_S,
+                limits=limits,
             )
             for account in self.accounts
         }

@@ -181,12 +181,29 @@ def test_every_answer_matches_the_document(
         case.call_and_validate()
 
     answers_as_documented()
+    if (method, path) == SCHEDULE_BODY:
+        stop_schedules(schema)
+
+
+def stop_schedules(schema: BaseSchema) -> None:
+    """Delete the saved searches the generated requests made, so they do not go on running
+    scrapes for the rest of the module."""
+    listed = schema["/v1/schedules"]["GET"].Case().call(headers=AUTH).json()
+    for saved in listed["schedules"]:
+        schema["/v1/schedules/{schedule_id}"]["DELETE"].Case(
+            path_parameters={"schedule_id": saved["schedule_id"]}
+        ).call(headers=AUTH)
 
 
 def test_sequences_of_calls_answer_as_documented(schema: BaseSchema) -> None:
     """Stateful: calls chained through the links schemathesis infers (a job submitted, then
-    read, cancelled, its secret rotated, deleted...), every check on every answer."""
-    base = schema.as_state_machine()
+    read, cancelled, its secret rotated, deleted...), every check on every answer.
+
+    Saved searches are left out: the router runs them meanwhile, so `GET /v1/schedules`
+    answers differently when hypothesis replays a sequence, and a link drawn from that list
+    is inconsistent data generation to it (their operations are checked one by one above).
+    """
+    base = schema.exclude(path_regex="^/v1/schedules").as_state_machine()
 
     class Machine(base):  # type: ignore[misc,valid-type]
         def before_call(self, case: Case) -> None:

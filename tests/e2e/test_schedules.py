@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from devtools.stack import Stack
-from tests.helpers import Api, free_port, wait_until
+from tests.helpers import Api, WebhookReceiver, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 TERMINAL = {"completed", "failed", "cancelled", "timed_out"}
@@ -195,3 +195,31 @@ async def test_a_cron_schedule_shows_its_next_time(api: Api) -> None:
 async def schedule_runs_at_least(api: Api, schedule_id: str, count: int) -> dict[str, Any] | None:
     found = await schedule(api, schedule_id)
     return found if len(found["runs"]) >= count else None
+
+
+async def test_a_run_delivers_to_the_schedule_s_webhook_signed_with_its_secret(
+    api: Api, webhook: WebhookReceiver
+) -> None:
+    """The secret is sealed when the schedule is saved, never shown, and signs each run's
+    batches as a job's own secret would."""
+    job = {
+        **scrape_body(5),
+        "destinations": [{"type": "webhook", "url": webhook.url, "secret": webhook.secret}],
+    }
+    schedule_id = await create(api, {"every_s": 3600, "job": job})
+    try:
+        [run] = await wait_until(
+            lambda: finished_runs(api, schedule_id, 1), timeout_s=60, what="the first run"
+        )
+        assert run["state"] == "completed"
+        found = await schedule(api, schedule_id)
+        assert found["job"]["destinations"][0]["secret"] is None
+
+        async def delivered() -> bool:
+            return len(webhook.lead_ids()) == 5
+
+        await wait_until(delivered, what="the run's leads at the webhook")
+        assert all(webhook.signature_valid(batch) for batch in webhook.batches)
+        assert {b["body"]["job_id"] for b in webhook.batches} == {run["job_id"]}
+    finally:
+        await api.request("DELETE", f"/v1/schedules/{schedule_id}")

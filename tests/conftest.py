@@ -5,13 +5,22 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from devtools.stack import SERVICES, Stack
-from tests.helpers import AMQP_URL, Api, WebhookReceiver, delete_topology, free_port
+from tests.helpers import (
+    AMQP_URL,
+    Api,
+    StartStack,
+    WebhookReceiver,
+    delete_topology,
+    free_port,
+    start,
+)
 
 
 def make_stack(data_dir: Path, env: dict[str, str] | None = None) -> Stack:
@@ -60,6 +69,12 @@ def stack_factory(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
     yield factory
     for each in made:
         teardown_stack(each)
+
+
+@pytest.fixture
+def start_stack(stack_factory: Callable[..., Stack], http: aiohttp.ClientSession) -> StartStack:
+    """`await start_stack(env, *services)`: a started stack of its own and its gateway client."""
+    return partial(start, stack_factory, http)
 
 
 @pytest.fixture

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import csv
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
-import pytest
 
 from services.router.destinations.csv import CsvExporter, pending_rows
 from services.router.destinations.webhook import claim_due, mark_delivered, signed_headers
@@ -18,14 +16,6 @@ from shared.jobs import CsvDestination, JobSpec, WebhookDestination
 from shared.jobstate import stop
 from shared.messages import LeadsEnriched, LeadsFailed, ResultLead
 from shared.store import Store, fetch_job_row, job_status
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(tmp_path / "db.sqlite")
-    await store.open()
-    yield store
-    await store.close()
 
 
 def add_job(conn: sqlite3.Connection, job_id: str, total: int, spec: JobSpec) -> None:

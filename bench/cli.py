@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import ceiling, e2e, gateway, memory, peer, profiling, provider
+from bench import ceiling, e2e, gateway, memory, peer, profiling, provider, scale
 from bench.config import SCENARIOS, BenchConfig
 from bench.report import RunReport, Scenario, render_table
 
@@ -26,7 +26,10 @@ Runner = Callable[[BenchConfig, RunReport], Awaitable[Scenario]]
 RUNNERS: dict[str, Runner] = {
     "broker": ceiling.run,
     "e2e": e2e.run,
+    "e2e-pg": e2e.run_pg,
     "provider": provider.run,
+    "scale": scale.run_scale,
+    "drain": scale.run_drain,
     "celery": peer.run,
     "memory": memory.run,
     "gateway": gateway.run,
@@ -47,6 +50,8 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     add_int("--broker-messages", "broker_messages", "messages per broker-ceiling measurement")
     add_int("--broker-repeats", "broker_repeats", "tries per hop count (the best is kept)")
     add_int("--provider-leads", "provider_leads", "leads of the provider-bound job")
+    add_int("--scale-leads", "scale_leads", "leads per run of the enricher scale-out")
+    add_int("--drain-leads", "drain_leads", "pre-filled outcomes the router drains")
     add_int("--memory-leads", "memory_leads", "leads of the big memory workload")
     add_int("--memory-baseline-leads", "memory_baseline_leads", "leads of the small one")
     add_int("--gateway-requests", "gateway_requests", "status requests in the gateway run")

@@ -5,7 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-SCENARIOS = ("broker", "e2e", "provider", "celery", "memory", "gateway", "profile")
+SCENARIOS = (
+    "broker",
+    "e2e",
+    "e2e-pg",
+    "provider",
+    "scale",
+    "drain",
+    "celery",
+    "memory",
+    "gateway",
+    "profile",
+)
 
 
 @dataclass(frozen=True)
@@ -23,6 +34,9 @@ class BenchConfig:
     # provider-bound run.
     provider_leads: int = 2_000
     provider_latency_ms: float = 100.0
+    # scale: the provider-bound job with 1, 2 and 4 enrichers; drain: pre-filled outcomes.
+    scale_leads: int = 4_000
+    drain_leads: int = 10_000
     # memory: peak RSS during the big workload vs during the baseline one.
     memory_leads: int = 100_000
     memory_baseline_leads: int = 10_000

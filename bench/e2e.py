@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from bench.config import BenchConfig
 from bench.harness import leadflow_stack
+from bench.pgdb import postgres_available, temporary_database
 from bench.report import RunReport, Scenario, previous_figures, rate, ratio
 from bench.workload import WorkloadRun, run_workload
 
@@ -35,6 +36,35 @@ async def run(config: BenchConfig, report: RunReport) -> Scenario:
             stack, config.leads, chunk=config.leads, timeout_s=config.timeout_s(config.leads)
         )
     return describe(result, report)
+
+
+async def run_pg(config: BenchConfig, report: RunReport) -> Scenario:
+    """The same job with the store on PostgreSQL, set beside this run's SQLite figure."""
+    reason = await postgres_available()
+    if reason is not None:
+        scenario = Scenario("e2e-pg", figures={"skipped": reason})
+        scenario.row("e2e on PostgreSQL", "skipped", reason)
+        return scenario
+    async with temporary_database() as url:
+        env = {
+            "LEADFLOW_MAX_LEADS_PER_JOB": str(max(config.leads, config.job_chunk)),
+            "LEADFLOW_STORE_URL": url,
+        }
+        async with leadflow_stack(env) as stack:
+            result = await run_workload(
+                stack, config.leads, chunk=config.leads, timeout_s=config.timeout_s(config.leads)
+            )
+    scenario = Scenario("e2e-pg", figures=result.figures())
+    sqlite = report.figures("e2e")
+    to_sqlite = ratio(result.leads_per_s, sqlite["leads_per_s"]) if sqlite else None
+    scenario.figures["ratio_to_sqlite"] = to_sqlite
+    scenario.row(
+        f"{result.leads:,} leads, one job, PostgreSQL store",
+        rate(result.leads_per_s, "leads/s"),
+        f"{to_sqlite}x the SQLite e2e of this run" if to_sqlite else "no SQLite e2e this run",
+    )
+    scenario.row("CPU ms per lead", cpu_line(result))
+    return scenario
 
 
 def describe(result: WorkloadRun, report: RunReport) -> Scenario:

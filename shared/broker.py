@@ -33,6 +33,7 @@ from aio_pika.abc import (
 )
 from yarl import URL
 
+from shared import tracing
 from shared.config import CommonSettings
 from shared.errors import BrokerUnavailable
 from shared.health import Metrics
@@ -393,7 +394,8 @@ class Broker:
             priority=PRIORITY_LEVELS.get(item.priority, PRIORITY_LEVELS["normal"]),
             message_id=uuid.uuid4().hex,
             type=tag_of(item.message),
-            headers=to.headers,
+            # The trace of the work that publishes it, unless the message carries its own.
+            headers={**tracing.carrier(), **to.headers},
             expiration=to.expiration_s,
         )
         await self._exchanges[to.exchange].publish(amqp_message, routing_key=to.key, mandatory=True)

@@ -49,6 +49,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 import structlog
 
+from shared import tracing
 from shared.broker import (
     ATTEMPT_HEADER,
     BROKER_ERRORS,
@@ -438,7 +439,16 @@ class TaskConsumer(_Consumer[M]):
             redelivered=bool(message.redelivered),
             priority=priority_name(message.priority),
         )
-        with structlog.contextvars.bound_contextvars(job_id=decoded.job_id, tenant=decoded.tenant):
+        with (
+            structlog.contextvars.bound_contextvars(job_id=decoded.job_id, tenant=decoded.tenant),
+            tracing.span(
+                f"task {self.kind}",
+                parent=message.headers,
+                job_id=decoded.job_id,
+                attempt=delivery.attempt,
+                redelivered=delivery.redelivered,
+            ),
+        ):
             error: BaseException | None = None
             try:
                 # The slots bound the handlers running; publishing and acking happen after
@@ -571,8 +581,17 @@ class BatchConsumer(_Consumer[M]):
         if not good:
             return
         try:
-            outgoing = await self._handle_waiting_out_store([m for _, m in good])
-            await self.broker.publish(outgoing)
+            # One store transaction for the batch: a span in the trace of its first
+            # message's job, linked to the others'.
+            with tracing.span(
+                "record batch",
+                parent=good[0][0].headers,
+                queue=self.queue_name,
+                links=[message.headers for message, _ in good[1:]],
+                messages=len(good),
+            ):
+                outgoing = await self._handle_waiting_out_store([m for _, m in good])
+                await self.broker.publish(outgoing)
         except BrokerUnavailable:
             # The broker, not a message, failed: every one comes back, no need to split.
             for message, _ in good:

@@ -11,6 +11,7 @@ import sys
 
 import structlog
 
+from shared import tracing
 from shared.config import CommonSettings
 
 
@@ -24,6 +25,7 @@ def configure_logging(settings: CommonSettings) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_trace_ids,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
@@ -38,6 +40,14 @@ def configure_logging(settings: CommonSettings) -> None:
     structlog.contextvars.bind_contextvars(service=settings.service)
     # Libraries (aio-pika, aiohttp) log through the standard library: keep their warnings.
     logging.basicConfig(level=max(level, logging.WARNING), stream=sys.stderr, format="%(message)s")
+
+
+def add_trace_ids(
+    _: object, __: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """`trace_id` / `span_id` of the span the line was logged in, when one is recording."""
+    event.update(tracing.ids())
+    return event
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -18,6 +18,7 @@ from typing import Protocol, TypeVar
 
 from aiohttp import web
 
+from shared import tracing
 from shared.config import CommonSettings, EnvReader
 from shared.errors import ConfigError
 from shared.logging import configure_logging, get_logger
@@ -43,7 +44,11 @@ def run_service(
     except ConfigError as e:
         sys.exit(f"leadflow {name}: invalid configuration: {e}")
     configure_logging(common(settings))
-    asyncio.run(_serve(build(settings)))
+    tracing.setup(name)
+    try:
+        asyncio.run(_serve(build(settings)))
+    finally:
+        tracing.shutdown()
 
 
 async def _serve(service: Service) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from hypothesis import settings
 
 from devtools.stack import SERVICES, Stack
 from tests.helpers import (
@@ -21,6 +22,11 @@ from tests.helpers import (
     free_port,
     start,
 )
+
+# Property tests judge answers, not speed: no per-example deadline, which a loaded machine
+# (CI, parallel runs) would turn into failures.
+settings.register_profile("leadflow", deadline=None)
+settings.load_profile("leadflow")
 
 
 def make_stack(data_dir: Path, env: dict[str, str] | None = None) -> Stack:

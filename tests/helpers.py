@@ -160,6 +160,19 @@ class Api:
             cursor = page["next_cursor"]
 
 
+async def serve_on_loopback(
+    path: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> tuple[web.AppRunner, int]:
+    """Serve one POST route on a free loopback port; the runner (to clean up) and the port."""
+    app = web.Application()
+    app.router.add_post(path, handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, port
+
+
 @dataclass
 class WebhookReceiver:
     """An HTTP receiver on loopback that records every batch and can be told to fail."""
@@ -179,12 +192,7 @@ class WebhookReceiver:
         return {lead["id"] for batch in self.batches for lead in batch["body"]["leads"]}
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/hook", self._receive)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        self.port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        self._runner, self.port = await serve_on_loopback("/hook", self._receive)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -200,6 +208,7 @@ class WebhookReceiver:
                 "id": request.headers.get("webhook-id", ""),
                 "timestamp": request.headers.get("webhook-timestamp", ""),
                 "signature": request.headers.get("webhook-signature", ""),
+                "traceparent": request.headers.get("traceparent"),
                 "raw": body,
                 "body": await request.json(),
             }

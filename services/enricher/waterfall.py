@@ -19,6 +19,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from opentelemetry.trace import Span
+
 from services.enricher.cache import ProviderCache, fingerprint
 from services.enricher.draft import LeadDraft
 from services.enricher.metrics import ProviderMetrics
@@ -30,6 +32,7 @@ from services.enricher.providers.base import (
     Reply,
 )
 from services.enricher.steps.domain import normalise_domain
+from shared import tracing
 from shared.logging import get_logger
 from shared.messages import ProviderAnswer
 
@@ -99,9 +102,24 @@ class Waterfall:
         job_id: str,
         tenant: str,
     ) -> None:
+        """Ask one provider about these leads (the cache first): one span of the job's trace."""
+        with tracing.span(
+            f"provider {provider.name}", provider=provider.name, job_id=job_id, leads=len(asking)
+        ) as span:
+            await self._ask_provider(provider, asking, job_id, tenant, span)
+
+    async def _ask_provider(
+        self,
+        provider: Provider,
+        asking: list[tuple[LeadDraft, WaterfallResult]],
+        job_id: str,
+        tenant: str,
+        span: Span,
+    ) -> None:
         keys = [fingerprint(provider.query(draft)) for draft, _ in asking]
         cached = await self.cache.get_many(tenant, provider.name, keys, job_id=job_id)
         to_call = [(i, draft) for i, (draft, _) in enumerate(asking) if keys[i] not in cached]
+        span.set_attributes({"cache_hits": len(asking) - len(to_call), "called": len(to_call)})
         if cached:
             self.metrics.calls.labels(provider=provider.name, outcome="cached").inc(
                 len(asking) - len(to_call)
@@ -131,6 +149,7 @@ class Waterfall:
                 else:
                     answered[keys[i]] = ProviderAnswer(provider=provider.name, found=reply)
             await self.cache.put_many(tenant, provider.name, answered, job_id=job_id)
+            span.set_attribute("outcome", outcome_of(replies))
         for (draft, result), key in zip(asking, keys, strict=True):
             answer = cached.get(key) or answered.get(key)
             if answer is not None:
@@ -138,13 +157,7 @@ class Waterfall:
                 apply_answer(draft, answer, result)
 
     def count(self, provider: str, reply: Reply) -> None:
-        if isinstance(reply, ProviderUnavailable):
-            outcome = "unavailable"
-        elif isinstance(reply, ProviderRejected):
-            outcome = "rejected"
-        else:
-            outcome = "found" if reply else "not_found"
-        self.metrics.calls.labels(provider=provider, outcome=outcome).inc()
+        self.metrics.calls.labels(provider=provider, outcome=reply_outcome(reply)).inc()
 
 
 def apply_answer(draft: LeadDraft, answer: ProviderAnswer, result: WaterfallResult) -> None:
@@ -162,3 +175,17 @@ def apply_answer(draft: LeadDraft, answer: ProviderAnswer, result: WaterfallResu
 
 def is_complete(draft: LeadDraft) -> bool:
     return all(draft.get(name) for name in WANTED)
+
+
+def reply_outcome(reply: Reply) -> str:
+    if isinstance(reply, ProviderUnavailable):
+        return "unavailable"
+    if isinstance(reply, ProviderRejected):
+        return "rejected"
+    return "found" if reply else "not_found"
+
+
+def outcome_of(replies: Sequence[Reply]) -> str:
+    """A provider call's outcome for its span: what most of its leads' replies were."""
+    kinds = Counter(reply_outcome(reply) for reply in replies)
+    return kinds.most_common(1)[0][0] if kinds else "none"

@@ -11,6 +11,7 @@ from services.gateway.keys import BROKER, GUARD, METRICS, SETTINGS, STORE, SUBMI
 from services.gateway.openapi import add_api
 from services.gateway.problems import problem_middleware
 from services.gateway.submit import JobSubmitter
+from services.gateway.traces import trace_middleware
 from shared.broker import Broker
 from shared.health import Metrics, add_ops_routes
 from shared.logging import get_logger
@@ -24,7 +25,7 @@ log = get_logger(__name__)
 
 def create_app(settings: GatewaySettings) -> web.Application:
     app = web.Application(
-        middlewares=[problem_middleware, auth_middleware],
+        middlewares=[trace_middleware, problem_middleware, auth_middleware],
         client_max_size=settings.max_body_bytes,
     )
     metrics = Metrics()

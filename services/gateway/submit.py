@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 
 from services.gateway.errors import CsvInUse, IdempotencyConflict, NotSent, QuotaExceeded
-from shared import jobstate
+from shared import jobstate, tracing
 from shared.broker import Outgoing, Publish, TaskPublisher
 from shared.errors import BrokerUnavailable
 from shared.jobs import CsvDestination, Destination, JobSpec
@@ -80,8 +80,10 @@ class JobSubmitter:
             raise NotSent("the message broker is unreachable; the job was not accepted")
         job_id = new_job_id()
         digest = hashlib.sha256(raw_body).hexdigest()
+        # Read here: the store's thread does not see the request's trace context.
+        trace = tracing.carrier().get(tracing.TRACEPARENT)
         existing = await self.store.transaction(
-            lambda conn: self.insert(conn, tenant, job_id, job, idempotency_key, digest)
+            lambda conn: self.insert(conn, tenant, job_id, job, idempotency_key, digest, trace)
         )
         if existing is not None:
             return existing
@@ -122,6 +124,7 @@ class JobSubmitter:
         job: NewJob,
         idempotency_key: str | None,
         digest: str,
+        traceparent: str | None = None,
     ) -> Submission | None:
         """Insert the job; or return the earlier job of the same idempotency key."""
         if idempotency_key is not None:
@@ -140,8 +143,8 @@ class JobSubmitter:
         state = jobstate.initial_state(waiting=job.waiting, total=job.total)
         conn.execute(
             "INSERT INTO jobs (job_id, tenant, kind, state, priority, total, created_at,"
-            " timeout_s, depends_on, spec, progress_at, deadline_at, charged)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " timeout_s, depends_on, spec, progress_at, deadline_at, charged, traceparent)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job_id,
                 tenant,
@@ -156,6 +159,7 @@ class JobSubmitter:
                 now,
                 now + job.timeout_s,
                 job.charged,
+                traceparent,
             ),
         )
         conn.executemany(

@@ -9,7 +9,7 @@ from functools import partial
 
 import msgspec
 
-from shared import jobstate
+from shared import jobstate, tracing
 from shared.broker import Broker
 from shared.logging import get_logger
 from shared.messages import Lead
@@ -28,9 +28,18 @@ class DependencyKeeper:
         self.task_batch_size = task_batch_size
 
     async def check(self) -> None:
-        for job_id, tenant, priority, dependency, state in await self.store.run(waiting_jobs):
+        for job_id, tenant, priority, dependency, state, trace in await self.store.run(
+            waiting_jobs
+        ):
             if state == jobstate.COMPLETED:
-                await self.release(job_id, tenant, priority, dependency)
+                # The job's own trace, begun by its POST, goes on with its tasks.
+                with tracing.span(
+                    "release job",
+                    parent={tracing.TRACEPARENT: trace} if trace else None,
+                    job_id=job_id,
+                    depends_on=dependency,
+                ):
+                    await self.release(job_id, tenant, priority, dependency)
             elif state in jobstate.STOPPED:
                 reason = f"the job it depends on, {dependency}, {state.replace('_', ' ')}"
                 if await self.store.transaction(
@@ -50,9 +59,9 @@ class DependencyKeeper:
         log.info("job.released", job_id=job_id, depends_on=dependency, leads=len(leads))
 
 
-def waiting_jobs(conn: sqlite3.Connection) -> list[tuple[str, str, str, str, str]]:
+def waiting_jobs(conn: sqlite3.Connection) -> list[tuple[str, str, str, str, str, str | None]]:
     rows = conn.execute(
-        "SELECT w.job_id, w.tenant, w.priority, w.depends_on, d.state FROM jobs w"
+        "SELECT w.job_id, w.tenant, w.priority, w.depends_on, d.state, w.traceparent FROM jobs w"
         " JOIN jobs d ON d.job_id = w.depends_on WHERE w.state = ?",
         (jobstate.WAITING,),
     ).fetchall()

@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 
 from bench.provider import Asked, ideal_for
+from bench.scale import acked_enrich_tasks
 from bench.stacks import package_of, parse_frame, read_profile
+from shared.health import Metrics
 
 MAIN = "<module> (/x/services/router/__main__.py:5)"
 LOOP = "run (/usr/lib/python3.11/asyncio/runners.py:190)"
@@ -65,3 +68,11 @@ def test_ideal_with_bulk_requests_counts_one_round_per_provider_asked() -> None:
     assert ideal.rounds_per_task == pytest.approx(1.75)
     assert ideal.prefetch_bound == pytest.approx(200 / 0.175)
     assert ideal.binding == "prefetch x batch"
+
+
+def test_drain_counts_acked_enrich_tasks_from_the_services_own_metrics() -> None:
+    metrics = Metrics()
+    metrics.consumed.labels(queue="lf.enrich", outcome="ack").inc(7)
+    metrics.consumed.labels(queue="lf.enrich", outcome="retry").inc(2)
+    metrics.consumed.labels(queue="lf.scrape", outcome="ack").inc(5)
+    assert acked_enrich_tasks(generate_latest(metrics.registry).decode()) == 7

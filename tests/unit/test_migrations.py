@@ -22,6 +22,8 @@ SNAPSHOTS = ROOT / "tests" / "fixtures" / "schema"
 # (migrations, their folder, the package that ships them, the schema snapshot): the
 # snapshots are `sqlite_master` of a database migrated by the MIGRATIONS tuples that
 # lived in shared/store.py and services/enricher/cache.py before the files.
+# How many files the snapshots cover: later migrations are newer than the move.
+SNAPSHOT_VERSIONS = {"status_store": 7, "provider_cache": 3}
 STORES = {
     "status_store": (MIGRATIONS, ROOT / "shared" / "migrations", "shared"),
     "provider_cache": (
@@ -47,9 +49,9 @@ def migrated(scripts: tuple[str, ...], upto: int | None = None) -> sqlite3.Conne
 def test_the_files_produce_the_schema_of_before(name: str) -> None:
     scripts, _, _ = STORES[name]
     expected = json.loads((SNAPSHOTS / f"{name}.json").read_text())
-    conn = migrated(scripts)
+    conn = migrated(scripts, SNAPSHOT_VERSIONS[name])
     assert schema(conn) == expected
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(scripts)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SNAPSHOT_VERSIONS[name]
 
 
 @pytest.mark.parametrize("name", sorted(STORES))

@@ -40,9 +40,11 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
+from opentelemetry.trace import SpanKind
 from prometheus_client import Counter, Gauge
 
 from services.router.config import WebhookSettings
+from shared import tracing
 from shared.health import Metrics
 from shared.jobs import JobSpec, WebhookDestination
 from shared.logging import get_logger
@@ -311,7 +313,18 @@ class WebhookDispatcher:
         payload = await self.store.run(lambda conn: build_payload(conn, batch, epoch_s()))
         if payload is None:
             return  # the job was deleted meanwhile, and its batches with it
-        status, error = await self._post(payload, batch)
+        with tracing.span(
+            "webhook delivery",
+            parent={tracing.TRACEPARENT: payload.traceparent} if payload.traceparent else None,
+            kind=SpanKind.CLIENT,
+            job_id=batch.job_id,
+            webhook_id=batch.webhook_id,
+            leads=batch.size,
+            attempt=batch.attempts + 1,
+        ) as span:
+            status, error = await self._post(payload, batch)
+            if error is not None:
+                tracing.fail(span, error)
         now = epoch_s()
         after = verdict(status, error, now, batch, self.settings.retry_window_s, self.backoff)
         if after.outcome == "disabled":
@@ -352,7 +365,11 @@ class WebhookDispatcher:
         try:
             self.guard.check_literal_host(payload.url)
             secrets = [self.box.open(sealed) for sealed in payload.sealed_secrets]
-            headers = signed_headers(batch.webhook_id, payload.body, *secrets)
+            # The delivery's span, so the receiver can continue the job's trace.
+            headers = {
+                **signed_headers(batch.webhook_id, payload.body, *secrets),
+                **tracing.carrier(),
+            }
             async with self.session.post(
                 payload.url,
                 data=payload.body,
@@ -578,10 +595,13 @@ class Payload:
     url: str
     body: bytes
     sealed_secrets: list[str]  # the current one first, then one being rotated out
+    traceparent: str | None = None  # the job's trace (shared/tracing.py)
 
 
 def build_payload(conn: sqlite3.Connection, batch: Batch, now: float) -> Payload | None:
-    job = conn.execute("SELECT spec FROM jobs WHERE job_id = ?", (batch.job_id,)).fetchone()
+    job = conn.execute(
+        "SELECT spec, traceparent FROM jobs WHERE job_id = ?", (batch.job_id,)
+    ).fetchone()
     dest_row = conn.execute(
         "SELECT secret, previous_secret, previous_secret_until FROM destinations"
         " WHERE job_id = ? AND idx = ?",
@@ -601,7 +621,8 @@ def build_payload(conn: sqlite3.Connection, batch: Batch, now: float) -> Payload
     secrets = [s for s in (dest_row["secret"] or dest.secret,) if s]
     if dest_row["previous_secret"] and (dest_row["previous_secret_until"] or 0) > now:
         secrets.append(dest_row["previous_secret"])
-    return Payload(dest.url, _encode({"job_id": batch.job_id, "leads": leads}), secrets)
+    body = _encode({"job_id": batch.job_id, "leads": leads})
+    return Payload(dest.url, body, secrets, job["traceparent"])
 
 
 def mark_delivered(conn: sqlite3.Connection, batch: Batch) -> None:

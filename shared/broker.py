@@ -70,39 +70,38 @@ class Publish:
     priority: str = "normal"
 
 
+@dataclass(frozen=True, kw_only=True)
+class Resent:
+    """What a message handled before carries on when it is sent again: its attempt count,
+    priority, and headers (the reason, `headers[ERROR_HEADER]`; the crash count)."""
+
+    attempt: int
+    priority: str = "normal"
+    headers: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
-class Delayed:
-    """Through the delay tier of the message's exchange: back in its queue after `delay_s`,
-    with its attempt count and the reason it is retried (`headers[ERROR_HEADER]`)."""
+class Delayed(Resent):
+    """Through the delay tier of the message's exchange: back in its queue after `delay_s`."""
 
     message: Message
     delay_s: float
-    attempt: int
-    priority: str = "normal"
-    headers: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class DeadLetter:
-    """Into the dead-letter queue of the work queue `of`, the reason in
-    `headers[ERROR_HEADER]`."""
+class DeadLetter(Resent):
+    """Into the dead-letter queue of the work queue `of`."""
 
     message: Message
     of: str
-    attempt: int
-    priority: str = "normal"
-    headers: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class ToQueue:
+class ToQueue(Resent):
     """Straight into `queue` (a suspect queue), past every exchange."""
 
     message: Message
     queue: str
-    attempt: int
-    priority: str = "normal"
-    headers: dict[str, Any] = field(default_factory=dict)
 
 
 # A message to publish: exactly one of these ways, so no flag takes precedence over another.

@@ -411,7 +411,7 @@ class TaskConsumer(_Consumer[M]):
             priority = priority_name(message.priority)
             attempt = attempt_of(message)
             outgoing: list[Outgoing] = [
-                ToQueue(p, self.suspect_queue, attempt, priority=priority, headers=headers)
+                ToQueue(p, self.suspect_queue, attempt=attempt, priority=priority, headers=headers)
                 for p in parts
             ]
             outcome = await self.settle_with(message, outgoing, "split")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import aiohttp
@@ -12,7 +13,15 @@ import pytest
 from hypothesis import settings
 
 from devtools.stack import SERVICES, Stack
-from tests.helpers import AMQP_URL, Api, WebhookReceiver, delete_topology, free_port
+from tests.helpers import (
+    AMQP_URL,
+    Api,
+    StartStack,
+    WebhookReceiver,
+    delete_topology,
+    free_port,
+    start,
+)
 from tests.pg import create_schema, drop_schema, suite_pg_url
 
 # On PostgreSQL (`make test-pg`) each stack gets a schema of its own: stack -> schema.
@@ -81,6 +90,12 @@ def stack_factory(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
     yield factory
     for each in made:
         teardown_stack(each)
+
+
+@pytest.fixture
+def start_stack(stack_factory: Callable[..., Stack], http: aiohttp.ClientSession) -> StartStack:
+    """`await start_stack(env, *services)`: a started stack of its own and its gateway client."""
+    return partial(start, stack_factory, http)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from shared.broker import Delivered, Outgoing, Route, route
 from shared.config import CommonSettings, EnvReader, load_common
-from shared.consumer import GiveUp, RetryPolicy, TaskConsumer
+from shared.consumer import BatchConsumer, GiveUp, RetryPolicy, TaskConsumer
 from shared.control import ControlListener
 from shared.errors import BrokerUnavailable
 from shared.health import Metrics
@@ -189,6 +189,30 @@ class FakeBroker:
     def lane(self, kind: str) -> str:
         """The normal-priority lane of `TENANT` for `kind`."""
         return self.topology.lane_queue(kind, TENANT)
+
+
+EVENTS_QUEUE = "events"
+
+
+def batch_consumer(
+    broker: FakeBroker,
+    handler: Callable[[list[Message]], Awaitable[Sequence[Outgoing]]],
+    *,
+    max_attempts: int = 3,
+) -> BatchConsumer[Message]:
+    """The router's kind of consumer, of `EVENTS_QUEUE`, not started (tests hand it batches)."""
+    return BatchConsumer(
+        broker,
+        EVENTS_QUEUE,
+        Message,
+        handler,
+        max_batch=10,
+        codec=broker.codec,
+        metrics=Metrics(),
+        prefetch=10,
+        policy=RetryPolicy(max_attempts=max_attempts),
+        give_up=lambda _m, _r: (),
+    )
 
 
 async def task_consumer(

@@ -14,7 +14,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import aio_pika
 import aiohttp
@@ -50,6 +50,27 @@ async def wait_until(
             return last
         await asyncio.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last value: {last!r}")
+
+
+class Started(NamedTuple):
+    stack: Stack
+    api: Api
+
+
+StartStack = Callable[..., Awaitable[Started]]
+
+
+async def start(
+    make: Callable[..., Stack],
+    http: aiohttp.ClientSession,
+    env: dict[str, str] | None = None,
+    *services: str,
+) -> Started:
+    """Make a stack with `make(env)`, start `services` (all when none are named) and return
+    it with a client of its gateway: the first lines of most end-to-end tests."""
+    stack = make(env)
+    await asyncio.to_thread(stack.start, *services)
+    return Started(stack, Api(stack.url("gateway"), http))
 
 
 async def sandbox_config(http: aiohttp.ClientSession, stack: Stack, **knobs: Any) -> None:

@@ -8,15 +8,11 @@ row for one lead are out of reach. Every lead ends enriched.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
 import aiohttp
 import pytest
 
 from devtools.samples import make_leads
-from devtools.stack import Stack
-from tests.helpers import Api, sandbox_stats
+from tests.helpers import StartStack, sandbox_stats
 
 pytestmark = pytest.mark.e2e
 
@@ -33,11 +29,9 @@ STORM = {
 
 
 async def test_a_storm_of_429s_and_503s_fails_no_lead(
-    stack_factory: Callable[..., Stack], http: aiohttp.ClientSession
+    start_stack: StartStack, http: aiohttp.ClientSession
 ) -> None:
-    stack = stack_factory(STORM)
-    await asyncio.to_thread(stack.start)
-    api = Api(stack.url("gateway"), http)
+    stack, api = await start_stack(STORM)
     leads = make_leads(LEADS, seed=1308)
     job = await api.submit({"leads": leads})
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterator
-from typing import NamedTuple
+from collections.abc import Callable, Iterator
+from functools import partial
 
 import aiohttp
 import pytest
 
 from devtools.stack import Stack
 from tests.broker_node import BrokerNode, node_of_its_own
-from tests.helpers import Api
+from tests.helpers import StartStack, start
 
 
 @pytest.fixture(scope="session")
@@ -41,22 +40,7 @@ def fault_stack(
     return make
 
 
-class Started(NamedTuple):
-    stack: Stack
-    api: Api
-
-
-StartStack = Callable[..., Awaitable[Started]]
-
-
 @pytest.fixture
 def start_stack(fault_stack: Callable[..., Stack], http: aiohttp.ClientSession) -> StartStack:
-    """Make a stack on the suite's broker node with `env`, start `services` (all when none
-    are named) and return it with a client of its gateway: every fault test's first lines."""
-
-    async def start(env: dict[str, str] | None = None, *services: str) -> Started:
-        stack = fault_stack(env)
-        await asyncio.to_thread(stack.start, *services)
-        return Started(stack, Api(stack.url("gateway"), http))
-
-    return start
+    """As everywhere (tests/conftest.py), but on the suite's own broker node."""
+    return partial(start, fault_stack, http)

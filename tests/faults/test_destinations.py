@@ -14,9 +14,8 @@ from aiohttp import web
 from devtools.samples import make_leads
 from services.router.destinations.webhook import GONE_REASON
 from tests.broker_node import BrokerNode
-from tests.faults.conftest import StartStack
 from tests.faults.invariants import assert_invariants
-from tests.helpers import WebhookReceiver, free_port, wait_until
+from tests.helpers import StartStack, WebhookReceiver, free_port, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 ACME_KEY = "acme-key-0123456789abcdef0123456789"

@@ -10,9 +10,8 @@ import pytest
 
 from devtools.samples import make_leads
 from tests.broker_node import BrokerNode
-from tests.faults.conftest import StartStack
 from tests.faults.invariants import assert_invariants, read_csv
-from tests.helpers import sandbox_config, sandbox_stats, wait_until
+from tests.helpers import StartStack, sandbox_config, sandbox_stats, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from shared.broker import Delayed, Outgoing, Publish
-from shared.consumer import BatchConsumer, RetryPolicy
-from shared.health import Metrics
+from shared.consumer import BatchConsumer
 from shared.messages import JobFailed, LeadsEnriched, Message, ResultLead
-from tests.fakebroker import FakeBroker, FakeMessage
+from tests.fakebroker import FakeBroker, FakeMessage, batch_consumer
 
 
 def event(lead_id: str) -> LeadsEnriched:
@@ -32,18 +31,7 @@ class Router:
 
 
 def consumer(broker: FakeBroker, router: Router) -> BatchConsumer[Message]:
-    return BatchConsumer(
-        broker,
-        "events",
-        Message,
-        router,
-        max_batch=10,
-        codec=broker.codec,
-        metrics=Metrics(),
-        prefetch=10,
-        policy=RetryPolicy(max_attempts=3),
-        give_up=lambda _m, _r: (),
-    )
+    return batch_consumer(broker, router)
 
 
 def messages(broker: FakeBroker, *ids: str) -> list[FakeMessage]:

@@ -4,9 +4,8 @@ leads are published, which wait, and which of those spend an attempt."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
@@ -47,14 +46,6 @@ class ScriptedProvider:
     async def lookup_many(self, drafts: Sequence[LeadDraft], job_id: str) -> list[Reply]:
         self.asked.extend(d.id for d in drafts)
         return [self.replies.get(d.id, dict(FOUND)) for d in drafts]
-
-
-@pytest.fixture
-async def cache(tmp_path: Path) -> AsyncIterator[ProviderCache]:
-    cache = ProviderCache(tmp_path / "cache.db", ttl_s=3600)
-    await cache.open()
-    yield cache
-    await cache.close()
 
 
 def handler(provider: ScriptedProvider, cache: ProviderCache) -> EnrichHandler:

@@ -54,14 +54,6 @@ GLOBEX = {"Authorization": "Bearer globex-key-0001"}
 FAST = StreamSettings(poll_interval_s=0.02, heartbeat_s=60.0, page_size=3)
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(tmp_path / "leadflow.db")
-    await store.open()
-    yield store
-    await store.close()
-
-
 async def make_client(
     store: Store, tmp_path: Path, settings: StreamSettings = FAST
 ) -> TestClient[web.Request, web.Application]:

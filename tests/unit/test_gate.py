@@ -190,6 +190,7 @@ class ScriptedSource(SearchApiSource):
         super().__init__(settings, cast(Any, None), cooldowns)
         self.fetches = 0
         self.rate_limited: float | None = None
+        self.error: Exception | None = None
 
     async def fetch(
         self, account: str, query: dict[str, str], cursor: str | None, job_id: str
@@ -197,6 +198,11 @@ class ScriptedSource(SearchApiSource):
         self.fetches += 1
         if self.rate_limited is not None:
             raise SourceRateLimited("sandbox: HTTP 429", retry_after_s=self.rate_limited)
+        if self.error is not None:
+            raise self.error
+        return self.page(cursor)
+
+    def page(self, cursor: str | None) -> Page:
         return Page(leads=[Lead(id="a")], next_cursor=None)
 
 

@@ -5,8 +5,6 @@ broker that does not confirm leaves a failed job (and a stop broadcast), never a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,14 +19,6 @@ from shared.tasks import enrich_tasks
 from tests.fakebroker import FakeBroker
 
 LEADS = [Lead(id=f"l{i}") for i in range(5)]
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(tmp_path / "db.sqlite")
-    await store.open()
-    yield store
-    await store.close()
 
 
 def new_job(leads: list[Lead] = LEADS) -> NewJob:

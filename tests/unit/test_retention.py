@@ -3,7 +3,7 @@ job is gone, and expired jobs announced (`JobDeleted`) before their rows go."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -31,14 +31,6 @@ class FakeBroker:
         if self.down:
             raise BrokerUnavailable("broker not connected")
         self.published.extend(item.message for item in outgoing)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(tmp_path / "leadflow.db")
-    await store.open()
-    yield store
-    await store.close()
 
 
 def days_ago(days: float) -> str:

@@ -4,7 +4,6 @@ webhook batch cutting, and the CSV projection that survives a crash mid-write.""
 from __future__ import annotations
 
 import csv
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -21,14 +20,6 @@ from shared.jobs import CsvDestination, JobSpec, WebhookDestination
 from shared.jobstate import stop
 from shared.messages import LeadsEnriched, LeadsFailed, ResultLead
 from shared.store import Store, fetch_job_row, job_status
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(tmp_path / "db.sqlite")
-    await store.open()
-    yield store
-    await store.close()
 
 
 def add_job(conn: Connection, job_id: str, total: int, spec: JobSpec) -> None:

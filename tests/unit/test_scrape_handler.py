@@ -4,10 +4,11 @@ attempt; a failing source spends them; a refusing one fails the job at once."""
 
 from __future__ import annotations
 
+import msgspec
+
 from services.scraper.handlers import ScrapeHandler, give_up
 from services.scraper.sources.base import (
     Page,
-    SourceRateLimited,
     SourceRejected,
     SourceUnavailable,
 )
@@ -15,38 +16,22 @@ from shared.broker import ATTEMPT_HEADER, Delayed, Publish
 from shared.health import Metrics
 from shared.messages import EnrichTask, JobCoolingDown, JobFailed, Lead, LeadsScraped, ScrapeTask
 from tests.fakebroker import FakeBroker, task_consumer
-from tests.unit.test_gate import FakeCooldowns, ScriptedSource, source_settings
+from tests.unit.test_gate import FakeCooldowns, ScriptedSource, page_task, source_settings
 
 
 class Pages(ScriptedSource):
-    """Two pages of two leads each, or the error it is told to raise."""
+    """Two pages of two leads each (unless told to fail)."""
 
     def __init__(self) -> None:
         super().__init__(source_settings(), FakeCooldowns())
-        self.error: Exception | None = None
 
-    async def fetch(
-        self, account: str, query: dict[str, str], cursor: str | None, job_id: str
-    ) -> Page:
-        self.fetches += 1
-        if self.rate_limited is not None:
-            raise SourceRateLimited("sandbox: HTTP 429", retry_after_s=self.rate_limited)
-        if self.error is not None:
-            raise self.error
+    def page(self, cursor: str | None) -> Page:
         leads = [Lead(id=f"{cursor or 'p1'}-{i}") for i in range(2)]
         return Page(leads=leads, next_cursor=None if cursor else "p2")
 
 
-def scrape(enrich: bool = True) -> ScrapeTask:
-    return ScrapeTask(
-        job_id="job-1",
-        tenant="acme",
-        source="sandbox",
-        query={"keywords": "cto"},
-        max_pages=5,
-        max_leads=100,
-        enrich=enrich,
-    )
+def scrape() -> ScrapeTask:
+    return msgspec.structs.replace(page_task(), max_pages=5, max_leads=100, enrich=True)
 
 
 async def started(source: Pages) -> FakeBroker:

@@ -14,14 +14,13 @@ import pytest
 
 import shared.consumer
 from shared.broker import ATTEMPT_HEADER, Delayed, Outgoing
-from shared.consumer import STORE_RETRY_DELAY_S, BatchConsumer, RetryPolicy
+from shared.consumer import STORE_RETRY_DELAY_S, BatchConsumer
 from shared.dbapi import Connection
 from shared.errors import StoreUnavailable
-from shared.health import Metrics
 from shared.messages import Codec, LeadsEnriched, Message, ResultLead
 from shared.store import Store, unavailable
 from shared.supervise import Backoff
-from tests.fakebroker import FakeBroker, FakeMessage
+from tests.fakebroker import FakeBroker, FakeMessage, batch_consumer
 from tests.helpers import wait_until
 
 BUSY_S = 0.2
@@ -134,18 +133,7 @@ def event(lead_id: str) -> LeadsEnriched:
 
 
 def consumer(broker: FakeBroker, handler: Any) -> BatchConsumer[Message]:
-    return BatchConsumer(
-        broker,
-        "events",
-        Message,
-        handler,
-        max_batch=10,
-        codec=Codec(),
-        metrics=Metrics(),
-        prefetch=10,
-        policy=RetryPolicy(max_attempts=3),
-        give_up=lambda _m, _r: (),
-    )
+    return batch_consumer(broker, handler)
 
 
 def consumed(c: BatchConsumer[Message], outcome: str) -> float:

@@ -46,6 +46,18 @@ def split(task: EnrichTask) -> list[EnrichTask]:
     return [EnrichTask(job_id=task.job_id, tenant=task.tenant, leads=[lead]) for lead in task.leads]
 
 
+class Recorder(list[EnrichTask]):
+    """A handler that keeps every task it is given and publishes nothing."""
+
+    async def __call__(self, task: EnrichTask, delivery: Delivery) -> Handled[EnrichTask]:
+        self.append(task)
+        return Handled()
+
+
+async def never_called(task: EnrichTask, delivery: Delivery) -> Handled[EnrichTask]:
+    raise AssertionError("the handler is not called")
+
+
 async def consumer(broker: FakeBroker, handler: Handler) -> TaskConsumer[EnrichTask]:
     return await task_consumer(
         broker,
@@ -202,10 +214,7 @@ async def test_a_permanent_error_is_dead_lettered_at_once_with_the_give_up_outco
 async def test_an_undecodable_body_is_dead_lettered() -> None:
     broker = FakeBroker()
 
-    async def handler(task: EnrichTask, delivery: Delivery) -> Handled[EnrichTask]:
-        raise AssertionError("not called")
-
-    await consumer(broker, handler)
+    await consumer(broker, never_called)
     message = await broker.deliver(lane(broker), FakeMessage(b"{not json"))
     assert broker.taken() == []
     [letter] = broker.dead
@@ -215,13 +224,8 @@ async def test_an_undecodable_body_is_dead_lettered() -> None:
 
 async def test_a_redelivery_goes_to_the_suspect_queue_then_splits_then_dead_letters() -> None:
     broker = FakeBroker()
-    handled: list[EnrichTask] = []
-
-    async def handler(task: EnrichTask, delivery: Delivery) -> Handled[EnrichTask]:
-        handled.append(task)
-        return Handled()
-
-    await consumer(broker, handler)
+    handled = Recorder()
+    await consumer(broker, handled)
     first = broker.message(task("a", "b"))
     # Its consumer died holding it: the broker redelivers it, flagged.
     await broker.deliver(lane(broker), broker.redelivery(first))
@@ -253,13 +257,8 @@ async def test_a_redelivery_goes_to_the_suspect_queue_then_splits_then_dead_lett
 
 async def test_a_message_it_handed_back_itself_is_not_taken_for_a_crash() -> None:
     broker = FakeBroker()
-    handled: list[EnrichTask] = []
-
-    async def handler(task: EnrichTask, delivery: Delivery) -> Handled[EnrichTask]:
-        handled.append(task)
-        return Handled()
-
-    await consumer(broker, handler)
+    handled = Recorder()
+    await consumer(broker, handled)
     message = broker.message(task())
     broker.refusing = "down"
     await broker.deliver(lane(broker), message)
@@ -273,10 +272,7 @@ async def test_a_message_it_handed_back_itself_is_not_taken_for_a_crash() -> Non
 async def test_a_stopped_jobs_task_is_dropped_unprocessed() -> None:
     broker = FakeBroker()
 
-    async def handler(task: EnrichTask, delivery: Delivery) -> Handled[EnrichTask]:
-        raise AssertionError("not called")
-
-    await consumer(broker, handler)
+    await consumer(broker, never_called)
     await broker.tell(JobStopped(job_id="job-1", tenant="acme", state="cancelled", reason="x"))
     message = await broker.deliver(lane(broker), broker.message(task()))
     assert message.settled == ["ack"]

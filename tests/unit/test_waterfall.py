@@ -3,11 +3,8 @@ that implement our own `Provider` interface (no HTTP)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import pytest
 
 from services.enricher.cache import ProviderCache
 from services.enricher.draft import LeadDraft
@@ -46,14 +43,6 @@ class FakeProvider:
             except (ProviderUnavailable, ProviderRejected) as e:
                 replies.append(e)
         return replies
-
-
-@pytest.fixture
-async def cache(tmp_path: Path) -> AsyncIterator[ProviderCache]:
-    cache = ProviderCache(tmp_path / "cache.db", ttl_s=3600)
-    await cache.open()
-    yield cache
-    await cache.close()
 
 
 def lead() -> LeadDraft:

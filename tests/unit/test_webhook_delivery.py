@@ -8,7 +8,6 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -38,14 +37,6 @@ from shared.messages import LeadsEnriched, ResultLead
 from shared.netguard import NetGuard
 from shared.store import Store
 from tests.helpers import free_port, wait_until
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(tmp_path / "db.sqlite")
-    await store.open()
-    yield store
-    await store.close()
 
 
 class Receiver:

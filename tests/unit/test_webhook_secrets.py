@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -31,14 +30,6 @@ from shared.store import Store
 
 OLD = "whsec_" + base64.b64encode(b"the-old-secret-0123456789abcdef").decode()
 NEW = "whsec_" + base64.b64encode(b"the-new-secret-0123456789abcdef").decode()
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(tmp_path / "db.sqlite")
-    await store.open()
-    yield store
-    await store.close()
 
 
 def test_sealed_secrets_open_with_the_key_only() -> None:

@@ -7,8 +7,10 @@ from services.enricher.config import EnricherSettings
 from services.enricher.handlers import EnrichHandler, give_up, split_task
 from services.enricher.metrics import ProviderMetrics
 from services.enricher.providers import build_provider
+from services.enricher.spending import Spending
 from services.enricher.waterfall import Waterfall
 from shared.messages import EnrichTask
+from shared.store import Store
 from shared.supervise import Supervised, supervise
 from shared.worker import WorkerRuntime, WorkerSpec
 
@@ -29,10 +31,14 @@ class EnricherService:
         self.cache = ProviderCache(
             settings.common.data_dir / "provider-cache.db", settings.provider_cache_ttl_s
         )
+        # The status store, for the credit ledger (shared/credits.py says why it is written
+        # here and not through the router).
+        self.store = Store(settings.common.db_path)
         self.purge: Supervised | None = None
 
     async def start(self) -> None:
         await self.cache.open()
+        await self.store.open()
         runtime = self.runtime
         # Before the control stream is read: every deletion in its history is applied.
         runtime.control.on_deleted(self.cache.job_deleted)
@@ -42,11 +48,18 @@ class EnricherService:
         providers = [
             build_provider(p, session, runtime.control, metrics) for p in self.settings.providers
         ]
+        spending = Spending(
+            self.store,
+            self.settings.daily_credit_budget,
+            kinds={p.name: p.kind for p in self.settings.providers},
+            keys={p.name: p.key for p in self.settings.providers},
+        )
         handler = EnrichHandler(
-            Waterfall(providers, self.cache, metrics),
+            Waterfall(providers, self.cache, metrics, spending),
             runtime.spec.policy,
             runtime.broker.topology.work_queue(KIND),
             self.settings.fault_crash_on,
+            spending,
         )
         await runtime.start(handler)
 
@@ -55,3 +68,4 @@ class EnricherService:
         if self.purge is not None:
             await self.purge.stop()
         await self.cache.close()
+        await self.store.close()

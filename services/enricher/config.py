@@ -73,6 +73,8 @@ class EnricherSettings(msgspec.Struct, frozen=True, kw_only=True):
     worker: WorkerSettings
     providers: tuple[ProviderSettings, ...]
     provider_cache_ttl_s: float
+    # Credits a tenant may spend per UTC day, every provider together (0: no budget).
+    daily_credit_budget: int
     # Fault injection for the fault-test suite (dev only): crash on leads named so.
     fault_crash_on: str | None
 
@@ -90,6 +92,9 @@ def load_settings(env: EnvReader) -> EnricherSettings:
         # entries were stored.
         provider_cache_ttl_s=env.get_float(
             "LEADFLOW_PROVIDER_CACHE_TTL_S", 7 * 86400.0, maximum=7 * 86400.0
+        ),
+        daily_credit_budget=env.get_int(
+            "LEADFLOW_DAILY_CREDIT_BUDGET", 0, minimum=0, maximum=10**12
         ),
         fault_crash_on=load_fault(env, common),
     )

@@ -5,6 +5,8 @@ else completed it); or, when providers were unavailable, back to the broker in a
 task, delayed, with the answers obtained so far. A lead still waiting on providers after
 the last attempt fails with the providers' errors as its reason and is parked in the
 dead-letter queue, from where it can be replayed once the providers are back.
+A lead whose job's credit budget stopped its waterfall is parked in the store with its
+answers so far (services/enricher/spending.py), until the job is resumed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import msgspec
 
 from services.enricher.draft import LeadDraft
 from services.enricher.faults import crash_if_poisoned
+from services.enricher.spending import Spending
 from services.enricher.steps import run_final_steps, run_local_steps
 from services.enricher.waterfall import Waterfall, WaterfallResult
 from shared.broker import ERROR_HEADER, Outgoing
@@ -39,6 +42,7 @@ class Sorted:
     enriched: list[ResultLead] = field(default_factory=list)
     failed: list[ResultLead] = field(default_factory=list)
     waiting: list[LeadDraft] = field(default_factory=list)
+    paused: list[LeadDraft] = field(default_factory=list)
     answers: dict[str, list[ProviderAnswer]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     retry_after_s: float = 0.0
@@ -48,7 +52,10 @@ class Sorted:
         self, draft: LeadDraft, result: WaterfallResult, last_attempt: bool, attempt: int
     ) -> None:
         self.calls.update(result.calls)
-        if result.errors:
+        if result.paused is not None:
+            self.paused.append(draft)
+            self.answers[draft.id] = list(result.answers.values())
+        elif result.errors:
             self.waiting.append(draft)
             self.answers[draft.id] = list(result.answers.values())
             self.errors.extend(result.errors)
@@ -72,7 +79,9 @@ class EnrichHandler:
         policy: RetryPolicy,
         dead_letter_key: str,
         crash_on: str | None = None,
+        spending: Spending | None = None,
     ) -> None:
+        self.spending = spending
         self.waterfall = waterfall
         self.policy = policy
         self.dead_letter_key = dead_letter_key
@@ -87,7 +96,27 @@ class EnrichHandler:
         outcome = Sorted()
         for draft, result in zip(drafts, results, strict=True):
             outcome.add(draft, result, last_attempt, attempt)
-        return self.messages(task, delivery, outcome, last_attempt)
+        out = self.messages(task, delivery, outcome, last_attempt)
+        if outcome.paused:
+            out.extend(await self.hold(task, delivery, outcome))
+        return out
+
+    async def hold(self, task: EnrichTask, delivery: Delivery, outcome: Sorted) -> list[Outgoing]:
+        """The leads a budget paused: parked in the store until the job is resumed; if it
+        was resumed meanwhile, back to the broker at once (a budget spends no attempt)."""
+        held = EnrichTask(
+            job_id=task.job_id,
+            tenant=task.tenant,
+            leads=[draft.lead for draft in outcome.paused],
+            answers={d.id: outcome.answers[d.id] for d in outcome.paused},
+        )
+        if self.spending is not None and await self.spending.park(held):
+            return []
+        return [
+            Outgoing(
+                held, priority=delivery.priority, attempt=delivery.attempt, retry=True, delay_s=1.0
+            )
+        ]
 
     def messages(
         self, task: EnrichTask, delivery: Delivery, outcome: Sorted, last_attempt: bool
@@ -122,7 +151,7 @@ class EnrichHandler:
             job_id=task.job_id,
             tenant=task.tenant,
             leads=[draft.lead for draft in outcome.waiting],
-            answers=outcome.answers,
+            answers={d.id: outcome.answers[d.id] for d in outcome.waiting},
         )
         headers = {ERROR_HEADER: "; ".join(dict.fromkeys(outcome.errors))}
         if last_attempt:

@@ -11,6 +11,11 @@ now; if a lead ends incomplete because of it, the lead is retried later. A provi
 rejects a lead (4xx) is not asked again; if nobody completes the lead, it fails with the
 rejection as its reason. A provider parked (bad key, out of credits) cannot help: that counts
 like a rejection for the lead, but is no answer about it and is not cached.
+
+Every paid call goes through `spending` (services/enricher/spending.py): credits reserved
+before, settled after. When the job's or tenant's budget refuses a call, the waterfall
+stops for this task: the leads still incomplete are marked `paused` (the handler parks them
+with the answers obtained so far).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from services.enricher.providers.base import (
     ProviderUnavailable,
     Reply,
 )
+from services.enricher.spending import BudgetPaused, Spending
 from services.enricher.steps.domain import normalise_domain
 from shared.logging import get_logger
 from shared.messages import ProviderAnswer
@@ -46,6 +52,8 @@ class WaterfallResult:
     retry_after_s: float | None = None
     # Paid calls made for this lead now, by provider (answers from the cache cost nothing).
     calls: Counter[str] = field(default_factory=Counter)
+    # Why the job's budget stopped this lead's waterfall (it waits for the job's resume).
+    paused: str | None = None
 
     def unavailable(self, error: ProviderUnavailable) -> None:
         self.errors.append(str(error))
@@ -54,11 +62,16 @@ class WaterfallResult:
 
 class Waterfall:
     def __init__(
-        self, providers: Sequence[Provider], cache: ProviderCache, metrics: ProviderMetrics
+        self,
+        providers: Sequence[Provider],
+        cache: ProviderCache,
+        metrics: ProviderMetrics,
+        spending: Spending | None = None,
     ) -> None:
         self.providers = tuple(providers)
         self.cache = cache
         self.metrics = metrics
+        self.spending = spending
 
     async def run(
         self,
@@ -81,7 +94,10 @@ class Waterfall:
                 elif provider.can_help(draft):
                     asking.append((draft, result))
             if asking:
-                await self._ask(provider, asking, job_id, tenant)
+                try:
+                    await self._ask(provider, asking, job_id, tenant)
+                except BudgetPaused as e:
+                    return paused(drafts, results, e.reason)
         for draft, result in zip(drafts, results, strict=True):
             if is_complete(draft):  # a later provider made up for an unavailable one
                 result.errors.clear()
@@ -104,7 +120,13 @@ class Waterfall:
             )
         answered: dict[str, ProviderAnswer] = {}
         if to_call:
-            replies = await provider.lookup_many([draft for _, draft in to_call], job_id)
+            drafts = [draft for _, draft in to_call]
+            if self.spending is None:
+                replies = await provider.lookup_many(drafts, job_id)
+            else:
+                call = await self.spending.reserve(provider.name, job_id, tenant, len(drafts))
+                replies = await provider.lookup_many(drafts, job_id)
+                await self.spending.settle(call, [keys[i] for i, _ in to_call], replies)
             for (i, draft), reply in zip(to_call, replies, strict=True):
                 result = asking[i][1]
                 self.count(provider.name, reply)
@@ -141,6 +163,15 @@ class Waterfall:
         else:
             outcome = "found" if reply else "not_found"
         self.metrics.calls.labels(provider=provider, outcome=outcome).inc()
+
+
+def paused(
+    drafts: Sequence[LeadDraft], results: list[WaterfallResult], reason: str
+) -> list[WaterfallResult]:
+    for draft, result in zip(drafts, results, strict=True):
+        if not is_complete(draft):
+            result.paused = reason
+    return results
 
 
 def apply_answer(draft: LeadDraft, answer: ProviderAnswer, result: WaterfallResult) -> None:

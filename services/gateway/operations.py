@@ -23,6 +23,7 @@ from typing import Annotated, Any
 import msgspec
 from aiohttp import web
 
+from services.gateway.budgets import resume_job
 from services.gateway.dashboard import ASSETS, asset, index
 from services.gateway.deadletters import (
     DeadLetterPage,
@@ -59,6 +60,7 @@ from services.gateway.schemas import (
     JobAccepted,
     JobPage,
     LeadPage,
+    ResumeRequest,
     ScrapeJobRequest,
 )
 from services.gateway.usage import UsageReport, usage
@@ -319,6 +321,21 @@ OPERATIONS: tuple[Operation, ...] = (
         params=(JOB_ID,),
         description="On a completed job, cancels its pending webhook deliveries "
         "(`cancelled_deliveries` says how many); 409 when there is nothing to stop.",
+    ),
+    Operation(
+        "POST",
+        "/v1/jobs/{job_id}/resume",
+        resume_job,
+        "resumeJob",
+        "Resume a job paused by a credit budget, with a new cap",
+        "jobs",
+        {202: Answer("Resumed: its parked leads are queued again", JobStatus)},
+        problems=(404, 409),
+        body=ResumeRequest,
+        params=(JOB_ID,),
+        description="`max_credits` is the job's new cap, all providers together (absent: "
+        "none). A job paused by the tenant's daily budget pauses again while that budget "
+        "is spent. 409 unless the job is paused.",
     ),
     Operation(
         "PUT",

@@ -139,7 +139,12 @@ def problem_of(error: domain.DomainError) -> Problem:
             )
         case domain.IdempotencyConflict(job_id=job_id) | domain.CsvInUse(job_id=job_id):
             return Problem(409, detail, extra={"job_id": job_id})
-        case domain.JobFinished() | domain.NothingToCancel() | domain.JobUnfinished():
+        case (
+            domain.JobFinished()
+            | domain.NothingToCancel()
+            | domain.JobUnfinished()
+            | domain.JobNotPaused()
+        ):
             return Problem(409, detail)
         case domain.BadDependency(reason=reason):
             return invalid([FieldError("depends_on", reason)])

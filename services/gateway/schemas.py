@@ -15,6 +15,8 @@ from shared.jobs import Destination, JobStatus, Priority
 from shared.messages import ResultLead, lead_limit
 
 DAY_S = 86_400
+# The most a job may spend, every provider together (its budget; absent: none).
+MaxCredits = Annotated[int, msgspec.Meta(ge=0, le=10**12)]
 
 
 class LeadIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -41,6 +43,9 @@ class EnrichJobRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     # Absent: LEADFLOW_DEFAULT_TIMEOUT_S.
     timeout_s: Annotated[int, msgspec.Meta(ge=1, le=7 * DAY_S)] | None = None
     depends_on: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
+    max_credits: MaxCredits | None = None
+    # Answer the expected and the maximum credits instead of creating a job.
+    dry_run: bool = False
 
 
 QueryValue = Annotated[str, msgspec.Meta(max_length=200)]
@@ -61,6 +66,13 @@ class ScrapeJobRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     )
     priority: Priority = "normal"
     timeout_s: Annotated[int, msgspec.Meta(ge=1, le=7 * DAY_S)] | None = None
+    max_credits: MaxCredits | None = None
+
+
+class ResumeRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`POST /v1/jobs/{id}/resume`: the paused job's new cap (absent: no cap)."""
+
+    max_credits: MaxCredits | None = None
 
 
 class JobAccepted(msgspec.Struct, frozen=True, kw_only=True):

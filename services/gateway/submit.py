@@ -49,6 +49,7 @@ class NewJob:
     deferred: list[Lead] | None = field(default=None)  # a waiting job's own leads
     # Webhook secrets by destination index, sealed (shared/secretbox.py); `spec` has none.
     sealed_secrets: dict[int, str] = field(default_factory=dict)
+    max_credits: int | None = None  # the job's credit budget (shared/credits.py)
 
 
 @dataclass(frozen=True)
@@ -140,8 +141,8 @@ class JobSubmitter:
         state = jobstate.initial_state(waiting=job.waiting, total=job.total)
         conn.execute(
             "INSERT INTO jobs (job_id, tenant, kind, state, priority, total, created_at,"
-            " timeout_s, depends_on, spec, progress_at, deadline_at, charged)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " timeout_s, depends_on, spec, progress_at, deadline_at, charged, max_credits)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job_id,
                 tenant,
@@ -156,6 +157,7 @@ class JobSubmitter:
                 now,
                 now + job.timeout_s,
                 job.charged,
+                job.max_credits,
             ),
         )
         conn.executemany(

@@ -1,0 +1,1 @@
+-- Placeholder: 0008 belongs to another branch (issue 13 split). Delete this file at merge.

@@ -1,6 +1,6 @@
-"""Alerts: a job that failed, timed out or stalled, and a destination given up, are
-logged and posted to `LEADFLOW_ALERT_WEBHOOK_URL` (a Slack-compatible `{"text": ...}`
-body) once each: the alert is remembered per (job, kind) when sent.
+"""Alerts: a job that failed, timed out, stalled or was paused by a credit budget, and a
+destination given up, are logged and posted to `LEADFLOW_ALERT_WEBHOOK_URL` (a
+Slack-compatible `{"text": ...}` body) once each: the alert is remembered per (job, kind) when sent.
 
 The post goes through the webhooks' guard like a webhook does (the session's resolver,
 the IP-literal check, no redirects): an alert text carries tenants' job ids and errors,
@@ -103,6 +103,11 @@ def due_alerts(conn: sqlite3.Connection) -> list[Alert]:
         " AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.job_id = j.job_id AND a.kind = 'stalled')"
     ):
         alerts.append(job_alert(row, "stalled", row["stall_reason"]))
+    for row in conn.execute(
+        "SELECT job_id, tenant, paused_reason FROM jobs j WHERE state = 'paused'"
+        " AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.job_id = j.job_id AND a.kind = 'paused')"
+    ):
+        alerts.append(job_alert(row, "paused", f"credit {row['paused_reason'].replace('_', ' ')}"))
     for row in conn.execute(
         "SELECT d.job_id, j.tenant, d.idx, d.type, d.failed, d.last_error FROM destinations d"
         " JOIN jobs j ON j.job_id = d.job_id WHERE d.failed > 0"

@@ -1,0 +1,164 @@
+"""The credit ledger and budgets, with real processes, the real broker and the sandbox's
+vendor emulations: the credits leadflow reports (usage, the job) equal what the sandbox
+charged, exactly; a job with `max_credits` pauses before it could pass them, resumes, and
+ends having spent what an unbudgeted run spends; two enrichers racing on one tenant's daily
+budget never overspend it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import pytest
+
+from devtools.stack import ServiceProcess, Stack
+from tests.e2e.test_vendor_waterfall import COMPANIES, FIRST, LAST, ORDER, expected
+from tests.helpers import Api, free_port, wait_until
+
+pytestmark = pytest.mark.e2e
+
+WATERFALL = ("hunter", "pdl", "alpha", "apollo", "dropcontact")
+
+
+def people(n: int) -> list[dict[str, Any]]:
+    """`n` distinct people (name and company), so no answer is a repeat."""
+    combos = [(f, last, c) for c in COMPANIES for last in LAST for f in FIRST]
+    assert n <= len(combos)
+    return [
+        {"id": f"p{i}", "first_name": f, "last_name": last, "company": c}
+        for i, (f, last, c) in enumerate(combos[:n])
+    ]
+
+
+async def sandbox_stats(http: aiohttp.ClientSession, stack: Stack) -> dict[str, Any]:
+    async with http.get(f"{stack.url('sandbox')}/_sandbox/stats") as response:
+        return dict(await response.json())
+
+
+async def usage(api: Api) -> dict[str, Any]:
+    status, body = await api.request("GET", "/v1/usage")
+    assert status == 200, body
+    return dict(body)
+
+
+def vendor_env(providers: tuple[str, ...], **extra: str) -> dict[str, str]:
+    return {
+        "LEADFLOW_PROVIDERS": ",".join(providers),
+        "LEADFLOW_PROVIDER_DROPCONTACT_POLL_S": "0.05",
+        **extra,
+    }
+
+
+async def test_credits_reported_equal_what_the_sandbox_charged(
+    stack_factory: Callable[..., Stack], http: aiohttp.ClientSession
+) -> None:
+    stack = stack_factory(vendor_env(WATERFALL))
+    stack.start()
+    api = Api(stack.url("gateway"), http)
+    sent = people(80)
+
+    job = await api.submit({"leads": sent})
+    status = await api.wait_job(job["job_id"], timeout_s=180)
+    stats = await sandbox_stats(http, stack)
+    report = await usage(api)
+
+    assert status["state"] == "completed"
+    assert status["progress"]["done"] == len(sent)
+    # Every kind of billing rule was exercised, the http provider's too.
+    assert set(stats["credits"]) == set(WATERFALL), stats["credits"]
+    assert status["credits_by_provider"] == stats["credits"]
+    assert status["progress"]["credits"] == sum(stats["credits"].values())
+    assert status["paused_reason"] is None
+    assert report["credits"] == stats["credits"]
+    assert report["credits_detail"] == stats["credits_detail"]
+    (today,) = report["days"]
+    assert today["credits"] == stats["credits"]
+
+    # The same people again, in a new job: every answer is in the cache, nothing is paid.
+    again = await api.submit({"leads": sent})
+    assert (await api.wait_job(again["job_id"], timeout_s=120))["progress"]["credits"] == 0
+    assert (await sandbox_stats(http, stack))["credits"] == stats["credits"]
+
+
+async def test_a_budget_pauses_the_job_before_it_is_passed_and_resume_finishes_it(
+    stack_factory: Callable[..., Stack], http: aiohttp.ClientSession
+) -> None:
+    stack = stack_factory(vendor_env(ORDER))
+    stack.start()
+    api = Api(stack.url("gateway"), http)
+    sent = people(300)
+    unbudgeted: Counter[str] = Counter()
+    for lead in sent:
+        unbudgeted.update(expected(lead)[1])
+
+    job = await api.submit({"leads": sent, "max_credits": 50})
+    job_id = job["job_id"]
+    paused = await api.wait_job(job_id, ("paused", "completed", "failed"), timeout_s=120)
+    assert paused["state"] == "paused", paused
+    assert paused["paused_reason"] == "budget"
+    assert paused["max_credits"] == 50
+
+    async def settled() -> int | None:
+        # The calls in flight when the job paused settle; then the ledger holds them all.
+        spent = (await api.job(job_id))["progress"]["credits"]
+        charged = sum((await sandbox_stats(http, stack))["credits"].values())
+        return spent if spent == charged else None
+
+    spent = await wait_until(settled, timeout_s=30, what="in-flight calls settled")
+    assert 0 < spent <= 50
+    assert paused["progress"]["done"] < len(sent)
+
+    status, body = await api.request(
+        "POST", f"/v1/jobs/{job_id}/resume", json={"max_credits": 100_000}
+    )
+    assert status == 202, body
+    assert body["state"] in ("queued", "running")
+    done = await api.wait_job(job_id, timeout_s=240)
+    stats = await sandbox_stats(http, stack)
+
+    assert done["state"] == "completed", done
+    assert done["progress"]["done"] == len(sent)
+    assert sorted(r["id"] for r in await api.all_leads(job_id)) == sorted(p["id"] for p in sent)
+    assert stats["credits"] == {v: n for v, n in unbudgeted.items() if n}
+    assert done["credits_by_provider"] == stats["credits"]
+    # A job that is not paused cannot be resumed.
+    status, body = await api.request("POST", f"/v1/jobs/{job_id}/resume", json={})
+    assert status == 409, body
+
+
+async def test_two_enrichers_racing_on_a_tenant_budget_never_overspend_it(
+    stack_factory: Callable[..., Stack], http: aiohttp.ClientSession
+) -> None:
+    budget = 30
+    stack = stack_factory(vendor_env(("pdl", "apollo"), LEADFLOW_DAILY_CREDIT_BUDGET=str(budget)))
+    stack.start()
+    port = free_port()
+    second = ServiceProcess(
+        "enricher",
+        port,
+        {**stack.env, "LEADFLOW_HTTP_PORT": str(port)},
+        stack.data_dir / "log" / "enricher-2.log",
+    )
+    second.start()
+    try:
+        second.wait_ready()
+        api = Api(stack.url("gateway"), http)
+        sent = people(300)
+        jobs = [(await api.submit({"leads": sent[i::2]}))["job_id"] for i in range(2)]
+        for job_id in jobs:
+            paused = await api.wait_job(job_id, ("paused", "completed"), timeout_s=120)
+            assert paused["state"] == "paused", paused
+            assert paused["paused_reason"] == "tenant_budget"
+
+        async def settled() -> dict[str, Any] | None:
+            # Every call reserved was settled: nothing held beyond what the ledger shows.
+            report = await usage(api)
+            stats = await sandbox_stats(http, stack)
+            return stats if report["credits"] == stats["credits"] else None
+
+        stats = await wait_until(settled, timeout_s=30, what="ledger == sandbox")
+        assert 0 < sum(stats["credits"].values()) <= budget
+    finally:
+        second.stop(timeout_s=10)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.enricher.cache import ProviderCache
+from services.enricher.cache import CACHE_FILE, ProviderCache
 from services.enricher.config import EnricherSettings
 from services.enricher.handlers import EnrichHandler, give_up, split_task
 from services.enricher.metrics import ProviderMetrics
@@ -29,7 +29,7 @@ class EnricherService:
         )
         self.runtime = WorkerRuntime(settings.common, spec)
         self.cache = ProviderCache(
-            settings.common.data_dir / "provider-cache.db", settings.provider_cache_ttl_s
+            settings.common.data_dir / CACHE_FILE, settings.provider_cache_ttl_s
         )
         # The status store, for the credit ledger (shared/credits.py says why it is written
         # here and not through the router).

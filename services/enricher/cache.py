@@ -34,6 +34,8 @@ log = get_logger(__name__)
 # services/enricher/migrations/NNNN_what.sql, in order (see shared.store.load_migrations).
 CACHE_MIGRATIONS = load_migrations("services.enricher")
 # Rows deleted per transaction: a purge never holds the write lock for long.
+# The cache's file under the data dir (the gateway's estimates read it too).
+CACHE_FILE = "provider-cache.db"
 PURGE_CHUNK = 500
 PURGE_EVERY_S = 600.0
 _encode = msgspec.json.Encoder().encode
@@ -87,6 +89,25 @@ class ProviderCache:
             if rows and record:
                 with write_transaction(conn):
                     record_use(conn, job_id, tenant, [row[0] for row in rows])
+            return [(row[0], bytes(row[1])) for row in rows]
+
+        return {key: _decode(raw) for key, raw in await self.store.run(read)}
+
+    async def peek_many(
+        self, tenant: str, provider: str, keys: list[str]
+    ) -> dict[str, ProviderAnswer]:
+        """The cached answers among `keys`, recording no use (an estimate reads them)."""
+        if not self.enabled or not keys:
+            return {}
+        oldest = epoch_s() - self.ttl_s
+
+        def read(conn: sqlite3.Connection) -> list[tuple[str, bytes]]:
+            marks = ", ".join("?" * len(keys))
+            rows = conn.execute(
+                "SELECT fingerprint, found FROM provider_answers WHERE tenant = ?"
+                f" AND provider = ? AND fingerprint IN ({marks}) AND stored_at >= ?",
+                (tenant, provider, *keys, oldest),
+            ).fetchall()
             return [(row[0], bytes(row[1])) for row in rows]
 
         return {key: _decode(raw) for key, raw in await self.store.run(read)}

@@ -23,6 +23,7 @@ from typing import Annotated, Any
 import msgspec
 from aiohttp import web
 
+from services.enricher.estimate import EstimateAnswer
 from services.gateway.budgets import resume_job
 from services.gateway.dashboard import ASSETS, asset, index
 from services.gateway.deadletters import (
@@ -191,7 +192,10 @@ OPERATIONS: tuple[Operation, ...] = (
         "submitEnrichJob",
         "Submit leads to enrich",
         "jobs",
-        {202: Answer(ACCEPTED, JobAccepted)},
+        {
+            202: Answer(ACCEPTED, JobAccepted),
+            200: Answer("`dry_run`: the estimate; no job created, nothing called", EstimateAnswer),
+        },
         problems=(404, 409),  # 404: `depends_on` names no job
         body=ENRICH_REQUEST,
         params=(IDEMPOTENCY_KEY,),

@@ -82,6 +82,51 @@ async def test_credits_reported_equal_what_the_sandbox_charged(
     assert (await sandbox_stats(http, stack))["credits"] == stats["credits"]
 
 
+async def estimate(api: Api, leads: list[dict[str, Any]]) -> dict[str, Any]:
+    status, body = await api.request(
+        "POST", "/v1/jobs/enrich", json={"leads": leads, "dry_run": True}
+    )
+    assert status == 200, body
+    return dict(body["estimate"])
+
+
+async def test_a_dry_run_estimates_from_the_cache_and_the_ledger_and_calls_nothing(
+    stack_factory: Callable[..., Stack], http: aiohttp.ClientSession
+) -> None:
+    stack = stack_factory(vendor_env(WATERFALL))
+    stack.start()
+    api = Api(stack.url("gateway"), http)
+    known, new = people(160)[:80], people(160)[80:]
+
+    # No record yet: every call priced at its most.
+    first = await estimate(api, known)
+    assert first["leads"] == 80
+    assert first["cached"] == 0
+    assert first["credits_max"] >= 80
+    assert set(first["by_provider"]) == set(WATERFALL)
+    job = await api.submit({"leads": known})
+    await api.wait_job(job["job_id"], timeout_s=180)
+    stats = await sandbox_stats(http, stack)
+
+    # The people enriched are in the cache: free.
+    again = await estimate(api, known)
+    assert again["cached"] == 80
+    assert again["credits_expected"] == 0
+    assert again["credits_max"] == 0
+    # New people: priced by the providers' observed rates, below the most they could cost.
+    fresh = await estimate(api, new)
+    assert fresh["cached"] == 0
+    assert 0 < fresh["credits_expected"] < fresh["credits_max"]
+    assert fresh["by_provider"]["hunter"]["calls"] == 80  # the first asked: every lead
+    spent = sum(stats["credits"].values())
+    assert abs(fresh["credits_expected"] - spent) <= spent  # the same order as a real run
+
+    # Nothing was called and no job created.
+    assert (await sandbox_stats(http, stack)) == stats
+    _status, page = await api.request("GET", "/v1/jobs")
+    assert [j["job_id"] for j in page["jobs"]] == [job["job_id"]]
+
+
 async def test_a_budget_pauses_the_job_before_it_is_passed_and_resume_finishes_it(
     stack_factory: Callable[..., Stack], http: aiohttp.ClientSession
 ) -> None:

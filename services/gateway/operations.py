@@ -55,12 +55,14 @@ from services.gateway.params import (
     PathParam,
 )
 from services.gateway.problems import Handler
+from services.gateway.rerun import rerun_job
 from services.gateway.routes import job_leads, job_status, jobs_index, submit_enrich, submit_scrape
 from services.gateway.schemas import (
     EnrichJobRequest,
     JobAccepted,
     JobPage,
     LeadPage,
+    RerunRequest,
     ResumeRequest,
     ScrapeJobRequest,
 )
@@ -340,6 +342,21 @@ OPERATIONS: tuple[Operation, ...] = (
         description="`max_credits` is the job's new cap, all providers together (absent: "
         "none). A job paused by the tenant's daily budget pauses again while that budget "
         "is spent. 409 unless the job is paused.",
+    ),
+    Operation(
+        "POST",
+        "/v1/jobs/{job_id}/rerun",
+        rerun_job,
+        "rerunJob",
+        "Enrich a finished job's leads again, asking only for the fields still missing",
+        "jobs",
+        {202: Answer(ACCEPTED, JobAccepted)},
+        problems=(404, 409),
+        body=RerunRequest,
+        params=(JOB_ID, IDEMPOTENCY_KEY),
+        description="A new enrich job of the finished job's leads as they ended: complete "
+        "leads are asked of nobody, answers in the provider cache are free. 409 unless "
+        "the job is finished.",
     ),
     Operation(
         "PUT",

@@ -144,6 +144,7 @@ def problem_of(error: domain.DomainError) -> Problem:
             | domain.NothingToCancel()
             | domain.JobUnfinished()
             | domain.JobNotPaused()
+            | domain.JobNotFinished()
         ):
             return Problem(409, detail)
         case domain.BadDependency(reason=reason):

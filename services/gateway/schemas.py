@@ -75,6 +75,17 @@ class ResumeRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     max_credits: MaxCredits | None = None
 
 
+class RerunRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`POST /v1/jobs/{id}/rerun`: options of the new job (absent: the finished job's
+    priority, no cap, no destinations but the dashboard)."""
+
+    destinations: Annotated[list[Destination], msgspec.Meta(max_length=20)] = msgspec.field(
+        default_factory=list
+    )
+    priority: Priority | None = None
+    max_credits: MaxCredits | None = None
+
+
 class JobAccepted(msgspec.Struct, frozen=True, kw_only=True):
     job_id: str
     state: str

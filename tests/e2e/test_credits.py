@@ -207,3 +207,40 @@ async def test_two_enrichers_racing_on_a_tenant_budget_never_overspend_it(
         assert 0 < sum(stats["credits"].values()) <= budget
     finally:
         second.stop(timeout_s=10)
+
+
+async def test_a_rerun_asks_only_for_what_is_missing_and_pays_nothing_twice(
+    stack_factory: Callable[..., Stack], http: aiohttp.ClientSession
+) -> None:
+    stack = stack_factory({"LEADFLOW_PROVIDERS": "alpha"})
+    stack.start()
+    api = Api(stack.url("gateway"), http)
+    sent = people(60)
+    first = await api.submit({"leads": sent})
+    running = await api.request("POST", f"/v1/jobs/{first['job_id']}/rerun", json={})
+    done = await api.wait_job(first["job_id"], timeout_s=120)
+    assert done["state"] == "completed"
+    assert running[0] in (202, 409)  # 409 while it was still running
+    results = await api.all_leads(first["job_id"])
+    missing = {r["id"] for r in results if not (r["email"] and r["company_domain"])}
+    assert 0 < len(missing) < len(sent)
+    before = await sandbox_stats(http, stack)
+
+    # A provider added to the waterfall: the rerun asks it for the incomplete leads only,
+    # and asks alpha nothing (its answers are in the cache).
+    stack.stop("enricher")
+    stack.start("enricher", extra_env={"LEADFLOW_PROVIDERS": "alpha,beta"})
+    status, accepted = await api.request("POST", f"/v1/jobs/{first['job_id']}/rerun", json={})
+    assert status == 202, accepted
+    rerun = await api.wait_job(accepted["job_id"], timeout_s=120)
+    after = await sandbox_stats(http, stack)
+
+    assert rerun["state"] == "completed"
+    assert rerun["progress"]["done"] == len(sent)
+    assert after["people"].get("alpha") == before["people"]["alpha"]
+    assert after["people"]["beta"] == len(missing)
+    assert rerun["credits_by_provider"].get("alpha", 0) == 0
+    again = {r["id"]: r for r in await api.all_leads(accepted["job_id"])}
+    for r in results:
+        if r["id"] not in missing:
+            assert again[r["id"]]["email"] == r["email"]

@@ -49,7 +49,7 @@ def utc_day() -> str:
 
 @dataclass(frozen=True)
 class Reservation:
-    """A paid call about to be made: `reserved` is the most it can cost."""
+    """A paid call about to be made for `leads` leads (each may cost one credit)."""
 
     call_id: str
     job_id: str
@@ -58,7 +58,6 @@ class Reservation:
     key_id: str
     day: str
     leads: int
-    reserved: int
 
 
 @dataclass(frozen=True)
@@ -72,35 +71,68 @@ class Settlement:
     once: tuple[tuple[str, str], ...] = ()
 
 
-def reserve(conn: sqlite3.Connection, call: Reservation, daily_budget: int) -> str | None:
-    """Hold `call.reserved` credits for the job and the tenant's day and record the call;
-    or, when that could pass the job's cap or the tenant's daily budget, hold nothing,
-    pause the job and answer why ("budget" / "tenant_budget"). A job that is not working
-    (paused already, or stopped) answers its paused reason or its state."""
-    held = conn.execute(
-        "UPDATE jobs SET credits_committed = credits_committed + ?"
-        f" WHERE job_id = ? AND {jobstate.state_in(jobstate.WORKING)}"
-        " AND (max_credits IS NULL OR credits_committed + ? <= max_credits)",
-        (call.reserved, call.job_id, call.reserved),
-    ).rowcount
-    if not held:
-        return _refused(conn, call.job_id, BUDGET)
+@dataclass(frozen=True)
+class Grant:
+    """What a reservation got: credits for the first `leads` leads of the call (each lead
+    costs at most one), and why the job is paused when that is not all of them."""
+
+    leads: int
+    paused: str | None = None
+
+
+def reserve(conn: sqlite3.Connection, call: Reservation, daily_budget: int) -> Grant:
+    """Hold credits for as many of the call's leads as the job's cap and the tenant's daily
+    budget leave room for (each lead may cost one), and record the call for those. When
+    that is not all of them, the job is paused ("budget" / "tenant_budget"): the rest wait
+    for the resume. A job that is not working (paused already, or stopped) gets nothing
+    and answers its paused reason or its state.
+
+    The room is read first, then taken with conditional UPDATEs that only hold if it is
+    still there: on SQLite the transaction holds the write lock throughout; on PostgreSQL a
+    concurrent reservation that took the room first makes the UPDATE change nothing, and
+    this one is refused instead of overspending."""
+    job = conn.execute(
+        "SELECT max_credits, credits_committed FROM jobs"
+        f" WHERE job_id = ? AND {jobstate.state_in(jobstate.WORKING)}",
+        (call.job_id,),
+    ).fetchone()
+    if job is None:
+        return Grant(0, _refused(conn, call.job_id, BUDGET))
     conn.execute(
         "INSERT INTO tenant_credits (tenant, day, committed) VALUES (?, ?, 0)"
         " ON CONFLICT (tenant, day) DO NOTHING",
         (call.tenant, call.day),
     )
+    job_room = call.leads if job[0] is None else job[0] - job[1]
+    tenant_room = call.leads
+    if daily_budget > 0:
+        committed = conn.execute(
+            "SELECT committed FROM tenant_credits WHERE tenant = ? AND day = ?",
+            (call.tenant, call.day),
+        ).fetchone()[0]
+        tenant_room = daily_budget - committed
+    binding = BUDGET if job_room <= tenant_room else TENANT_BUDGET
+    granted = min(call.leads, job_room, tenant_room)
+    if granted <= 0:
+        return Grant(0, _refused(conn, call.job_id, binding))
+    if not conn.execute(
+        "UPDATE jobs SET credits_committed = credits_committed + ?"
+        f" WHERE job_id = ? AND {jobstate.state_in(jobstate.WORKING)}"
+        " AND (max_credits IS NULL OR credits_committed + ? <= max_credits)",
+        (granted, call.job_id, granted),
+    ).rowcount:
+        return Grant(0, _refused(conn, call.job_id, BUDGET))
     within = "" if daily_budget <= 0 else " AND committed + ? <= ?"
-    extra: tuple[int, ...] = () if daily_budget <= 0 else (call.reserved, daily_budget)
+    extra: tuple[int, ...] = () if daily_budget <= 0 else (granted, daily_budget)
     if not conn.execute(
         f"UPDATE tenant_credits SET committed = committed + ? WHERE tenant = ? AND day = ?{within}",
-        (call.reserved, call.tenant, call.day, *extra),
+        (granted, call.tenant, call.day, *extra),
     ).rowcount:
         conn.execute(
             "UPDATE jobs SET credits_committed = credits_committed - ? WHERE job_id = ?",
-            (call.reserved, call.job_id),
+            (granted, call.job_id),
         )
-        return _refused(conn, call.job_id, TENANT_BUDGET)
+        return Grant(0, _refused(conn, call.job_id, TENANT_BUDGET))
     conn.execute(
         "INSERT INTO credit_calls (call_id, job_id, tenant, provider, key_id, day, leads,"
         " reserved, reserved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -111,12 +143,14 @@ def reserve(conn: sqlite3.Connection, call: Reservation, daily_budget: int) -> s
             call.provider,
             call.key_id,
             call.day,
-            call.leads,
-            call.reserved,
+            granted,
+            granted,
             epoch_s(),
         ),
     )
-    return None
+    if granted < call.leads:
+        return Grant(granted, _refused(conn, call.job_id, binding))
+    return Grant(granted)
 
 
 def _refused(conn: sqlite3.Connection, job_id: str, reason: str) -> str:

@@ -14,12 +14,15 @@ emulations count, services/sandbox/vendors.py):
 | dropcontact | `email` | each record returned with a verified (nominative) email |
 | http | `match` | each person matched (leadflow's own protocol; the sandbox's alpha/beta) |
 
-No rule charges more than one credit per lead and call, so a call for n leads reserves n.
+No rule charges more than one credit per lead and call, so a call for n leads reserves n;
+when the budgets leave room for fewer, the first leads are asked and the rest wait for the
+job's resume.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
@@ -106,7 +109,12 @@ class Spending:
         self.kinds = dict(kinds)
         self.key_ids = {name: key_id(key) for name, key in keys.items()}
 
-    async def reserve(self, provider: str, job_id: str, tenant: str, leads: int) -> Reservation:
+    async def reserve(
+        self, provider: str, job_id: str, tenant: str, leads: int
+    ) -> tuple[Reservation, str | None]:
+        """The call, for the first `call.leads` of `leads` leads (as many as the budgets
+        leave room for), and why the job is paused when that is not all of them. Raises
+        `BudgetPaused` when there is room for none."""
         call = Reservation(
             call_id=uuid.uuid4().hex,
             job_id=job_id,
@@ -115,15 +123,22 @@ class Spending:
             key_id=self.key_ids.get(provider, ""),
             day=credits.utc_day(),
             leads=leads,
-            reserved=leads,
         )
-        refused = await self.store.transaction(
+        grant = await self.store.transaction(
             partial(credits.reserve, call=call, daily_budget=self.daily_budget)
         )
-        if refused is not None:
-            log.warning("job.budget_paused", job_id=job_id, provider=provider, reason=refused)
-            raise BudgetPaused(job_id, refused)
-        return call
+        if grant.paused is not None:
+            log.warning(
+                "job.budget_paused",
+                job_id=job_id,
+                provider=provider,
+                reason=grant.paused,
+                granted=grant.leads,
+                wanted=leads,
+            )
+        if grant.leads == 0:
+            raise BudgetPaused(job_id, grant.paused or "budget")
+        return dataclasses.replace(call, leads=grant.leads), grant.paused
 
     async def settle(
         self, call: Reservation, requests: Sequence[str], replies: Sequence[Reply]

@@ -119,12 +119,16 @@ class Waterfall:
                 len(asking) - len(to_call)
             )
         answered: dict[str, ProviderAnswer] = {}
+        paused_by: str | None = None  # the budget that had room for only some leads
         if to_call:
             drafts = [draft for _, draft in to_call]
             if self.spending is None:
                 replies = await provider.lookup_many(drafts, job_id)
             else:
-                call = await self.spending.reserve(provider.name, job_id, tenant, len(drafts))
+                call, paused_by = await self.spending.reserve(
+                    provider.name, job_id, tenant, len(drafts)
+                )
+                to_call, drafts = to_call[: call.leads], drafts[: call.leads]
                 replies = await provider.lookup_many(drafts, job_id)
                 await self.spending.settle(call, [keys[i] for i, _ in to_call], replies)
             for (i, draft), reply in zip(to_call, replies, strict=True):
@@ -154,6 +158,8 @@ class Waterfall:
             if answer is not None:
                 result.answers[provider.name] = answer
                 apply_answer(draft, answer, result)
+        if paused_by is not None:
+            raise BudgetPaused(job_id, paused_by)
 
     def count(self, provider: str, reply: Reply) -> None:
         if isinstance(reply, ProviderUnavailable):

@@ -16,6 +16,7 @@ from services.gateway.problems import Problem
 STATIC_DIR = Path(__file__).with_name("static")
 ASSETS = {
     "app.js": "text/javascript; charset=utf-8",
+    "credits.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
 SECURITY_HEADERS = {

@@ -21,7 +21,7 @@ from aiohttp import web
 from services.gateway.keys import STORE, tenant_of
 from services.gateway.params import USAGE_FROM, USAGE_TO
 from services.gateway.routes import json_response
-from shared.credits import credits_by_day
+from shared.credits import ProviderRecord, credits_by_day, provider_records
 
 PROVIDER_PREFIX = "provider_calls:"
 CREDITS_PREFIX = "credits:"
@@ -40,11 +40,24 @@ class DayUsage(Usage, frozen=True, kw_only=True):
     day: str
 
 
+class ProviderUsage(msgspec.Struct, frozen=True, kw_only=True):
+    """A provider's paid lookups in the period: leads asked, leads it found something
+    for, emails found, credits; the hit rate (found / leads) and the credits per email."""
+
+    leads: int
+    found: int
+    emails: int
+    credits: int
+    hit_rate: float | None
+    credits_per_email: float | None
+
+
 class UsageReport(Usage, frozen=True, kw_only=True):
     tenant: str
     from_: str = msgspec.field(name="from")
     to: str
     days: list[DayUsage]
+    providers: dict[str, ProviderUsage] = msgspec.field(default_factory=dict)
 
 
 async def usage(request: web.Request) -> web.Response:
@@ -52,10 +65,11 @@ async def usage(request: web.Request) -> web.Response:
     first = USAGE_FROM.read(request, today)
     last = USAGE_TO.read(request, today)
     tenant = tenant_of(request)
-    rows, credit_rows = await request.app[STORE].run(
+    rows, credit_rows, records = await request.app[STORE].run(
         lambda conn: (
             usage_rows(conn, tenant, first, last),
             credits_by_day(conn, tenant, first, last),
+            provider_records(conn, tenant, first, last),
         )
     )
     per_day: dict[str, Counter[str]] = {}
@@ -74,6 +88,7 @@ async def usage(request: web.Request) -> web.Response:
         "from": first.isoformat(),
         "to": last.isoformat(),
         "days": days,
+        "providers": {name: provider_usage(record) for name, record in sorted(records.items())},
     }
     return json_response(msgspec.convert(report, UsageReport))
 
@@ -90,6 +105,17 @@ def summed(counts: Counter[str]) -> dict[str, object]:
         },
         **credit_sums(counts),
     }
+
+
+def provider_usage(record: ProviderRecord) -> ProviderUsage:
+    return ProviderUsage(
+        leads=record.leads,
+        found=record.found,
+        emails=record.emails,
+        credits=record.credits,
+        hit_rate=None if record.hit_rate is None else round(record.hit_rate, 4),
+        credits_per_email=round(record.credits / record.emails, 4) if record.emails else None,
+    )
 
 
 def credit_sums(counts: Counter[str]) -> dict[str, object]:

@@ -155,6 +155,17 @@ async def test_a_budget_pauses_the_job_before_it_is_passed_and_resume_finishes_i
     assert 0 < spent <= 50
     assert paused["progress"]["done"] < len(sent)
 
+    # The pause was alerted, once.
+    async def alerted() -> int:
+        text = (stack.data_dir / "log" / "router.log").read_text()
+        return sum(
+            1
+            for line in text.splitlines()
+            if '"alert"' in line and job_id in line and '"paused"' in line
+        )
+
+    assert await wait_until(alerted, timeout_s=30, what="the pause alerted") == 1
+
     status, body = await api.request(
         "POST", f"/v1/jobs/{job_id}/resume", json={"max_credits": 100_000}
     )

@@ -3,6 +3,8 @@
 // the key field (kept in sessionStorage for this tab). Live data comes from
 // GET /v1/jobs/{id}/events read with fetch(): EventSource cannot send that header.
 
+import * as credits from "./credits.js";
+
 const KEY_STORAGE = "leadflow.apiKey";
 const TERMINAL = new Set(["completed", "failed", "cancelled", "timed_out"]);
 // Browsers open at most 6 HTTP/1.1 connections per host; each live row holds one.
@@ -429,6 +431,7 @@ async function showJob(jobId) {
     onState: (event) => {
       job = { ...job, ...event };
       renderJob(job);
+      if (event.state === "paused" || job.paused_reason) reloadJob(); // why, and the cap
     },
     // Deliveries (webhook retries) go on after the job ends: show where they stand then.
     onEnd: reloadJob,
@@ -468,6 +471,7 @@ function renderJob(job) {
   error.hidden = !job.error;
   error.textContent = job.error ? `Error: ${job.error}` : "";
   $("#cancel-job").disabled = TERMINAL.has(job.state);
+  credits.renderJobCredits($("#job-credits-slot"), job);
   const destinations = job.destinations ?? [];
   $("#destinations tbody").replaceChildren(...(destinations.length
     ? destinations.map((d) => el("tr", {}, cell(d.type), cell(d.name), cell(d.delivered),
@@ -587,11 +591,22 @@ function route() {
   leaveJob();
   clearMessages();
   const match = location.hash.match(/^#\/jobs\/([^/]+)$/);
-  if (match) showJob(decodeURIComponent(match[1]));
+  $("#usage-view").hidden = location.hash !== "#/usage";
+  if (location.hash === "#/usage") showUsage();
+  else if (match) showJob(decodeURIComponent(match[1]));
   else showJobs();
 }
 
+function showUsage() {
+  $("#jobs-view").hidden = true;
+  $("#job-view").hidden = true;
+  document.title = "Usage · leadflow";
+  const current = view;
+  credits.showUsage($("#usage-view"), () => current === view);
+}
+
 function start() {
+  credits.setup({ api, el, cell, showError, showNotice, reloadJob });
   $("#key-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const input = $("#api-key");

@@ -6,14 +6,19 @@ budget never overspend it."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from devtools.stack import ServiceProcess, Stack
+from devtools.stack import ROOT, ServiceProcess, Stack
 from tests.e2e.test_vendor_waterfall import COMPANIES, FIRST, LAST, ORDER, expected
 from tests.helpers import Api, free_port, wait_until
 
@@ -255,3 +260,49 @@ async def test_a_rerun_asks_only_for_what_is_missing_and_pays_nothing_twice(
     for r in results:
         if r["id"] not in missing:
             assert again[r["id"]]["email"] == r["email"]
+
+
+def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    """This checkout's CLI (`python -m`, so the code under test, not an installed copy)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")}
+    return subprocess.run(
+        [sys.executable, "-m", "leadflow_cli", *args],
+        env={**base, "LEADFLOW_URL": stack.url("gateway")},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_the_cli_estimates_budgets_resumes_and_reruns(
+    stack_factory: Callable[..., Stack], http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    stack = stack_factory(vendor_env(("pdl",)))
+    stack.start()
+    api = Api(stack.url("gateway"), http)
+    lead_file = tmp_path / "leads.json"
+    lead_file.write_text(json.dumps(people(60)))
+
+    estimate = cli(stack, "enrich", str(lead_file), "--dry-run")
+    assert estimate.returncode == 0, estimate.stderr
+    assert json.loads(estimate.stdout)["leads"] == 60
+
+    submitted = cli(stack, "enrich", str(lead_file), "--max-credits", "5")
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.split(" as job ", 1)[1].split()[0]
+    paused = await api.wait_job(job_id, ("paused",), timeout_s=60)
+    assert paused["max_credits"] == 5
+
+    resumed = cli(stack, "resume", job_id)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (await api.wait_job(job_id, timeout_s=120))["state"] == "completed"
+    refused = cli(stack, "resume", job_id)
+    assert refused.returncode != 0
+    assert "not paused" in refused.stderr
+
+    rerun = cli(stack, "rerun", job_id, "--follow")
+    assert rerun.returncode == 0, rerun.stderr + rerun.stdout
+    new_id = rerun.stdout.split(" as job ", 1)[1].split()[0]
+    assert (await api.job(new_id))["progress"]["credits"] == 0  # every answer cached

@@ -15,6 +15,7 @@ from functools import partial
 
 import aiohttp
 
+from shared.jobstate import PAUSED, state_in
 from shared.logging import get_logger
 from shared.netguard import NetGuard, TargetRefused
 from shared.store import Store, utc_now
@@ -104,10 +105,12 @@ def due_alerts(conn: sqlite3.Connection) -> list[Alert]:
     ):
         alerts.append(job_alert(row, "stalled", row["stall_reason"]))
     for row in conn.execute(
-        "SELECT job_id, tenant, paused_reason FROM jobs j WHERE state = 'paused'"
-        " AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.job_id = j.job_id AND a.kind = 'paused')"
+        f"SELECT job_id, tenant, paused_reason FROM jobs j WHERE {state_in([PAUSED])}"
+        " AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.job_id = j.job_id AND a.kind = ?)",
+        (PAUSED,),
     ):
-        alerts.append(job_alert(row, "paused", f"credit {row['paused_reason'].replace('_', ' ')}"))
+        reason = f"credit {str(row['paused_reason']).replace('_', ' ')}"
+        alerts.append(job_alert(row, PAUSED, reason))
     for row in conn.execute(
         "SELECT d.job_id, j.tenant, d.idx, d.type, d.failed, d.last_error FROM destinations d"
         " JOIN jobs j ON j.job_id = d.job_id WHERE d.failed > 0"

@@ -50,10 +50,17 @@ def enrich(args: argparse.Namespace, client: Client) -> int:
     body: dict[str, Any] = {"leads": lead_file.leads, "destinations": destinations(args)}
     if args.priority:
         body["priority"] = args.priority
+    if args.max_credits is not None:
+        body["max_credits"] = args.max_credits
+    if args.dry_run:
+        body["dry_run"] = True
     try:
         accepted = client.post("/v1/jobs/enrich", body)
     except ApiError as e:
         raise with_origins(e, lead_file.origins) from None
+    if args.dry_run:
+        print(json.dumps(accepted["estimate"], indent=2))
+        return EXIT_OK
     print(
         f"submitted {len(lead_file.leads)} leads as job {accepted['job_id']} ({accepted['state']})"
     )
@@ -168,6 +175,20 @@ def status(args: argparse.Namespace, client: Client) -> int:
     job = client.get(job_path(args.job_id))
     print(json.dumps(job, indent=2) if args.json else "\n".join(job_details(job)))
     return EXIT_OK
+
+
+def resume(args: argparse.Namespace, client: Client) -> int:
+    body = {} if args.max_credits is None else {"max_credits": args.max_credits}
+    answer = client.post(job_path(args.job_id, "/resume"), body)
+    print(f"job {args.job_id}: resumed ({answer.get('state')})")
+    return EXIT_OK
+
+
+def rerun(args: argparse.Namespace, client: Client) -> int:
+    body = {} if args.max_credits is None else {"max_credits": args.max_credits}
+    accepted = client.post(job_path(args.job_id, "/rerun"), body)
+    print(f"job {args.job_id}: rerun as job {accepted['job_id']} ({accepted['state']})")
+    return follow(client, accepted["job_id"]) if args.follow else EXIT_OK
 
 
 def cancel(args: argparse.Namespace, client: Client) -> int:

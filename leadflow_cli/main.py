@@ -14,7 +14,16 @@ from leadflow_cli.errors import EXIT_OK, CliError
 from leadflow_cli.export import FORMATS
 
 Command = Callable[[argparse.Namespace, Client], int]
-JOB_STATES = ("queued", "waiting", "running", "completed", "failed", "cancelled", "timed_out")
+JOB_STATES = (
+    "queued",
+    "waiting",
+    "running",
+    "paused",
+    "completed",
+    "failed",
+    "cancelled",
+    "timed_out",
+)
 PRIORITIES = ("high", "normal", "low")
 EPILOG = """\
 environment: LEADFLOW_URL (default %(url)s), LEADFLOW_API_KEY
@@ -58,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_jobs(sub)
     job_command(sub, "status", "show a job's state, progress and deliveries", commands.status)
     job_command(sub, "cancel", "cancel a job", commands.cancel)
+    job_command(sub, "resume", "resume a job paused by a credit budget", commands.resume)
+    job_command(
+        sub, "rerun", "enrich a finished job's leads again (missing fields)", commands.rerun
+    )
     add_export(sub)
     add_daily(sub)
     add_schedules(sub)
@@ -94,7 +107,17 @@ def add_enrich(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_destinations(enrich)
     enrich.add_argument("--priority", choices=PRIORITIES)
     enrich.add_argument("--follow", action="store_true", help="show progress until the job ends")
+    add_max_credits(enrich)
+    enrich.add_argument(
+        "--dry-run", action="store_true", help="print the expected credits; create no job"
+    )
     enrich.set_defaults(run=commands.enrich)
+
+
+def add_max_credits(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-credits", type=int, metavar="N", help="the job's credit budget (pauses there)"
+    )
 
 
 def add_scrape(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -141,6 +164,10 @@ def job_command(
     command.add_argument("job_id", metavar="ID")
     if name == "status":
         command.add_argument("--json", action="store_true", help="print the API's JSON")
+    if name in ("resume", "rerun"):
+        add_max_credits(command)
+    if name == "rerun":
+        command.add_argument("--follow", action="store_true", help="follow the new job")
     command.set_defaults(run=run)
 
 

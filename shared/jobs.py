@@ -11,8 +11,11 @@ from typing import Annotated, Literal, get_args
 import msgspec
 
 # The states the API shows; which are terminal and how a job moves between them is
-# shared/jobstate.py's (which also knows `paused`, not shown until issue 13 uses it).
-JobState = Literal["queued", "waiting", "running", "completed", "failed", "cancelled", "timed_out"]
+# shared/jobstate.py's.
+JobState = Literal[
+    "queued", "waiting", "running", "paused", "completed", "failed", "cancelled", "timed_out"
+]
+PausedReason = Literal["budget", "tenant_budget"]
 JobKind = Literal["enrich", "scrape"]
 Priority = Literal["high", "normal", "low"]
 
@@ -116,6 +119,8 @@ class Progress(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     # Scrape jobs only: leads found and pages fetched so far.
     scraped: int | None = None
     pages: int | None = None
+    # Provider credits spent so far, every provider together (the credit ledger's sum).
+    credits: int | None = None
 
 
 class DestinationStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -145,6 +150,10 @@ class JobStatus(msgspec.Struct, frozen=True, kw_only=True):
     stalled: bool = False
     stall_reason: str | None = None
     cooling_down_until: str | None = None
+    # The credit ledger's sums for this job, by provider; why a paused job is paused.
+    credits_by_provider: dict[str, int] = msgspec.field(default_factory=dict)
+    max_credits: int | None = None
+    paused_reason: PausedReason | None = None
 
 
 def percent(done: int, total: int | None) -> float:

@@ -4,7 +4,7 @@ statement behind each move. Nothing else writes `jobs.state`.
     waiting --released--> queued --first outcome--> running --every lead out--> completed
     queued --nothing to do--> completed          (a job with no leads ends at once)
     waiting --first outcome--> running           (a release whose mark did not commit)
-    queued | running --budget--> paused --resume--> queued      (issue 13: no move yet)
+    queued | running --budget--> paused --resume--> queued | running
     any unfinished state --stop--> failed | cancelled        (timed_out: not from paused)
 
 A job is created `waiting`, `queued` or `completed` (`initial_state`). `completed`,
@@ -34,8 +34,7 @@ from shared.dbapi import Connection
 WAITING: Final = "waiting"
 QUEUED: Final = "queued"
 RUNNING: Final = "running"
-# Issue 13 (budgets) moves jobs here; until then no function does, and the API's
-# `JobState` (shared/jobs.py) does not list it.
+# A credit budget stopped the job (`pause`) until the user resumes it (`resume`).
 PAUSED: Final = "paused"
 COMPLETED: Final = "completed"
 FAILED: Final = "failed"
@@ -59,7 +58,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     QUEUED: frozenset({RUNNING, COMPLETED, PAUSED, FAILED, CANCELLED, TIMED_OUT}),
     RUNNING: frozenset({COMPLETED, PAUSED, FAILED, CANCELLED, TIMED_OUT}),
     # A paused job holds no message and does not time out; resumed, its work is queued again.
-    PAUSED: frozenset({QUEUED, FAILED, CANCELLED}),
+    PAUSED: frozenset({QUEUED, RUNNING, FAILED, CANCELLED}),
     COMPLETED: frozenset(),
     FAILED: frozenset(),
     CANCELLED: frozenset(),
@@ -135,6 +134,43 @@ def release_waiting(conn: Connection, job_id: str, total: int) -> bool:
     if total == 0:
         _complete(conn, job_id, (QUEUED,))
     return released
+
+
+def pause(conn: Connection, job_id: str, reason: str) -> bool:
+    """A credit budget stops a queued or running job (`reason`: "budget" or
+    "tenant_budget"). False if it was not working any more (or already paused)."""
+    return _update(
+        conn,
+        job_id,
+        PAUSED,
+        (QUEUED, RUNNING),
+        ", paused_reason = ?, paused_at = ?",
+        (reason, epoch_s()),
+    )
+
+
+def resume(conn: Connection, job_id: str, max_credits: int | None) -> bool:
+    """A paused job goes on with a new cap: running again if it had started, else queued.
+    Its deadline moves by the time it was paused (a paused job does not time out). A job
+    whose last leads came in while it was paused (answered from the cache) completes."""
+    row = conn.execute(
+        "SELECT started_at, paused_at FROM jobs WHERE job_id = ?", (job_id,)
+    ).fetchone()
+    if row is None:
+        return False
+    to = RUNNING if row[0] else QUEUED
+    paused_s = max(0.0, epoch_s() - row[1]) if row[1] is not None else 0.0
+    moved = _update(
+        conn,
+        job_id,
+        to,
+        (PAUSED,),
+        ", paused_reason = NULL, paused_at = NULL, max_credits = ?, deadline_at = deadline_at + ?",
+        (max_credits, paused_s),
+    )
+    if moved and to == RUNNING:
+        complete_if_done(conn, job_id)
+    return moved
 
 
 def stop(conn: Connection, job_id: str, state: str, reason: str) -> bool:

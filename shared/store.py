@@ -102,7 +102,7 @@ MIGRATIONS = load_migrations("shared")
 JOB_COLUMNS = (
     "job_id, kind, state, priority, total, done, enriched, failed, created_at, started_at, "
     "finished_at, error, timeout_s, depends_on, stalled, stall_reason, scraped, pages,"
-    " cooling_down_until"
+    " cooling_down_until, credits, max_credits, paused_reason"
 )
 
 
@@ -594,6 +594,7 @@ def delete_job(conn: Connection, job_id: str) -> list[tuple[str, str]]:
         "scrape_pages",
         "scrape_leads",
         "deferred_leads",
+        "paused_tasks",
         "jobs",
     ):
         conn.execute(f"DELETE FROM {table} WHERE job_id = ?", (job_id,))
@@ -626,6 +627,7 @@ def job_status(conn: Connection, row: Row) -> JobStatus:
             percent=percent(row["done"], row["total"]),
             scraped=row["scraped"] if row["kind"] == "scrape" else None,
             pages=row["pages"] if row["kind"] == "scrape" else None,
+            credits=row["credits"],
         ),
         created_at=row["created_at"],
         started_at=row["started_at"],
@@ -649,7 +651,20 @@ def job_status(conn: Connection, row: Row) -> JobStatus:
         stalled=bool(row["stalled"]),
         stall_reason=row["stall_reason"],
         cooling_down_until=iso(row["cooling_down_until"]),
+        credits_by_provider=credits_by_provider(conn, row["job_id"]),
+        max_credits=row["max_credits"],
+        paused_reason=row["paused_reason"],
     )
+
+
+def credits_by_provider(conn: Connection, job_id: str) -> dict[str, int]:
+    """The credits a job's settled calls cost, by provider (the credit ledger)."""
+    rows = conn.execute(
+        "SELECT provider, SUM(credits) FROM credit_calls WHERE job_id = ?"
+        " AND credits IS NOT NULL GROUP BY provider ORDER BY provider",
+        (job_id,),
+    ).fetchall()
+    return {row[0]: int(row[1]) for row in rows if row[1]}
 
 
 def fetch_job_row(conn: Connection, job_id: str, tenant: str | None) -> Any:

@@ -8,20 +8,19 @@ and concurrency (shared/limits.py) and the asynchronous batches submitted
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from services.enricher.batches import StoreBatches
-from services.enricher.cache import ProviderCache
+from services.enricher.cache import ProviderCache, cache_target
 from services.enricher.config import EnricherSettings, ProviderSettings
 from services.enricher.handlers import EnrichHandler, give_up, split_task
 from services.enricher.metrics import ProviderMetrics
 from services.enricher.providers import build_provider
 from services.enricher.providers.base import Provider, Verifier
+from services.enricher.spending import Spending
 from services.enricher.waterfall import Waterfall
-from shared.config import CommonSettings
 from shared.limits import StoreLimits
 from shared.messages import EnrichTask
-from shared.store import Store, is_postgres_url
+from shared.store import Store
 from shared.supervise import Supervised, supervise
 from shared.worker import WorkerRuntime, WorkerSpec
 
@@ -43,11 +42,15 @@ class EnricherService:
         # Its writes are allowances and batch ids: losing the last ones on power loss costs
         # a request's turn or a batch resubmitted, never a lead.
         self.store = Store(settings.common.store_url, durable=False)
+        # The credit ledger, durable (shared/credits.py says why it is written here and not
+        # through the router); the store above takes the allowances' many small writes.
+        self.ledger = Store(settings.common.store_url)
         self.purge: Supervised | None = None
 
     async def start(self) -> None:
         await self.cache.open()
         await self.store.open()
+        await self.ledger.open()
         limits = StoreLimits(self.store)
         runtime = self.runtime
         # Before the control stream is read: every deletion in its history is applied.
@@ -63,9 +66,16 @@ class EnricherService:
             )
 
         providers = [build(p) for p in self.settings.providers]
+        spending = Spending(
+            self.ledger,
+            self.settings.daily_credit_budget,
+            kinds={p.name: p.kind for p in self.settings.providers},
+            keys={p.name: p.key for p in self.settings.providers},
+        )
         handler = EnrichHandler(
-            Waterfall(providers, self.cache, metrics, self.verifier(providers, build)),
+            Waterfall(providers, self.cache, metrics, self.verifier(providers, build), spending),
             self.settings.fault_crash_on,
+            spending,
         )
         await runtime.start(handler)
 
@@ -87,11 +97,4 @@ class EnricherService:
             await self.purge.stop()
         await self.cache.close()
         await self.store.close()
-
-
-def cache_target(common: CommonSettings) -> Path | str:
-    """The provider cache shares a PostgreSQL store (every machine's enrichers see one
-    cache); beside an SQLite store it is a file of its own, not to contend for its lock."""
-    if is_postgres_url(common.store_url):
-        return common.store_url
-    return common.data_dir / "provider-cache.db"
+        await self.ledger.close()

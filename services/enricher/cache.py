@@ -27,15 +27,18 @@ from pathlib import Path
 
 import msgspec
 
+from shared.config import CommonSettings
 from shared.dbapi import Connection
 from shared.logging import get_logger
 from shared.messages import JobDeleted, ProviderAnswer
-from shared.store import Store, epoch_s, load_migrations, write_transaction
+from shared.store import Store, epoch_s, is_postgres_url, load_migrations, write_transaction
 
 log = get_logger(__name__)
 # services/enricher/migrations/NNNN_what.sql, in order (see shared.store.load_migrations).
 CACHE_MIGRATIONS = load_migrations("services.enricher")
 # Rows deleted per transaction: a purge never holds the write lock for long.
+# The cache's file under the data dir (the gateway's estimates read it too).
+CACHE_FILE = "provider-cache.db"
 PURGE_CHUNK = 500
 PURGE_EVERY_S = 600.0
 _encode = msgspec.json.Encoder().encode
@@ -89,6 +92,25 @@ class ProviderCache:
             if rows and record:
                 with write_transaction(conn):
                     record_use(conn, job_id, tenant, [row[0] for row in rows])
+            return [(row[0], bytes(row[1])) for row in rows]
+
+        return {key: _decode(raw) for key, raw in await self.store.run(read)}
+
+    async def peek_many(
+        self, tenant: str, provider: str, keys: list[str]
+    ) -> dict[str, ProviderAnswer]:
+        """The cached answers among `keys`, recording no use (an estimate reads them)."""
+        if not self.enabled or not keys:
+            return {}
+        oldest = epoch_s() - self.ttl_s
+
+        def read(conn: Connection) -> list[tuple[str, bytes]]:
+            marks = ", ".join("?" * len(keys))
+            rows = conn.execute(
+                "SELECT fingerprint, found FROM provider_answers WHERE tenant = ?"
+                f" AND provider = ? AND fingerprint IN ({marks}) AND stored_at >= ?",
+                (tenant, provider, *keys, oldest),
+            ).fetchall()
             return [(row[0], bytes(row[1])) for row in rows]
 
         return {key: _decode(raw) for key, raw in await self.store.run(read)}
@@ -196,3 +218,11 @@ def purge_chunk(conn: Connection, oldest: float, limit: int = PURGE_CHUNK) -> in
         (oldest, limit),
     ).rowcount
     return int(answers + uses)
+
+
+def cache_target(common: CommonSettings) -> Path | str:
+    """The provider cache shares a PostgreSQL store (every machine's enrichers see one
+    cache); beside an SQLite store it is a file of its own, not to contend for its lock."""
+    if is_postgres_url(common.store_url):
+        return common.store_url
+    return common.data_dir / CACHE_FILE

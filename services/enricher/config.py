@@ -82,6 +82,8 @@ class EnricherSettings(msgspec.Struct, frozen=True, kw_only=True):
     # status is missing or unknown (a kind in VERIFIER_KINDS), or None.
     verifier: ProviderSettings | None = None
     provider_cache_ttl_s: float
+    # Credits a tenant may spend per UTC day, every provider together (0: no budget).
+    daily_credit_budget: int
     # Fault injection for the fault-test suite (dev only): crash on leads named so.
     fault_crash_on: str | None
 
@@ -95,11 +97,9 @@ def load_settings(env: EnvReader) -> EnricherSettings:
         worker=load_worker(env, "LEADFLOW_ENRICH_PREFETCH", 8),
         providers=tuple(load_provider(env, common, name) for name in names),
         verifier=load_verifier(env, common),
-        # At most the control stream's retention (shared/topology.py CONTROL_RETENTION):
-        # an enricher that was down longer still learns of every job deleted since its
-        # entries were stored.
-        provider_cache_ttl_s=env.get_float(
-            "LEADFLOW_PROVIDER_CACHE_TTL_S", 7 * 86400.0, maximum=7 * 86400.0
+        provider_cache_ttl_s=cache_ttl_s(env),
+        daily_credit_budget=env.get_int(
+            "LEADFLOW_DAILY_CREDIT_BUDGET", 0, minimum=0, maximum=10**12
         ),
         fault_crash_on=load_fault(env, common),
     )
@@ -125,9 +125,28 @@ def load_fault(env: EnvReader, common: CommonSettings) -> str | None:
     return marker
 
 
+def cache_ttl_s(env: EnvReader) -> float:
+    # At most the control stream's retention (shared/topology.py CONTROL_RETENTION):
+    # an enricher that was down longer still learns of every job deleted since its
+    # entries were stored.
+    return env.get_float("LEADFLOW_PROVIDER_CACHE_TTL_S", 7 * 86400.0, maximum=7 * 86400.0)
+
+
+def provider_kind(env: EnvReader, name: str) -> str:
+    """The adapter kind of provider `name`: `_KIND`, else its name if it names a vendor."""
+    return env.choice(f"{PROVIDERS.var(name)}_KIND", name if name in KINDS else HTTP_KIND, KINDS)
+
+
+def provider_kinds(env: EnvReader) -> tuple[tuple[str, str], ...]:
+    """The waterfall as (name, kind), in order (the gateway's estimates read it too)."""
+    return tuple(
+        (name, provider_kind(env, name)) for name in env.names("LEADFLOW_PROVIDERS", DEV_PROVIDERS)
+    )
+
+
 def load_provider(env: EnvReader, common: CommonSettings, name: str) -> ProviderSettings:
     var = PROVIDERS.var(name)
-    kind = env.choice(f"{var}_KIND", name if name in KINDS else HTTP_KIND, KINDS)
+    kind = provider_kind(env, name)
     dev_path = f"providers/{name}" if kind == HTTP_KIND else f"vendors/{kind}"
     return load_api(
         env,

@@ -8,7 +8,9 @@ spends no attempt; leads that met a failure possibly about the request (5xx, tim
 malformed answer) in another that does. What a retry costs, and what happens when the
 attempts are spent (the leads fail with the providers' errors as their reason and the
 task is parked in the dead-letter queue, replayable once the providers are back), is the
-consumer's decision: shared/consumer.py.
+consumer's decision: shared/consumer.py. A lead whose job's credit budget stopped its
+waterfall is parked in the store with its answers so far (services/enricher/spending.py),
+until the job is resumed.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import msgspec
 
 from services.enricher.draft import LeadDraft
 from services.enricher.faults import crash_if_poisoned
+from services.enricher.spending import Spending
 from services.enricher.steps import run_final_steps, run_local_steps
 from services.enricher.waterfall import Waterfall, WaterfallResult
 from shared.broker import Outgoing, Publish
@@ -60,11 +63,15 @@ class Sorted:
     # about the request (which spends an attempt).
     later: Waiting = field(default_factory=Waiting)
     about_request: Waiting = field(default_factory=Waiting)
+    # Stopped by the job's (or tenant's) credit budget: parked until the job is resumed.
+    paused: Waiting = field(default_factory=Waiting)
     calls: Counter[str] = field(default_factory=Counter)
 
     def add(self, draft: LeadDraft, result: WaterfallResult) -> None:
         self.calls.update(result.calls)
-        if result.errors:
+        if result.paused is not None:
+            self.paused.add(draft, result)
+        elif result.errors:
             (self.about_request if result.about_request else self.later).add(draft, result)
         elif result.rejections:
             reason = "rejected by providers: " + "; ".join(result.rejections)
@@ -74,9 +81,12 @@ class Sorted:
 
 
 class EnrichHandler:
-    def __init__(self, waterfall: Waterfall, crash_on: str | None = None) -> None:
+    def __init__(
+        self, waterfall: Waterfall, crash_on: str | None = None, spending: Spending | None = None
+    ) -> None:
         self.waterfall = waterfall
         self.crash_on = crash_on
+        self.spending = spending
 
     async def __call__(self, task: EnrichTask, delivery: Delivery) -> Handled[EnrichTask]:
         crash_if_poisoned(task.leads, self.crash_on)
@@ -93,7 +103,26 @@ class EnrichHandler:
             for waiting, later in ((outcome.later, True), (outcome.about_request, False))
             if waiting.drafts
         ]
+        if outcome.paused.drafts:
+            retries += await self.hold(task, outcome.paused)
         return Handled(publish=events(task, delivery, outcome), retries=retries)
+
+    async def hold(self, task: EnrichTask, paused: Waiting) -> list[Retry[EnrichTask]]:
+        """The leads a budget paused: parked in the store until the job is resumed; if it
+        was resumed meanwhile, back through the broker at once (a budget spends no attempt)."""
+        held = EnrichTask(
+            job_id=task.job_id,
+            tenant=task.tenant,
+            leads=[draft.lead for draft in paused.drafts],
+            answers={
+                draft.id: list(result.answers.values())
+                for draft, result in zip(paused.drafts, paused.results, strict=True)
+            },
+            email_policy=task.email_policy,
+        )
+        if self.spending is not None and await self.spending.park(held):
+            return []
+        return [Retry(held, "the job was resumed while its leads were parked", 1.0, later=True)]
 
 
 def events(task: EnrichTask, delivery: Delivery, outcome: Sorted) -> list[Outgoing]:

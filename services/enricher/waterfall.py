@@ -16,6 +16,11 @@ A found email ends the search for an email only when the job's `email_policy` ac
 status (services/enricher/emailpolicy.py); one whose status is missing or `unknown` is
 first checked by the verifier (`LEADFLOW_VERIFIER`), whose verdict is paid once too: it
 travels with the lead and is cached like a provider's answer.
+
+Every paid call goes through `spending` (services/enricher/spending.py): credits reserved
+before, settled after. When the job's or tenant's budget refuses a call, the waterfall
+stops for this task: the leads still incomplete are marked `paused` (the handler parks them
+with the answers obtained so far).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from services.enricher.providers.base import (
     Verification,
     Verifier,
 )
+from services.enricher.spending import BudgetPaused, Spending
 from services.enricher.steps.domain import normalise_domain
 from shared import tracing
 from shared.jobs import DEFAULT_EMAIL_POLICY, EmailPolicy
@@ -60,6 +66,8 @@ class WaterfallResult:
     retry_after_s: float | None = None
     # Paid calls made for this lead now, by provider (answers from the cache cost nothing).
     calls: Counter[str] = field(default_factory=Counter)
+    # Why the job's budget stopped this lead's waterfall (it waits for the job's resume).
+    paused: str | None = None
     # Whether an error may be about the request (5xx, timeout, malformed answer), not only
     # a provider saying "later" (429, cooldown): only then does the lead spend an attempt.
     about_request: bool = False
@@ -80,11 +88,13 @@ class Waterfall:
         cache: ProviderCache,
         metrics: ProviderMetrics,
         verifier: Verifier | None = None,
+        spending: Spending | None = None,
     ) -> None:
         self.providers = tuple(providers)
         self.cache = cache
         self.metrics = metrics
         self.verifier = verifier
+        self.spending = spending
 
     async def run(
         self,
@@ -112,7 +122,10 @@ class Waterfall:
                 elif provider.can_help(draft):
                     asking.append((draft, result))
             if asking:
-                to_verify += await self._ask(provider, asking, job_id, tenant, email_policy)
+                try:
+                    to_verify += await self._ask(provider, asking, job_id, tenant, email_policy)
+                except BudgetPaused as e:
+                    return paused(drafts, results, e.reason)
             if to_verify:
                 await self._verify(to_verify, job_id, tenant, email_policy)
         for draft, result in zip(drafts, results, strict=True):
@@ -155,8 +168,18 @@ class Waterfall:
                 len(asking) - len(to_call)
             )
         answered: dict[str, ProviderAnswer] = {}
+        paused_by: str | None = None  # the budget that had room for only some leads
         if to_call:
-            replies = await provider.lookup_many([draft for _, draft in to_call], job_id)
+            drafts = [draft for _, draft in to_call]
+            if self.spending is None:
+                replies = await provider.lookup_many(drafts, job_id)
+            else:
+                call, paused_by = await self.spending.reserve(
+                    provider.name, job_id, tenant, len(drafts)
+                )
+                to_call, drafts = to_call[: call.leads], drafts[: call.leads]
+                replies = await provider.lookup_many(drafts, job_id)
+                await self.spending.settle(call, [keys[i] for i, _ in to_call], replies)
             for (i, draft), reply in zip(to_call, replies, strict=True):
                 result = asking[i][1]
                 self.count(provider.name, reply)
@@ -189,6 +212,8 @@ class Waterfall:
                 pending = apply_answer(draft, answer, result, email_policy, verifying)
                 if pending is not None:
                     to_verify.append((draft, result, pending))
+        if paused_by is not None:
+            raise BudgetPaused(job_id, paused_by)
         return to_verify
 
     async def _verify(
@@ -231,6 +256,15 @@ class Waterfall:
 
     def count(self, provider: str, reply: Reply | Verification) -> None:
         self.metrics.calls.labels(provider=provider, outcome=reply_outcome(reply)).inc()
+
+
+def paused(
+    drafts: Sequence[LeadDraft], results: list[WaterfallResult], reason: str
+) -> list[WaterfallResult]:
+    for draft, result in zip(drafts, results, strict=True):
+        if not is_complete(draft):
+            result.paused = reason
+    return results
 
 
 def apply_answer(

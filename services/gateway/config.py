@@ -8,6 +8,7 @@ import re
 
 import msgspec
 
+from services.enricher.config import cache_ttl_s, provider_kinds
 from shared.config import CommonSettings, EnvReader, load_common, webhook_allow_nets
 from shared.errors import ConfigError
 from shared.secretbox import SecretBox, load_secret_box
@@ -51,6 +52,9 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     default_timeout_s: int
     delete_exports: bool
     sources: tuple[str, ...]  # lead sources a scrape job may name
+    # The enrichers' waterfall as (name, kind), for `dry_run` estimates.
+    providers: tuple[tuple[str, str], ...] = ()
+    provider_cache_ttl_s: float = 0.0  # the enrichers' cache (estimates read it)
     daily_quota_leads: int  # per tenant; 0: no quota
     secret_box: SecretBox  # seals webhook secrets before they are stored
     # Leads a file upload (multipart) may hold; JSON bodies stay bounded by the two above.
@@ -83,6 +87,8 @@ def load_settings(env: EnvReader) -> GatewaySettings:
         default_timeout_s=default_timeout_s(env),
         delete_exports=env.get_bool("LEADFLOW_DELETE_EXPORTS", False),
         sources=env.names("LEADFLOW_SOURCES", "sandbox"),
+        providers=provider_kinds(env),
+        provider_cache_ttl_s=cache_ttl_s(env),
         daily_quota_leads=daily_quota_leads(env),
         secret_box=load_secret_box(env, common),
         streams=load_stream_limits(env),

@@ -20,6 +20,7 @@ ASSETS = {
     "deadletters.js": "text/javascript; charset=utf-8",
     "throughput.js": "text/javascript; charset=utf-8",
     "newjob.js": "text/javascript; charset=utf-8",
+    "credits.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
 SECURITY_HEADERS = {

@@ -102,6 +102,28 @@ class NothingToCancel(DomainError):
 
 
 @dataclass(eq=False)
+class JobNotPaused(DomainError):
+    """Only a paused job may be resumed."""
+
+    job_id: str
+    state: str
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} is {self.state}, not paused: nothing to resume"
+
+
+@dataclass(eq=False)
+class JobNotFinished(DomainError):
+    """Only a finished job's leads may be run again."""
+
+    job_id: str
+    state: str
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} is {self.state}: only a finished job can be run again"
+
+
+@dataclass(eq=False)
 class JobUnfinished(DomainError):
     """Only a finished job may be deleted."""
 

@@ -63,6 +63,7 @@ async def enrich_job(
         depends_on=request.depends_on,
         waiting=waiting,
         deferred=leads if waiting and leads else None,
+        max_credits=request.max_credits,
     )
 
 
@@ -151,6 +152,7 @@ def scrape_job(
         charged=request.max_leads,
         tasks=first_page,
         lanes=("scrape", "enrich") if request.enrich else ("scrape",),
+        max_credits=request.max_credits,
     )
 
 

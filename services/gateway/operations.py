@@ -23,6 +23,8 @@ from typing import Annotated, Any
 import msgspec
 from aiohttp import web
 
+from services.enricher.estimate import EstimateAnswer
+from services.gateway.budgets import resume_job
 from services.gateway.daily import DAY_PATTERN, daily_leads
 from services.gateway.dashboard import ASSETS, asset, index
 from services.gateway.deadletters import (
@@ -54,6 +56,7 @@ from services.gateway.params import (
     PathParam,
 )
 from services.gateway.problems import Handler
+from services.gateway.rerun import rerun_job
 from services.gateway.routes import job_leads, job_status, jobs_index, submit_enrich, submit_scrape
 from services.gateway.schedules import (
     ScheduleCreated,
@@ -70,6 +73,8 @@ from services.gateway.schemas import (
     JobAccepted,
     JobPage,
     LeadPage,
+    RerunRequest,
+    ResumeRequest,
     ScrapeJobRequest,
     UploadJob,
 )
@@ -276,7 +281,10 @@ OPERATIONS: tuple[Operation, ...] = (
         "submitEnrichJob",
         "Submit leads to enrich",
         "jobs",
-        {202: Answer(ACCEPTED, JobAccepted)},
+        {
+            202: Answer(ACCEPTED, JobAccepted),
+            200: Answer("`dry_run`: the estimate; no job created, nothing called", EstimateAnswer),
+        },
         # 404: `depends_on` names no job; 415: an upload's leads neither CSV nor NDJSON.
         problems=(404, 409, 415),
         body=ENRICH_REQUEST,
@@ -408,6 +416,36 @@ OPERATIONS: tuple[Operation, ...] = (
         params=(JOB_ID,),
         description="On a completed job, cancels its pending webhook deliveries "
         "(`cancelled_deliveries` says how many); 409 when there is nothing to stop.",
+    ),
+    Operation(
+        "POST",
+        "/v1/jobs/{job_id}/resume",
+        resume_job,
+        "resumeJob",
+        "Resume a job paused by a credit budget, with a new cap",
+        "jobs",
+        {202: Answer("Resumed: its parked leads are queued again", JobStatus)},
+        problems=(404, 409),
+        body=ResumeRequest,
+        params=(JOB_ID,),
+        description="`max_credits` is the job's new cap, all providers together (absent: "
+        "none). A job paused by the tenant's daily budget pauses again while that budget "
+        "is spent. 409 unless the job is paused.",
+    ),
+    Operation(
+        "POST",
+        "/v1/jobs/{job_id}/rerun",
+        rerun_job,
+        "rerunJob",
+        "Enrich a finished job's leads again, asking only for the fields still missing",
+        "jobs",
+        {202: Answer(ACCEPTED, JobAccepted)},
+        problems=(404, 409),
+        body=RerunRequest,
+        params=(JOB_ID, IDEMPOTENCY_KEY),
+        description="A new enrich job of the finished job's leads as they ended: complete "
+        "leads are asked of nobody, answers in the provider cache are free. 409 unless "
+        "the job is finished.",
     ),
     Operation(
         "PUT",

@@ -145,7 +145,13 @@ def problem_of(error: domain.DomainError) -> Problem:
             )
         case domain.IdempotencyConflict(job_id=job_id) | domain.CsvInUse(job_id=job_id):
             return Problem(409, detail, extra={"job_id": job_id})
-        case domain.JobFinished() | domain.NothingToCancel() | domain.JobUnfinished():
+        case (
+            domain.JobFinished()
+            | domain.NothingToCancel()
+            | domain.JobUnfinished()
+            | domain.JobNotPaused()
+            | domain.JobNotFinished()
+        ):
             return Problem(409, detail)
         case domain.BadDependency(reason=reason):
             return invalid([FieldError("depends_on", reason)])

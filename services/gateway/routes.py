@@ -8,6 +8,7 @@ import msgspec
 from aiohttp import web
 
 from services.gateway.errors import JobNotFound
+from services.gateway.estimates import dry_run
 from services.gateway.keys import GUARD, SETTINGS, STORE, SUBMITTER, tenant_of
 from services.gateway.newjobs import enrich_job, scrape_job, upload_job
 from services.gateway.params import (
@@ -48,6 +49,8 @@ async def submit_enrich(request: web.Request) -> web.Response:
     body = decode_request(raw, EnrichJobRequest)
     leads = await validate_enrich(body, settings.max_leads_per_job, request.app[GUARD])
     tenant = tenant_of(request)
+    if body.dry_run:
+        return json_response(await dry_run(request, leads, tenant))
     job = await enrich_job(body, leads, tenant, settings, request.app[STORE])
     return await accept(request, tenant, job, raw)
 

@@ -15,6 +15,8 @@ from shared.jobs import DEFAULT_EMAIL_POLICY, Destination, EmailPolicy, JobStatu
 from shared.messages import ResultLead, lead_limit
 
 DAY_S = 86_400
+# The most a job may spend, every provider together (its budget; absent: none).
+MaxCredits = Annotated[int, msgspec.Meta(ge=0, le=10**12)]
 
 
 class LeadIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -49,6 +51,9 @@ class EnrichJobRequest(UploadJob, frozen=True, kw_only=True, forbid_unknown_fiel
     depends_on: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
     # Which found emails end the waterfall: `valid_only`, `allow_catch_all`, `any`.
     email_policy: EmailPolicy = DEFAULT_EMAIL_POLICY
+    max_credits: MaxCredits | None = None
+    # Answer the expected and the maximum credits instead of creating a job.
+    dry_run: bool = False
 
 
 QueryValue = Annotated[str, msgspec.Meta(max_length=200)]
@@ -70,6 +75,24 @@ class ScrapeJobRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     priority: Priority = "normal"
     timeout_s: Annotated[int, msgspec.Meta(ge=1, le=7 * DAY_S)] | None = None
     email_policy: EmailPolicy = DEFAULT_EMAIL_POLICY  # with `enrich: true`
+    max_credits: MaxCredits | None = None
+
+
+class ResumeRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`POST /v1/jobs/{id}/resume`: the paused job's new cap (absent: no cap)."""
+
+    max_credits: MaxCredits | None = None
+
+
+class RerunRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`POST /v1/jobs/{id}/rerun`: options of the new job (absent: the finished job's
+    priority, no cap, no destinations but the dashboard)."""
+
+    destinations: Annotated[list[Destination], msgspec.Meta(max_length=20)] = msgspec.field(
+        default_factory=list
+    )
+    priority: Priority | None = None
+    max_credits: MaxCredits | None = None
 
 
 class JobAccepted(msgspec.Struct, frozen=True, kw_only=True):

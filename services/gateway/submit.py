@@ -58,6 +58,7 @@ class NewJob:
     record_with: Callable[[Connection, str], None] | None = None
     # Tasks too many to build at once (an upload): windows of them, published in turn.
     task_windows: Callable[[str], AsyncIterator[list[Outgoing]]] | None = None
+    max_credits: int | None = None  # the job's credit budget (shared/credits.py)
 
 
 @dataclass(frozen=True)
@@ -167,8 +168,9 @@ class JobSubmitter:
         state = jobstate.initial_state(waiting=job.waiting, total=job.total)
         conn.execute(
             "INSERT INTO jobs (job_id, tenant, kind, state, priority, total, created_at,"
-            " timeout_s, depends_on, spec, progress_at, deadline_at, charged, traceparent)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " timeout_s, depends_on, spec, progress_at, deadline_at, charged, traceparent,"
+            " max_credits)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job_id,
                 tenant,
@@ -184,6 +186,7 @@ class JobSubmitter:
                 now + job.timeout_s,
                 job.charged,
                 traceparent,
+                job.max_credits,
             ),
         )
         conn.executemany(

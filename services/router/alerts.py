@@ -1,6 +1,6 @@
-"""Alerts: a job that failed, timed out or stalled, and a destination given up, are
-logged and posted to `LEADFLOW_ALERT_WEBHOOK_URL` (a Slack-compatible `{"text": ...}`
-body) once each: the alert is remembered per (job, kind) when sent.
+"""Alerts: a job that failed, timed out, stalled or was paused by a credit budget, and a
+destination given up, are logged and posted to `LEADFLOW_ALERT_WEBHOOK_URL` (a
+Slack-compatible `{"text": ...}` body) once each: the alert is remembered per (job, kind) when sent.
 
 The post goes through the webhooks' guard like a webhook does (the session's resolver,
 the IP-literal check, no redirects): an alert text carries tenants' job ids and errors,
@@ -15,6 +15,7 @@ from functools import partial
 import aiohttp
 
 from shared.dbapi import Connection, Row
+from shared.jobstate import PAUSED, state_in
 from shared.logging import get_logger
 from shared.netguard import NetGuard, TargetRefused
 from shared.store import Store, epoch_s, iso, utc_now
@@ -104,6 +105,13 @@ def due_alerts(conn: Connection) -> list[Alert]:
         " AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.job_id = j.job_id AND a.kind = 'stalled')"
     ):
         alerts.append(job_alert(row, "stalled", row["stall_reason"]))
+    for row in conn.execute(
+        f"SELECT job_id, tenant, paused_reason FROM jobs j WHERE {state_in([PAUSED])}"
+        " AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.job_id = j.job_id AND a.kind = ?)",
+        (PAUSED,),
+    ):
+        reason = f"credit {str(row['paused_reason']).replace('_', ' ')}"
+        alerts.append(job_alert(row, PAUSED, reason))
     for row in conn.execute(
         "SELECT d.job_id, j.tenant, d.idx, d.type, d.failed, d.last_error FROM destinations d"
         " JOIN jobs j ON j.job_id = d.job_id WHERE d.failed > 0"

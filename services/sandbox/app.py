@@ -27,9 +27,10 @@ log = get_logger(__name__)
 
 def create_app(settings: SandboxSettings) -> web.Application:
     faults = Faults(msgspec.structs.replace(settings.knobs), settings.seed)
-    providers = FakeProviders(faults)
-    sources = FakeSources(faults)
     vendors = FakeVendors(faults)
+    # The http providers' matches are billed beside the vendors' (`credits` in the stats).
+    providers = FakeProviders(faults, lambda name: vendors.stats.charge(name, "match"))
+    sources = FakeSources(faults)
 
     async def get_config(_: web.Request) -> web.Response:
         return web.json_response(msgspec.to_builtins(faults.knobs))

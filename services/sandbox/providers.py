@@ -4,12 +4,14 @@
 provider knows (email, its status, the company's domain) or 404. `.../v1/person/bulk`
 takes up to 100 people at once, as real providers' bulk endpoints do. Each provider
 knows a different, stable share of people, so a waterfall over several finds more.
+Billing (counted in the stats' `credits` as `match`): one credit per person matched.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,8 +94,9 @@ class Stats:
 
 
 class FakeProviders:
-    def __init__(self, faults: Faults) -> None:
+    def __init__(self, faults: Faults, charge: Callable[[str], None] = lambda _: None) -> None:
         self.faults = faults
+        self.charge = charge
         self.stats = Stats()
         self._decode_one = msgspec.json.Decoder(PersonQuery)
         self._decode_bulk = msgspec.json.Decoder(BulkQuery)
@@ -115,6 +118,7 @@ class FakeProviders:
         match = self.match(provider, query)
         if match is None:
             return web.json_response({"error": "not_found"}, status=404)
+        self.charge(provider)
         return web.Response(body=msgspec.json.encode(match), content_type="application/json")
 
     async def person_bulk(self, request: web.Request) -> web.StreamResponse:
@@ -134,6 +138,9 @@ class FakeProviders:
             UNAVAILABLE if self.faults.unavailable(query.name()) else self.match(provider, query)
             for query in bulk.people
         ]
+        for result in results:
+            if isinstance(result, PersonMatch):
+                self.charge(provider)
         return web.Response(
             body=msgspec.json.encode({"results": results}), content_type="application/json"
         )

@@ -104,6 +104,20 @@ CASES: list[tuple[errors.DomainError, int, str, dict[str, str], dict[str, Any]]]
         {},
         {},
     ),
+    (
+        errors.JobNotPaused("job_p", "completed"),
+        409,
+        "job job_p is completed, not paused: nothing to resume",
+        {},
+        {},
+    ),
+    (
+        errors.JobNotFinished("job_r", "running"),
+        409,
+        "job job_r is running: only a finished job can be run again",
+        {},
+        {},
+    ),
     (errors.DestinationNotFound("job_f", "7"), 404, "job job_f has no destination 7", {}, {}),
     (
         errors.NotAWebhook("job_g", 1, "csv"),

@@ -29,6 +29,7 @@ ALLOWED = {
     ("running", "completed"),
     ("running", "paused"),
     ("paused", "queued"),
+    ("paused", "running"),
     *((state, stop) for state in ("waiting", "queued", "running") for stop in STOPS),
     ("paused", "failed"),
     ("paused", "cancelled"),
@@ -74,8 +75,8 @@ def test_state_sets() -> None:
     # A paused job does not time out, and is not stalled: it stopped on purpose.
     assert set(jobstate.TIMING_OUT) == {"queued", "waiting", "running"}
     assert set(jobstate.WORKING) == {"queued", "running"}
-    # The API lists every state but `paused`, which issue 13 adds with its endpoint.
-    assert set(JOB_STATES) == set(jobstate.STATES) - {jobstate.PAUSED}
+    # The API lists every state.
+    assert set(JOB_STATES) == set(jobstate.STATES)
 
 
 def test_initial_state() -> None:

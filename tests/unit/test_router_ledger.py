@@ -57,7 +57,14 @@ async def test_duplicate_outcomes_count_once_and_complete_the_job(store: Store) 
     )
     job = await status(store, "j1")
     assert job["state"] == "running"
-    assert job["progress"] == {"total": 3, "done": 2, "enriched": 2, "failed": 0, "percent": 66.7}
+    assert job["progress"] == {
+        "total": 3,
+        "done": 2,
+        "enriched": 2,
+        "failed": 0,
+        "percent": 66.7,
+        "credits": 0,
+    }
 
     failed = LeadsFailed(
         job_id="j1", tenant="t", leads=[ResultLead(id="c", status="failed", error="x")]

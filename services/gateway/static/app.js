@@ -4,6 +4,7 @@
 // GET /v1/jobs/{id}/events read with fetch(): EventSource cannot send that header.
 
 import { newJobPage } from "./newjob.js";
+import * as credits from "./credits.js";
 
 const KEY_STORAGE = "leadflow.apiKey";
 const TERMINAL = new Set(["completed", "failed", "cancelled", "timed_out"]);
@@ -439,6 +440,7 @@ async function showJob(jobId) {
     onState: (event) => {
       job = { ...job, ...event };
       renderJob(job);
+      if (event.state === "paused" || job.paused_reason) reloadJob(); // why, and the cap
     },
     // Deliveries (webhook retries) go on after the job ends: show where they stand then.
     onEnd: reloadJob,
@@ -479,6 +481,7 @@ function renderJob(job) {
   error.hidden = !job.error;
   error.textContent = job.error ? `Error: ${job.error}` : "";
   $("#cancel-job").disabled = TERMINAL.has(job.state);
+  credits.renderJobCredits($("#job-credits-slot"), job);
   const destinations = job.destinations ?? [];
   $("#destinations tbody").replaceChildren(...(destinations.length
     ? destinations.map((d) => el("tr", {}, cell(d.type), cell(d.name), cell(d.delivered),
@@ -613,13 +616,24 @@ function route() {
     return;
   }
   const match = location.hash.match(/^#\/jobs\/([^/]+)$/);
-  if (match) showJob(decodeURIComponent(match[1]));
+  $("#usage-view").hidden = location.hash !== "#/usage";
+  if (location.hash === "#/usage") showUsage();
+  else if (match) showJob(decodeURIComponent(match[1]));
   else if (location.hash === "#/new") newJob.show();
   else showJobs();
 }
 
+function showUsage() {
+  $("#jobs-view").hidden = true;
+  $("#job-view").hidden = true;
+  document.title = "Usage · leadflow";
+  const current = view;
+  credits.showUsage($("#usage-view"), () => current === view);
+}
+
 function start() {
   newJob = newJobPage({ authHeaders: withAuth, clearMessages });
+  credits.setup({ api, el, cell, showError, showNotice, reloadJob });
   $("#key-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const input = $("#api-key");

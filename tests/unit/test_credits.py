@@ -1,0 +1,101 @@
+"""The credit ledger's transactions on a real SQLite store: reservations within the job's
+cap and the tenant's daily budget (a partial grant pauses the job), settlement once, free
+vendor repeats, parked tasks of paused jobs, and resume."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import date
+
+import pytest
+
+from shared import credits, jobstate
+from shared.credits import Reservation, Settlement
+from shared.dbapi import Connection
+from shared.store import MIGRATIONS, migrate
+
+DAY = "2026-12-03"
+
+
+@pytest.fixture
+def conn() -> Iterator[Connection]:
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    db.row_factory = sqlite3.Row
+    migrate(db, MIGRATIONS)
+    yield db
+    db.close()
+
+
+def add_job(conn: Connection, job_id: str, max_credits: int | None) -> None:
+    conn.execute(
+        "INSERT INTO jobs (job_id, tenant, kind, state, priority, total, created_at, spec,"
+        " max_credits) VALUES (?, 't', 'enrich', 'running', 'normal', 100,"
+        " '2026-01-01T00:00:00Z', x'7b7d', ?)",
+        (job_id, max_credits),
+    )
+
+
+def call(job_id: str, leads: int, n: int = 0, provider: str = "pdl") -> Reservation:
+    return Reservation(
+        call_id=f"{job_id}-{n}",
+        job_id=job_id,
+        tenant="t",
+        provider=provider,
+        key_id="k",
+        day=DAY,
+        leads=leads,
+    )
+
+
+def job(conn: Connection, job_id: str) -> sqlite3.Row:
+    found: sqlite3.Row = conn.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+    return found
+
+
+def test_a_call_gets_what_the_cap_leaves_and_the_job_pauses(conn: Connection) -> None:
+    add_job(conn, "j", 30)
+    assert credits.reserve(conn, call("j", 25, 0), 0) == credits.Grant(25)
+    assert credits.reserve(conn, call("j", 25, 1), 0) == credits.Grant(5, "budget")
+    assert job(conn, "j")["state"] == "paused"
+    assert job(conn, "j")["paused_reason"] == "budget"
+    # Paused: nothing more, whatever the room.
+    assert credits.reserve(conn, call("j", 1, 2), 0) == credits.Grant(0, "budget")
+    # Settled below what was held: the commitment drops to what was spent.
+    assert credits.settle(conn, "j-0", Settlement(credits={"match": 10}, found=10, emails=9)) == 10
+    assert credits.settle(conn, "j-0", Settlement(credits={"match": 10}, found=10, emails=9)) == 0
+    assert credits.settle(conn, "j-1", Settlement(credits={"match": 2}, found=2, emails=2)) == 2
+    assert (job(conn, "j")["credits"], job(conn, "j")["credits_committed"]) == (12, 12)
+    day = date.fromisoformat(DAY)
+    assert credits.credits_by_day(conn, "t", day, day) == [(DAY, "pdl", "match", 12)]
+
+
+def test_the_tenant_budget_binds_every_job_of_the_tenant(conn: Connection) -> None:
+    add_job(conn, "a", None)
+    add_job(conn, "b", None)
+    assert credits.reserve(conn, call("a", 8, 0), 10) == credits.Grant(8)
+    assert credits.reserve(conn, call("b", 8, 0), 10) == credits.Grant(2, "tenant_budget")
+    assert job(conn, "b")["paused_reason"] == "tenant_budget"
+    # `a` spends less than it held: the room comes back to the tenant.
+    credits.settle(conn, "a-0", Settlement(credits={}, found=0, emails=0))
+    assert credits.reserve(conn, call("a", 8, 1), 10) == credits.Grant(8)
+
+
+def test_a_repeat_the_vendor_does_not_charge_is_free(conn: Connection) -> None:
+    add_job(conn, "j", None)
+    for n in range(2):
+        credits.reserve(conn, call("j", 1, n, "hunter"), 0)
+        once = Settlement(credits={"search": 1}, found=1, emails=1, once=(("search", "fp"),))
+        assert credits.settle(conn, f"j-{n}", once) == 1 - n
+
+
+def test_parked_tasks_wait_for_the_resume(conn: Connection) -> None:
+    add_job(conn, "j", 1)
+    assert not credits.park_task(conn, "t0", "j", b"{}")  # running: nothing to park
+    credits.reserve(conn, call("j", 2), 0)
+    assert credits.park_task(conn, "t1", "j", b"{}")
+    assert [task_id for task_id, _ in credits.parked_tasks(conn, "j")] == ["t1"]
+    assert jobstate.resume(conn, "j", 50)
+    assert (job(conn, "j")["state"], job(conn, "j")["max_credits"]) == ("queued", 50)
+    assert not credits.park_task(conn, "t2", "j", b"{}")  # resumed: back to the broker
+    assert not jobstate.resume(conn, "j", 60)

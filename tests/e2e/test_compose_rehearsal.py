@@ -278,7 +278,12 @@ async def test_the_demo_works_against_the_compose_services(
     assert status["state"] == "completed"
     assert status["progress"]["done"] == len(leads)
     csv_path = rehearsal.data_dir / "exports" / "default" / "demo.csv"
-    assert len(csv_path.read_text().splitlines()) == 1 + len(leads)
+
+    async def exported() -> bool:
+        return csv_path.exists() and len(csv_path.read_text().splitlines()) == 1 + len(leads)
+
+    # The router appends the job's last rows after it committed them (and the completion).
+    await wait_until(exported, timeout_s=30, what="every lead in the CSV")
 
 
 async def test_the_scraper_reaches_the_sandbox_source(

@@ -200,7 +200,12 @@ async def test_delete_removes_a_finished_job_and_its_export(
     )
     await api.wait_job(job["job_id"])
     export = stack.data_dir / "exports" / "default" / "gone.csv"
-    assert export.exists()
+
+    async def exported() -> bool:
+        return export.exists()
+
+    # The router writes the file after it committed the job's last leads.
+    await wait_until(exported, timeout_s=30, what="the export written")
     status, _ = await api.request("DELETE", f"/v1/jobs/{job['job_id']}")
     assert status == 204
     status, _ = await api.request("GET", f"/v1/jobs/{job['job_id']}")

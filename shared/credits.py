@@ -41,6 +41,10 @@ from shared.dbapi import Connection
 
 BUDGET = "budget"
 TENANT_BUDGET = "tenant_budget"
+PAUSE_REASONS = frozenset({BUDGET, TENANT_BUDGET})
+# The jobs that may spend: working ones, and completed ones, whose dead letters a user may
+# replay (a stopped job's tasks are dropped before they get here).
+SPENDING: tuple[str, ...] = (*jobstate.WORKING, jobstate.COMPLETED)
 
 
 def utc_day() -> str:
@@ -93,7 +97,7 @@ def reserve(conn: Connection, call: Reservation, daily_budget: int) -> Grant:
     this one is refused instead of overspending."""
     job = conn.execute(
         "SELECT max_credits, credits_committed FROM jobs"
-        f" WHERE job_id = ? AND {jobstate.state_in(jobstate.WORKING)}",
+        f" WHERE job_id = ? AND {jobstate.state_in(SPENDING)}",
         (call.job_id,),
     ).fetchone()
     if job is None:
@@ -117,7 +121,7 @@ def reserve(conn: Connection, call: Reservation, daily_budget: int) -> Grant:
         return Grant(0, _refused(conn, call.job_id, binding))
     if not conn.execute(
         "UPDATE jobs SET credits_committed = credits_committed + ?"
-        f" WHERE job_id = ? AND {jobstate.state_in(jobstate.WORKING)}"
+        f" WHERE job_id = ? AND {jobstate.state_in(SPENDING)}"
         " AND (max_credits IS NULL OR credits_committed + ? <= max_credits)",
         (granted, call.job_id, granted),
     ).rowcount:
@@ -160,8 +164,12 @@ def _refused(conn: Connection, job_id: str, reason: str) -> str:
         "SELECT state, paused_reason FROM jobs WHERE job_id = ?", (job_id,)
     ).fetchone()
     if row is None:
-        return "deleted"
-    return str(row[1] or row[0])
+        return "the job is deleted"
+    if row[1]:
+        return str(row[1])  # paused already, by another call
+    if row[0] == jobstate.COMPLETED:  # a replay of its dead letters, over its cap
+        return "the job's credit budget is spent"
+    return f"the job is {row[0]}"
 
 
 def settle(conn: Connection, call_id: str, settlement: Settlement) -> int:

@@ -30,6 +30,7 @@ from services.enricher.steps import run_final_steps, run_local_steps
 from services.enricher.waterfall import Waterfall, WaterfallResult
 from shared.broker import Outgoing, Publish
 from shared.consumer import Delivery, Handled, Retry
+from shared.credits import PAUSE_REASONS
 from shared.jobs import DEFAULT_EMAIL_POLICY, EMAIL_POLICIES, EmailPolicy
 from shared.messages import (
     EnrichTask,
@@ -69,8 +70,11 @@ class Sorted:
 
     def add(self, draft: LeadDraft, result: WaterfallResult) -> None:
         self.calls.update(result.calls)
-        if result.paused is not None:
+        if result.paused in PAUSE_REASONS:
             self.paused.add(draft, result)
+        elif result.paused is not None:  # the job stopped meanwhile: nothing more is asked
+            reason = f"not asked: {result.paused}"
+            self.failed.append(run_final_steps(draft).result("failed", reason))
         elif result.errors:
             (self.about_request if result.about_request else self.later).add(draft, result)
         elif result.rejections:

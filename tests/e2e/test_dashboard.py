@@ -321,7 +321,7 @@ async def test_schedules_page_saves_shows_runs_and_deletes(
     await page.get_by_role("link", name="Schedules").click()
     await expect(page.locator("#schedules-empty")).to_be_visible()
 
-    await page.get_by_label("Seconds").fill("3600")
+    await page.get_by_role("spinbutton", name="Seconds").fill("3600")
     await page.get_by_label("Keywords").fill("chief revenue officer")
     await page.get_by_label("Max leads").fill("5")
     await page.get_by_label("Enrich").uncheck()

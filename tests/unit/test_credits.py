@@ -99,3 +99,21 @@ def test_parked_tasks_wait_for_the_resume(conn: Connection) -> None:
     assert (job(conn, "j")["state"], job(conn, "j")["max_credits"]) == ("queued", 50)
     assert not credits.park_task(conn, "t2", "j", b"{}")  # resumed: back to the broker
     assert not jobstate.resume(conn, "j", 60)
+
+
+def test_a_completed_job_spends_for_a_replay_of_its_dead_letters_within_its_cap(
+    conn: Connection,
+) -> None:
+    add_job(conn, "j", 10)
+    conn.execute("UPDATE jobs SET state = 'completed' WHERE job_id = 'j'")
+    assert credits.reserve(conn, call("j", 4, 0), 0) == credits.Grant(4)
+    # Over its cap it cannot pause (it is finished): the call is refused, saying why.
+    refused = credits.reserve(conn, call("j", 25, 1), 0)
+    assert refused == credits.Grant(6, "the job's credit budget is spent")
+    assert job(conn, "j")["state"] == "completed"
+
+
+def test_a_cancelled_job_spends_nothing(conn: Connection) -> None:
+    add_job(conn, "j", None)
+    conn.execute("UPDATE jobs SET state = 'cancelled' WHERE job_id = 'j'")
+    assert credits.reserve(conn, call("j", 4, 0), 0) == credits.Grant(0, "the job is cancelled")

@@ -40,10 +40,14 @@ down: venv
 test: venv broker
 	$(PY) -m pytest
 
-## The whole suite again on PostgreSQL (each test stack in a schema of its own).
+## The suite again with every service on PostgreSQL (each test stack in a schema of its
+## own): the end-to-end and fault tests, the ones whose services use the store. The unit
+## tests run once, in `make test` (those of the PostgreSQL store already use it there), and
+## the cluster test is about the broker's nodes, not the store: both would only repeat.
 TEST_PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
 test-pg: venv broker postgres
-	LEADFLOW_STORE_URL=$(TEST_PG_URL) $(PY) -m pytest
+	LEADFLOW_STORE_URL=$(TEST_PG_URL) $(PY) -m pytest tests/e2e tests/faults \
+		--ignore=tests/faults/test_cluster.py
 
 test-unit: venv
 	$(PY) -m pytest tests/unit

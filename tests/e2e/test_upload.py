@@ -20,9 +20,12 @@ from aiohttp.abc import AbstractStreamWriter
 from devtools.samples import make_leads
 from devtools.stack import Stack
 from tests.helpers import Api, wait_until
+from tests.pg import suite_pg_url
 
 pytestmark = pytest.mark.e2e
-BIG = 50_000
+# 50,000 leads in `make test`; the PostgreSQL pass (`make test-pg`) takes the same path with
+# 10,000, so that CI's two passes fit in 30 minutes.
+BIG = 50_000 if suite_pg_url() is None else 10_000
 COLUMNS = ("full_name", "title", "company", "linkedin_url", "location")
 
 
@@ -73,7 +76,7 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 async def completes_with_every_lead_once(
     stack: Stack, api: Api, job_id: str, expected_ids: set[str], csv_name: str
 ) -> None:
-    status = await api.wait_job(job_id, timeout_s=240)
+    status = await api.wait_job(job_id, timeout_s=600)
     assert status["state"] == "completed", status
     assert status["progress"]["total"] == BIG
     assert status["progress"]["done"] == BIG
@@ -94,7 +97,7 @@ async def completes_with_every_lead_once(
     assert {row["id"] for row in rows} == expected_ids
 
 
-async def test_a_50k_lead_csv_upload_completes_with_every_lead_once(stack: Stack, api: Api) -> None:
+async def test_a_big_csv_upload_completes_with_every_lead_once(stack: Stack, api: Api) -> None:
     leads = make_leads(BIG, seed=1501, with_ids=False)
     job = {"destinations": [{"type": "csv", "name": "upload-csv"}]}
     status, accepted = await upload(api, job, csv_file(leads), "text/csv")
@@ -105,9 +108,7 @@ async def test_a_50k_lead_csv_upload_completes_with_every_lead_once(stack: Stack
     await completes_with_every_lead_once(stack, api, accepted["job_id"], expected, "upload-csv")
 
 
-async def test_a_50k_lead_ndjson_upload_completes_with_every_lead_once(
-    stack: Stack, api: Api
-) -> None:
+async def test_a_big_ndjson_upload_completes_with_every_lead_once(stack: Stack, api: Api) -> None:
     leads = make_leads(BIG, seed=1502)
     job = {"destinations": [{"type": "csv", "name": "upload-ndjson"}], "priority": "high"}
     status, accepted = await upload(api, job, ndjson_file(leads), "application/x-ndjson")
@@ -117,7 +118,7 @@ async def test_a_50k_lead_ndjson_upload_completes_with_every_lead_once(
 
 
 async def test_a_malformed_line_40000_is_named_and_leaves_no_job(stack: Stack, api: Api) -> None:
-    leads = make_leads(BIG, seed=1503, with_ids=False)
+    leads = make_leads(50_000, seed=1503, with_ids=False)  # refused: nothing is enriched
     # Line 1 is the header: lead k is on line k + 1.
     leads[40_000 - 2]["linkedin_url"] = "https://example.com/not-a-profile"
     before = await job_ids(api)

@@ -85,11 +85,9 @@ def context_of(headers: Mapping[str, Any] | None) -> context.Context | None:
     return propagate.extract(text)
 
 
-def traceparent_of(headers: Mapping[str, Any] | None) -> str | None:
-    value = (headers or {}).get(TRACEPARENT)
-    if isinstance(value, bytes):
-        return value.decode()
-    return str(value) if value else None
+def stored(traceparent: str | None) -> dict[str, str] | None:
+    """A `traceparent` kept in the store (a job's), as headers `span(parent=...)` takes."""
+    return {TRACEPARENT: traceparent} if traceparent else None
 
 
 @contextmanager

@@ -36,7 +36,7 @@ class DependencyKeeper:
                 # The job's own trace, begun by its POST, goes on with its tasks.
                 with tracing.span(
                     "release job",
-                    parent={tracing.TRACEPARENT: trace} if trace else None,
+                    parent=tracing.stored(trace),
                     job_id=job_id,
                     depends_on=dependency,
                 ):

@@ -315,7 +315,7 @@ class WebhookDispatcher:
             return  # the job was deleted meanwhile, and its batches with it
         with tracing.span(
             "webhook delivery",
-            parent={tracing.TRACEPARENT: payload.traceparent} if payload.traceparent else None,
+            parent=tracing.stored(payload.traceparent),
             kind=SpanKind.CLIENT,
             job_id=batch.job_id,
             webhook_id=batch.webhook_id,

@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.client import CsvProgress, Gateway, client_session, enrich_body
 from bench.config import BenchConfig
@@ -37,7 +38,7 @@ SCALE_PREFETCH = 2
 TASK_BATCH = 25
 ENRICHER_COUNTS = (1, 2, 4)
 METRICS_POLL_S = 0.2
-CONSUMED = "leadflow_messages_consumed_total{"
+CONSUMED = "leadflow_messages_consumed"  # the family of leadflow_messages_consumed_total
 
 
 async def run_scale(config: BenchConfig, report: RunReport) -> Scenario:
@@ -181,8 +182,14 @@ async def acked_tasks(session: aiohttp.ClientSession, enricher_url: str) -> int:
 
 def acked_enrich_tasks(metrics_text: str) -> int:
     """Enrich tasks acked, from a service's Prometheus text (every enrich lane together)."""
-    total = 0.0
-    for line in metrics_text.splitlines():
-        if line.startswith(CONSUMED) and 'outcome="ack"' in line and ".enrich" in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return int(total)
+    return int(
+        sum(
+            sample.value
+            for family in text_string_to_metric_families(metrics_text)
+            if family.name == CONSUMED
+            for sample in family.samples
+            if sample.name.endswith("_total")
+            and sample.labels.get("outcome") == "ack"
+            and ".enrich" in sample.labels["queue"]
+        )
+    )

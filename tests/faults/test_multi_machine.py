@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from devtools.samples import make_leads
 from devtools.stack import Stack
@@ -23,7 +24,7 @@ from tests.pg import pg_schema, scaleout_pg_url, unreachable
 PG_URL = scaleout_pg_url()
 pytestmark = pytest.mark.skipif((reason := unreachable(PG_URL)) is not None, reason=reason or "")
 SLOW = {"LEADFLOW_SANDBOX_LATENCY_MS": "60", "LEADFLOW_ENRICH_PREFETCH": "2"}
-EVENTS_CONSUMED = "leadflow_messages_consumed_total{"
+CONSUMED = "leadflow_messages_consumed"  # the family of leadflow_messages_consumed_total
 
 
 async def events_consumed(http: aiohttp.ClientSession, router: str) -> float:
@@ -31,9 +32,11 @@ async def events_consumed(http: aiohttp.ClientSession, router: str) -> float:
     async with http.get(f"{router}/metrics") as response:
         text = await response.text()
     return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(EVENTS_CONSUMED) and "router.events" in line
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == CONSUMED
+        for sample in family.samples
+        if sample.name.endswith("_total") and "router.events" in sample.labels["queue"]
     )
 
 

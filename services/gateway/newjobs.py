@@ -25,7 +25,7 @@ from shared.jobs import Destination, JobSpec, ScrapeSpec, WebhookDestination
 from shared.messages import Lead, ScrapeTask
 from shared.secretbox import SecretBox
 from shared.store import Store, decode_spec, job_result_leads
-from shared.tasks import enrich_tasks
+from shared.tasks import enrich_tasks, task_size
 
 
 async def enrich_job(
@@ -82,7 +82,7 @@ def upload_job(request: UploadJob, spool: Spool, tenant: str, settings: GatewayS
         charged=spool.leads,
         tasks=lambda job_id: [],
         task_windows=lambda job_id: spool.windows(
-            job_id, tenant, settings.task_batch_size, priority
+            job_id, tenant, task_size(spool.leads, settings.task_batch_size), priority
         ),
         lanes=("enrich",),
     )

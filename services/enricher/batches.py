@@ -13,11 +13,30 @@ it no longer knows, so polling it would never end.
 from __future__ import annotations
 
 import hashlib
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 from shared.store import epoch_s
 
 MAX_AGE_S = 6 * 3600.0
+_submitted: ContextVar[list[str] | None] = ContextVar("batches_submitted", default=None)
+
+
+def count_submissions() -> None:
+    """From here on in this context (and the tasks it starts), note the batches submitted
+    anew (the credit ledger: a lost call of a batch submitted again was paid for)."""
+    _submitted.set([])
+
+
+def submitted_anew() -> bool:
+    """Whether a batch was submitted (not polled) since `count_submissions()`."""
+    return bool(_submitted.get())
+
+
+def _note(request_id: str) -> None:
+    noted = _submitted.get()
+    if noted is not None:
+        noted.append(request_id)
 
 
 def batch_fingerprint(job_id: str, records: list[dict[str, Any]]) -> str:
@@ -59,6 +78,7 @@ class StoreBatches:
         return found
 
     async def remember(self, provider: str, fingerprint: str, request_id: str, job_id: str) -> None:
+        _note(request_id)
         now = epoch_s()
 
         def write(conn: Any) -> None:
@@ -85,4 +105,5 @@ class MemoryBatches:
         return self.rows.get((provider, fingerprint))
 
     async def remember(self, provider: str, fingerprint: str, request_id: str, job_id: str) -> None:
+        _note(request_id)
         self.rows[(provider, fingerprint)] = request_id

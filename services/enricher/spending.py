@@ -23,7 +23,9 @@ A call is recorded with the key it went with, from the provider's key pool
 like the others (`verify`). A call lost in a crash is settled when its task is redelivered
 and asks the same again, or released after a while (shared/credits.py): a synchronous
 vendor charged the lost call as it charges the new one, an asynchronous batch
-(`ASYNC_BATCHES`) is polled, not submitted again, so the lost call cost nothing more.
+(`ASYNC_BATCHES`) whose request id was stored is polled, not submitted again, so the lost
+call cost nothing more; one whose submission was in flight at the crash is submitted again
+(the vendor has no way to find it without its id), and the lost call was paid for.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from functools import partial
 
 import msgspec
 
+from services.enricher.batches import count_submissions, submitted_anew
 from services.enricher.providers.base import (
     ProviderUnavailable,
     Reply,
@@ -46,8 +49,8 @@ from services.enricher.providers.base import (
     VerifyReply,
 )
 from shared import credits
-from shared.credits import Reservation, Settlement
 from shared.clock import epoch_s
+from shared.credits import Reservation, Settlement
 from shared.errors import StoreUnavailable
 from shared.logging import get_logger
 from shared.messages import EnrichTask
@@ -178,6 +181,7 @@ class Spending:
         if grant.leads == 0:
             raise BudgetPaused(job_id, grant.paused or "budget")
         keys_used()  # the call about to be made in this context records its keys
+        count_submissions()  # and the batches it submits anew
         return (
             dataclasses.replace(call, call_id=grant.call_id, leads=grant.leads),
             grant.paused,
@@ -237,7 +241,10 @@ class Spending:
     async def _settle(self, call: Reservation, outcome: Settlement, kind: str) -> None:
         # The key the call went with (several, for one call in many requests: each).
         used = ",".join(sorted({key_id(k) for k in keys_given()})) or None
-        outcome = dataclasses.replace(outcome, key_id=used, lost_charged=kind not in ASYNC_BATCHES)
+        # A lost call of an asynchronous batch was paid for only if the batch had to be
+        # submitted again (its request id died with the enricher), not when it was polled.
+        lost_charged = kind not in ASYNC_BATCHES or submitted_anew()
+        outcome = dataclasses.replace(outcome, key_id=used, lost_charged=lost_charged)
         tries = 0
         while True:
             try:

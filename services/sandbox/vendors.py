@@ -185,6 +185,9 @@ class FakeVendors:
             wait = self.faults.over_rate(vendor, key)
             if wait is not None:
                 return throttle(vendor, wait)
+            # The request is received whole before the vendor works on it (the latency): a
+            # client that goes away meanwhile (killed) has still asked, and pays.
+            await request.read()
             fault = await self.faults.misbehave([])
             if fault is not None:
                 # The generic 429 becomes the vendor's own signal (Hunter's 429 means no credits).

@@ -12,6 +12,7 @@ from datetime import date
 import pytest
 
 from shared import credits, jobstate
+from shared.clock import epoch_s
 from shared.credits import Reservation, Settlement
 from shared.dbapi import Connection
 from shared.store import MIGRATIONS, migrate
@@ -169,9 +170,9 @@ def test_a_lost_call_nobody_asks_again_has_its_hold_released(conn: Connection) -
         "UPDATE credit_calls SET reserved_at = reserved_at - ? WHERE call_id = ?",
         (credits.LOST_AFTER_S + 1, lost.call_id),
     )
-    assert credits.release_lost(conn, credits.epoch_s() - credits.LOST_AFTER_S) == 1
+    assert credits.release_lost(conn, epoch_s() - credits.LOST_AFTER_S) == 1
     assert (job(conn, "j")["credits_committed"], tenant_committed(conn)) == (1, 1)
-    assert credits.release_lost(conn, credits.epoch_s() - credits.LOST_AFTER_S) == 0
+    assert credits.release_lost(conn, epoch_s() - credits.LOST_AFTER_S) == 0
     # Only slow after all: what it cost still counts.
     assert credits.settle(conn, lost.call_id, Settlement({"match": 2}, 2, 2)) == 2
     assert (job(conn, "j")["credits"], job(conn, "j")["credits_committed"]) == (2, 3)

@@ -39,8 +39,9 @@ job's and tenant's budgets forever. Two ways out, whichever comes first:
   lost call is the one charged), nothing for an asynchronous batch that was polled, not
   submitted again (`Settlement.lost_charged` False). That is what makes the ledger equal
   the vendor's count across crashes. The lost call is assumed to have reached the vendor:
-  a kill between the reservation and the request leaving counts a call the vendor never
-  saw (the safe side for a budget).
+  a kill between the reservation and the request leaving (for Dropcontact, that includes
+  looking up a stored request id) counts a call the vendor never saw, the safe side for a
+  budget; knowing would take a write per call as it leaves.
 - Released after `LOST_AFTER_S`. A lost call that nobody asks again (the job was stopped,
   or the lead was completed another way) has its hold dropped (`release_lost`, run by each
   enricher now and then): `reserved` becomes 0, `credits` stays NULL (what it cost is not

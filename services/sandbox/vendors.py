@@ -23,6 +23,11 @@ billing rule is counted in `credits` (by vendor) and `credits_detail` (by vendor
 - apollo: one `match` credit per person enriched (a non-null match).
 - dropcontact: one `email` credit per record returned with a verified (nominative) email.
 
+Each person asked of each vendor is counted on receipt (`vendor_people`, and those asked
+more than once in `vendor_repeated_people`: what a crash made the enricher ask twice). A
+request is received whole before the vendor's work (the latency knob): a client killed
+meanwhile has still asked, and is charged, as with a real vendor.
+
 Keys in the `bad_keys` knob are refused, keys in `exhausted_keys` are out of credits, and
 `rate_limits` allows each key of a vendor that many requests in any one second.
 """

@@ -188,6 +188,7 @@ class Spending:
         )
 
     async def _release_lost(self) -> None:
+        # Now and then, not per call: it reads the unsettled calls of the whole ledger.
         now = time.monotonic()
         if now - self._released_at < RELEASE_LOST_EVERY_S:
             return

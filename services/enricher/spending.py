@@ -25,7 +25,8 @@ and asks the same again, or released after a while (shared/credits.py): a synchr
 vendor charged the lost call as it charges the new one, an asynchronous batch
 (`ASYNC_BATCHES`) whose request id was stored is polled, not submitted again, so the lost
 call cost nothing more; one whose submission was in flight at the crash is submitted again
-(the vendor has no way to find it without its id), and the lost call was paid for.
+(the vendor has no way to find it without its id), and the lost call was paid for; one
+whose enricher died before submitting cost nothing.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from functools import partial
 
 import msgspec
 
-from services.enricher.batches import count_submissions, submitted_anew
+from services.enricher.batches import submission_was_in_flight, watch_submissions
 from services.enricher.providers.base import (
     ProviderUnavailable,
     Reply,
@@ -181,7 +182,7 @@ class Spending:
         if grant.leads == 0:
             raise BudgetPaused(job_id, grant.paused or "budget")
         keys_used()  # the call about to be made in this context records its keys
-        count_submissions()  # and the batches it submits anew
+        watch_submissions()  # and whether its batch was in flight when a crash came
         return (
             dataclasses.replace(call, call_id=grant.call_id, leads=grant.leads),
             grant.paused,
@@ -242,9 +243,10 @@ class Spending:
     async def _settle(self, call: Reservation, outcome: Settlement, kind: str) -> None:
         # The key the call went with (several, for one call in many requests: each).
         used = ",".join(sorted({key_id(k) for k in keys_given()})) or None
-        # A lost call of an asynchronous batch was paid for only if the batch had to be
-        # submitted again (its request id died with the enricher), not when it was polled.
-        lost_charged = kind not in ASYNC_BATCHES or submitted_anew()
+        # A lost call of an asynchronous batch was paid for only if its submission was in
+        # flight when the enricher died (services/enricher/batches.py): not when the batch
+        # was polled after, nor when the enricher died before submitting.
+        lost_charged = kind not in ASYNC_BATCHES or submission_was_in_flight()
         outcome = dataclasses.replace(outcome, key_id=used, lost_charged=lost_charged)
         tries = 0
         while True:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.enricher.batches import StoreBatches
+from services.enricher.batches import StoreBatches, submission_was_in_flight, watch_submissions
 from services.enricher.config import load_provider
 from services.enricher.spending import Spending, key_id
 from shared.config import ApiSettings, EnvReader, load_common
@@ -184,6 +184,20 @@ async def test_a_batch_id_is_found_by_the_same_question_only(two_stores: list[St
     assert await StoreBatches(two_stores[1]).submitted("dropcontact", "fp1") == "req-1"
     assert await batches.submitted("dropcontact", "fp2") is None
     assert await batches.submitted("hunter", "fp1") is None
+
+
+async def test_a_submission_in_flight_at_a_crash_is_told_apart(two_stores: list[Store]) -> None:
+    died, redelivered = StoreBatches(two_stores[0]), StoreBatches(two_stores[1])
+    await died.submitting("dropcontact", "fp1", "job-1")  # then killed before the answer
+    watch_submissions()
+    assert await redelivered.submitted("dropcontact", "fp2") is None
+    assert not submission_was_in_flight()  # never submitted: the vendor has not seen it
+    assert await redelivered.submitted("dropcontact", "fp1") is None  # submitted again
+    assert submission_was_in_flight()
+    await redelivered.remember("dropcontact", "fp1", "req-2", "job-1")
+    watch_submissions()
+    assert await died.submitted("dropcontact", "fp1") == "req-2"  # polled
+    assert not submission_was_in_flight()
 
 
 async def test_the_ledger_records_the_key_a_call_went_with(tmp_path: Path) -> None:

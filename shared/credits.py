@@ -38,10 +38,11 @@ job's and tenant's budgets forever. Two ways out, whichever comes first:
   gets the same answer and the same price; for a vendor that does not charge repeats, the
   lost call is the one charged), nothing for an asynchronous batch that was polled, not
   submitted again (`Settlement.lost_charged` False). That is what makes the ledger equal
-  the vendor's count across crashes. The lost call is assumed to have reached the vendor:
-  a kill between the reservation and the request leaving (for Dropcontact, that includes
-  looking up a stored request id) counts a call the vendor never saw, the safe side for a
-  budget; knowing would take a write per call as it leaves.
+  the vendor's count across crashes. A synchronous lost call is assumed to have reached
+  the vendor: a kill between the reservation and the request leaving counts a call the
+  vendor never saw, the safe side for a budget (knowing would take a write per call as it
+  leaves). An asynchronous batch has that write (its row just before it is submitted,
+  services/enricher/batches.py), so its lost call is priced exactly.
 - Released after `LOST_AFTER_S`. A lost call that nobody asks again (the job was stopped,
   or the lead was completed another way) has its hold dropped (`release_lost`, run by each
   enricher now and then): `reserved` becomes 0, `credits` stays NULL (what it cost is not

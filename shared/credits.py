@@ -25,14 +25,36 @@ replays make no new rows. A vendor that does not charge a repeat of the same req
 the same key (Hunter) is modelled by `credit_repeats`: the first settle of that request
 charges, later ones do not, whichever job or tenant asks.
 
-A call in flight when its enricher dies stays reserved (its credits held, not counted as
-spent): the vendor may have charged it, so the budget keeps assuming it did.
+Calls left in flight by a crash (decided here): a call in flight when its enricher dies
+(kill -9, power loss) never settles by itself, and its hold must not count against the
+job's and tenant's budgets forever. Two ways out, whichever comes first:
+
+- Settled on redelivery. A call's id starts with a digest of what it asks (`call_digest`:
+  job, provider, the leads' request fingerprints), so the redelivered task, asking the same
+  provider the same leads, makes a call of the same digest. When that call settles, every
+  older call of its digest still unsettled is a lost one (the broker redelivers a task only
+  once its consumer is gone) and is settled first, in the same transaction, with what the
+  vendor charged for it: the same as the new call for a synchronous vendor (the same request
+  gets the same answer and the same price; for a vendor that does not charge repeats, the
+  lost call is the one charged), nothing for an asynchronous batch that was polled, not
+  submitted again (`Settlement.lost_charged` False). That is what makes the ledger equal
+  the vendor's count across crashes. A synchronous lost call is assumed to have reached
+  the vendor: a kill between the reservation and the request leaving counts a call the
+  vendor never saw, the safe side for a budget (knowing would take a write per call as it
+  leaves). An asynchronous batch has that write (its row just before it is submitted,
+  services/enricher/batches.py), so its lost call is priced exactly.
+- Released after `LOST_AFTER_S`. A lost call that nobody asks again (the job was stopped,
+  or the lead was completed another way) has its hold dropped (`release_lost`, run by each
+  enricher now and then): `reserved` becomes 0, `credits` stays NULL (what it cost is not
+  known), and a late settle, from a call that was only slow, still counts what it cost.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+import hashlib
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from shared import jobstate
@@ -42,6 +64,9 @@ from shared.dbapi import Connection
 BUDGET = "budget"
 TENANT_BUDGET = "tenant_budget"
 PAUSE_REASONS = frozenset({BUDGET, TENANT_BUDGET})
+# Longer than any call can take (Dropcontact's polls: 10 x 30 s, plus timeouts), so only
+# a call whose enricher is gone has its hold released.
+LOST_AFTER_S = 1800.0
 # The jobs that may spend: working ones, and completed ones, whose dead letters a user may
 # replay (a stopped job's tasks are dropped before they get here).
 SPENDING: tuple[str, ...] = (*jobstate.WORKING, jobstate.COMPLETED)
@@ -62,6 +87,23 @@ class Reservation:
     key_id: str
     day: str
     leads: int
+    # The leads' request fingerprints, in order (the call asks for the first `leads`); with
+    # them the call's id names what it asks, and a lost call of the same is found.
+    requests: tuple[str, ...] = ()
+
+
+def call_digest(job_id: str, provider: str, requests: Sequence[str]) -> str:
+    """What a call asks, as the prefix of its id (32 hex digits)."""
+    canonical = "\n".join((job_id, provider, *sorted(requests)))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def new_call_id(job_id: str, provider: str, requests: Sequence[str]) -> str:
+    """`<digest>.<random>`, or only random when the requests are not known."""
+    nonce = uuid.uuid4().hex
+    if not requests:
+        return nonce
+    return f"{call_digest(job_id, provider, requests)}.{nonce[:16]}"
 
 
 @dataclass(frozen=True)
@@ -73,6 +115,11 @@ class Settlement:
     emails: int
     # Charges a vendor makes once per (key, request): (kind, request fingerprint).
     once: tuple[tuple[str, str], ...] = ()
+    # The key the call went with (the ledger's name for it), when known only after it.
+    key_id: str | None = None
+    # Whether a lost earlier call of the same requests cost what this one did (a
+    # synchronous vendor answered it too), or nothing (a batch polled, not resubmitted).
+    lost_charged: bool = True
 
 
 @dataclass(frozen=True)
@@ -82,6 +129,8 @@ class Grant:
 
     leads: int
     paused: str | None = None
+    # Which row records the call (for the leads granted): not part of what was granted.
+    call_id: str = field(default="", compare=False)
 
 
 def reserve(conn: Connection, call: Reservation, daily_budget: int) -> Grant:
@@ -137,11 +186,12 @@ def reserve(conn: Connection, call: Reservation, daily_budget: int) -> Grant:
             (granted, call.job_id),
         )
         return Grant(0, _refused(conn, call.job_id, TENANT_BUDGET))
+    call_id = granted_id(call, granted)
     conn.execute(
         "INSERT INTO credit_calls (call_id, job_id, tenant, provider, key_id, day, leads,"
         " reserved, reserved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
-            call.call_id,
+            call_id,
             call.job_id,
             call.tenant,
             call.provider,
@@ -153,8 +203,15 @@ def reserve(conn: Connection, call: Reservation, daily_budget: int) -> Grant:
         ),
     )
     if granted < call.leads:
-        return Grant(granted, _refused(conn, call.job_id, binding))
-    return Grant(granted)
+        return Grant(granted, _refused(conn, call.job_id, binding), call_id)
+    return Grant(granted, call_id=call_id)
+
+
+def granted_id(call: Reservation, granted: int) -> str:
+    """The call's id for the leads granted (its digest names those, not all asked)."""
+    if not call.requests or granted == len(call.requests):
+        return call.call_id
+    return new_call_id(call.job_id, call.provider, call.requests[:granted])
 
 
 def _refused(conn: Connection, job_id: str, reason: str) -> str:
@@ -173,7 +230,32 @@ def _refused(conn: Connection, job_id: str, reason: str) -> str:
 
 
 def settle(conn: Connection, call_id: str, settlement: Settlement) -> int:
-    """Record what a reserved call cost; the credits charged (0 if settled already)."""
+    """Record what a reserved call cost; the credits charged (0 if settled already). Lost
+    calls of the same requests (see the module's docstring) are settled first."""
+    digest, dot, _ = call_id.partition(".")
+    if dot:
+        # The ids starting with the digest, as a range the primary key's index serves
+        # (hex bounds: a database collation may ignore the dot).
+        above = successor(digest)
+        lost = conn.execute(
+            "SELECT call_id FROM credit_calls WHERE call_id > ?"
+            + ("" if above is None else " AND call_id < ?")
+            + " AND call_id <> ? AND credits IS NULL",
+            (digest, *(() if above is None else (above,)), call_id),
+        ).fetchall()
+        nothing = Settlement(credits={}, found=0, emails=0)
+        for row in lost:
+            _settle(conn, row[0], settlement if settlement.lost_charged else nothing, None)
+    return _settle(conn, call_id, settlement, settlement.key_id)
+
+
+def successor(digest: str) -> str | None:
+    """The first hex string of the digest's length above every string it begins."""
+    n = int(digest, 16) + 1
+    return None if n >> (4 * len(digest)) else f"{n:0{len(digest)}x}"
+
+
+def _settle(conn: Connection, call_id: str, settlement: Settlement, key: str | None) -> int:
     row = conn.execute(
         "SELECT job_id, tenant, provider, key_id, day, reserved, credits FROM credit_calls"
         " WHERE call_id = ?",
@@ -183,18 +265,19 @@ def settle(conn: Connection, call_id: str, settlement: Settlement) -> int:
         return 0
     credits = dict(settlement.credits)
     now = epoch_s()
+    key_used = key or row["key_id"]
     for kind, request in settlement.once:
         if not conn.execute(
             "INSERT INTO credit_repeats (provider, key_id, kind, request, charged_at)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT (provider, key_id, kind, request) DO NOTHING",
-            (row["provider"], row["key_id"], kind, request, now),
+            (row["provider"], key_used, kind, request, now),
         ).rowcount:
             credits[kind] = credits.get(kind, 0) - 1  # a repeat the vendor does not charge
     total = sum(n for n in credits.values() if n > 0)
     conn.execute(
-        "UPDATE credit_calls SET credits = ?, found = ?, emails = ?, settled_at = ?"
+        "UPDATE credit_calls SET credits = ?, found = ?, emails = ?, settled_at = ?, key_id = ?"
         " WHERE call_id = ?",
-        (total, settlement.found, settlement.emails, now, call_id),
+        (total, settlement.found, settlement.emails, now, key_used, call_id),
     )
     conn.executemany(
         "INSERT INTO credit_kinds (call_id, kind, credits) VALUES (?, ?, ?)"
@@ -212,6 +295,32 @@ def settle(conn: Connection, call_id: str, settlement: Settlement) -> int:
         (released, row["tenant"], row["day"]),
     )
     return total
+
+
+def release_lost(conn: Connection, older_than: float) -> int:
+    """Drop the holds of calls reserved before `older_than` (epoch s) and never settled:
+    their enricher is gone and nobody asked the same again. The rows stay unsettled (a late
+    settle still counts); the number of calls released."""
+    rows = conn.execute(
+        "SELECT call_id, job_id, tenant, day, reserved FROM credit_calls"
+        " WHERE credits IS NULL AND reserved > 0 AND reserved_at < ?",
+        (older_than,),
+    ).fetchall()
+    for row in rows:
+        if not conn.execute(
+            "UPDATE credit_calls SET reserved = 0 WHERE call_id = ? AND credits IS NULL",
+            (row["call_id"],),
+        ).rowcount:
+            continue
+        conn.execute(
+            "UPDATE jobs SET credits_committed = credits_committed - ? WHERE job_id = ?",
+            (row["reserved"], row["job_id"]),
+        )
+        conn.execute(
+            "UPDATE tenant_credits SET committed = committed - ? WHERE tenant = ? AND day = ?",
+            (row["reserved"], row["tenant"], row["day"]),
+        )
+    return len(rows)
 
 
 # -- tasks of paused jobs --------------------------------------------------------------

@@ -13,6 +13,9 @@ window is used up (for the second, or for the day), is skipped until it reopens.
 no key may be called soon does the caller hand its work back, for as long as the soonest
 key needs.
 
+`keys_used()`: which keys the calls made from here on in this context went with (the
+credit ledger names the key actually used, not the pool's first).
+
 `retry_after_s`: a `Retry-After` header in seconds, bounded, or None (an HTTP date or
 garbage: the caller's own backoff applies).
 """
@@ -23,6 +26,7 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -34,6 +38,27 @@ from shared.windows import rate_window
 MAX_RETRY_AFTER_S = 3600.0
 MIN_COME_BACK_S = 0.05
 T = TypeVar("T")
+_keys_used: ContextVar[list[str] | None] = ContextVar("keys_used", default=None)
+
+
+def keys_used() -> list[str]:
+    """A list the key secrets of every turn given from here on in this context (and the
+    tasks it starts) are appended to, in order."""
+    used: list[str] = []
+    _keys_used.set(used)
+    return used
+
+
+def keys_given() -> list[str]:
+    """The keys given since `keys_used()` in this context (none when it was not called)."""
+    return list(_keys_used.get() or ())
+
+
+def _given(turn: KeyTurn) -> KeyTurn:
+    used = _keys_used.get()
+    if used is not None:
+        used.append(turn.key.secret)
+    return turn
 
 
 def retry_after_s(value: str | None) -> float | None:
@@ -212,7 +237,7 @@ class KeyPool:
                 continue
             turn = await key.gate.limits.take(key.gate.target, key.gate.windows, 0.0)
             if turn.wait_s <= 0:
-                return KeyTurn(key, turn)
+                return _given(KeyTurn(key, turn))
             if soonest is None or turn.wait_s < soonest[0]:
                 soonest = (turn.wait_s, key)
         if soonest is None:
@@ -226,4 +251,4 @@ class KeyPool:
                 f"{self.name}: every key over its request rate",
                 retry_after_s=min(come_back_s(wait, self.max_wait_s), cooling_for),
             )
-        return KeyTurn(key, await key.gate.book(self.max_wait_s, over_rate or cooling))
+        return _given(KeyTurn(key, await key.gate.book(self.max_wait_s, over_rate or cooling)))

@@ -66,11 +66,13 @@ class EnricherService:
             )
 
         providers = [build(p) for p in self.settings.providers]
+        # The verifier's calls are paid calls too (its own settings when not a provider).
+        paid = [*self.settings.providers, *filter(None, [self.settings.verifier])]
         spending = Spending(
             self.ledger,
             self.settings.daily_credit_budget,
-            kinds={p.name: p.kind for p in self.settings.providers},
-            keys={p.name: p.key for p in self.settings.providers},
+            kinds={p.name: p.kind for p in paid},
+            keys={p.name: p.key for p in paid},
         )
         handler = EnrichHandler(
             Waterfall(providers, self.cache, metrics, self.verifier(providers, build), spending),

@@ -8,16 +8,47 @@ came (polling a finished batch again is free, and covers a crash before its answ
 cached); an id older than `MAX_AGE_S` is not polled again, and is deleted by the next
 `remember`: the vendor keeps results for a while only, and answers "not ready" for an id
 it no longer knows, so polling it would never end.
+
+Just before a batch is submitted, its row is written with no request id (`submitting`): a
+redelivered task that finds such a row knows the submission was in flight when its
+enricher died, and that the vendor may have it and charged it (it is submitted again: the
+API has no other handle on a batch). The credit ledger uses that to price the lost call
+(services/enricher/spending.py): a row with no id, the submission was paid for; no row at
+all, the enricher died before submitting, and the vendor never saw it.
 """
 
 from __future__ import annotations
 
 import hashlib
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 from shared.store import epoch_s
 
 MAX_AGE_S = 6 * 3600.0
+PENDING = ""  # the request id of a row written just before its batch is submitted
+_in_flight: ContextVar[list[str] | None] = ContextVar("batches_in_flight", default=None)
+
+
+def watch_submissions() -> None:
+    """From here on in this context (and the tasks it starts), note the batches found
+    submitting when an earlier attempt died (see the module's docstring)."""
+    _in_flight.set([])
+
+
+def submission_was_in_flight() -> bool:
+    """Whether a batch asked since `watch_submissions()` was being submitted when an
+    earlier attempt's enricher died."""
+    return bool(_in_flight.get())
+
+
+def _found(provider: str, request_id: str | None) -> str | None:
+    if request_id != PENDING:
+        return request_id
+    noted = _in_flight.get()
+    if noted is not None:
+        noted.append(provider)
+    return None
 
 
 def batch_fingerprint(job_id: str, records: list[dict[str, Any]]) -> str:
@@ -32,6 +63,9 @@ class BatchStore(Protocol):
     async def remember(
         self, provider: str, fingerprint: str, request_id: str, job_id: str
     ) -> None: ...
+
+    async def submitting(self, provider: str, fingerprint: str, job_id: str) -> None:
+        """The batch is about to be submitted (a row with no request id yet)."""
 
 
 class TransactionStore(Protocol):
@@ -56,7 +90,10 @@ class StoreBatches:
             return None if row is None else str(row[0])
 
         found: str | None = await self._store.transaction(read)
-        return found
+        return _found(provider, found)
+
+    async def submitting(self, provider: str, fingerprint: str, job_id: str) -> None:
+        await self.remember(provider, fingerprint, PENDING, job_id)
 
     async def remember(self, provider: str, fingerprint: str, request_id: str, job_id: str) -> None:
         now = epoch_s()
@@ -82,7 +119,10 @@ class MemoryBatches:
         self.rows: dict[tuple[str, str], str] = {}
 
     async def submitted(self, provider: str, fingerprint: str) -> str | None:
-        return self.rows.get((provider, fingerprint))
+        return _found(provider, self.rows.get((provider, fingerprint)))
+
+    async def submitting(self, provider: str, fingerprint: str, job_id: str) -> None:
+        self.rows[(provider, fingerprint)] = PENDING
 
     async def remember(self, provider: str, fingerprint: str, request_id: str, job_id: str) -> None:
         self.rows[(provider, fingerprint)] = request_id

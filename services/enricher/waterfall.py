@@ -45,6 +45,7 @@ from services.enricher.providers.base import (
     Reply,
     Verification,
     Verifier,
+    VerifyReply,
 )
 from services.enricher.spending import BudgetPaused, Spending
 from services.enricher.steps.domain import normalise_domain
@@ -127,7 +128,10 @@ class Waterfall:
                 except BudgetPaused as e:
                     return paused(drafts, results, e.reason)
             if to_verify:
-                await self._verify(to_verify, job_id, tenant, email_policy)
+                try:
+                    await self._verify(to_verify, job_id, tenant, email_policy)
+                except BudgetPaused as e:
+                    return paused(drafts, results, e.reason)
         for draft, result in zip(drafts, results, strict=True):
             if is_complete(draft):  # a later provider made up for an unavailable one
                 result.errors.clear()
@@ -175,7 +179,7 @@ class Waterfall:
                 replies = await provider.lookup_many(drafts, job_id)
             else:
                 call, paused_by = await self.spending.reserve(
-                    provider.name, job_id, tenant, len(drafts)
+                    provider.name, job_id, tenant, len(drafts), [keys[i] for i, _ in to_call]
                 )
                 to_call, drafts = to_call[: call.leads], drafts[: call.leads]
                 replies = await provider.lookup_many(drafts, job_id)
@@ -231,10 +235,20 @@ class Waterfall:
             for i, (_, result, c) in enumerate(to_verify)
             if keys[i] not in cached and verdict_key(verifier.name, c) not in result.answers
         ]
-        replies = await asyncio.gather(*(verifier.verify(c.email, job_id) for _, c in unknown))
+        paused_by: str | None = None
+        replies: Sequence[VerifyReply | None]
+        if self.spending is None or not unknown:
+            replies = await asyncio.gather(*(verifier.verify(c.email, job_id) for _, c in unknown))
+        else:
+            emails = [c.email for _, c in unknown]
+            replies, paused_by = await self.spending.verify(
+                verifier, emails, job_id, tenant, [keys[i] for i, _ in unknown]
+            )
         answered: dict[str, ProviderAnswer] = {}
         for (i, _), reply in zip(unknown, replies, strict=True):
             draft, result, candidate = to_verify[i]
+            if reply is None:
+                continue  # the budget left no room: verified after the resume
             self.count(verifier.name, reply)
             if isinstance(reply, ProviderUnavailable):
                 result.unavailable(reply)  # judged on a later attempt
@@ -253,6 +267,8 @@ class Waterfall:
                 continue
             result.answers[verdict_key(verifier.name, candidate)] = verdict
             judge(draft, verified(candidate, verifier.name, verdict), email_policy)
+        if paused_by is not None:
+            raise BudgetPaused(job_id, paused_by)
 
     def count(self, provider: str, reply: Reply | Verification) -> None:
         self.metrics.calls.labels(provider=provider, outcome=reply_outcome(reply)).inc()

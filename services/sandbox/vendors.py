@@ -23,6 +23,11 @@ billing rule is counted in `credits` (by vendor) and `credits_detail` (by vendor
 - apollo: one `match` credit per person enriched (a non-null match).
 - dropcontact: one `email` credit per record returned with a verified (nominative) email.
 
+Each person asked of each vendor is counted on receipt (`vendor_people`, and those asked
+more than once in `vendor_repeated_people`: what a crash made the enricher ask twice). A
+request is received whole before the vendor's work (the latency knob): a client killed
+meanwhile has still asked, and is charged, as with a real vendor.
+
 Keys in the `bad_keys` knob are refused, keys in `exhausted_keys` are out of credits, and
 `rate_limits` allows each key of a vendor that many requests in any one second.
 """
@@ -91,6 +96,13 @@ class VendorStats:
     credits: Counter[tuple[str, str]] = field(default_factory=Counter)
     batches_submitted: Counter[str] = field(default_factory=Counter)  # asynchronous vendors
     charged: set[tuple[str, str, str]] = field(default_factory=set)
+    # How often each person was asked of each vendor (a batch's records when submitted,
+    # not when polled): repeats are what a crash cost (tests/faults/test_paid_crashes.py).
+    by_person: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def asked(self, vendor: str, first: str | None, last: str | None, company: Any) -> None:
+        who = f"{first or ''} {last or ''}".strip().lower()
+        self.by_person[(vendor, f"{who}|{str(company or '').lower()}")] += 1
 
     def charge(self, vendor: str, kind: str, n: int = 1) -> None:
         if n:
@@ -111,7 +123,20 @@ class VendorStats:
             "credits_detail": detail,
             "batches_submitted": dict(self.batches_submitted),
             "vendor_requests": dict(self.requests),
+            **person_counts(self.by_person),
         }
+
+
+def person_counts(by_person: Counter[tuple[str, str]]) -> dict[str, Any]:
+    """`vendor_people`: people asked per vendor (a person asked twice counts twice);
+    `vendor_repeated_people`: per vendor, each person asked more than once, and how often."""
+    people: Counter[str] = Counter()
+    repeated: dict[str, dict[str, int]] = {}
+    for (vendor, who), n in by_person.items():
+        people[vendor] += n
+        if n > 1:
+            repeated.setdefault(vendor, {})[who] = n
+    return {"vendor_people": dict(people), "vendor_repeated_people": repeated}
 
 
 Handler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
@@ -165,6 +190,9 @@ class FakeVendors:
             wait = self.faults.over_rate(vendor, key)
             if wait is not None:
                 return throttle(vendor, wait)
+            # The request is received whole before the vendor works on it (the latency): a
+            # client that goes away meanwhile (killed) has still asked, and pays.
+            await request.read()
             fault = await self.faults.misbehave([])
             if fault is not None:
                 # The generic 429 becomes the vendor's own signal (Hunter's 429 means no credits).
@@ -185,6 +213,7 @@ class FakeVendors:
             first, last = split_name(q.get("full_name"))
         if not (first and last) or not (q.get("domain") or q.get("company")):
             return hunter_error(400, "wrong_params", "You are missing a required parameter")
+        self.stats.asked("hunter", first, last, q.get("domain") or q.get("company"))
         found = person(
             "hunter", self.coverage("hunter"), first, last, q.get("company"), q.get("domain")
         )
@@ -236,6 +265,7 @@ class FakeVendors:
         if not (first and last):
             first, last = split_name(one(params.get("name")))
         company = one(params.get("company"))
+        self.stats.asked("pdl", first, last, company)
         domain = company if company and "." in company else None
         found = person(
             "pdl", self.coverage("pdl"), first, last, None if domain else company, domain
@@ -283,6 +313,8 @@ class FakeVendors:
         first, last = details.get("first_name"), details.get("last_name")
         if not (first and last):
             first, last = split_name(details.get("name"))
+        company = details.get("domain") or details.get("organization_name")
+        self.stats.asked("apollo", first, last, company)
         found = person(
             "apollo",
             self.coverage("apollo"),
@@ -342,6 +374,7 @@ class FakeVendors:
         first, last = record.get("first_name"), record.get("last_name")
         if not (first and last):
             first, last = split_name(record.get("full_name"))
+        self.stats.asked("dropcontact", first, last, record.get("website") or record.get("company"))
         found = person(
             "dropcontact",
             self.coverage("dropcontact"),

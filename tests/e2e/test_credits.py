@@ -87,6 +87,39 @@ async def test_credits_reported_equal_what_the_sandbox_charged(
     assert (await sandbox_stats(http, stack))["credits"] == stats["credits"]
 
 
+async def test_the_verifiers_calls_are_paid_calls_in_the_ledger(
+    stack_factory: Callable[..., Stack], http: aiohttp.ClientSession
+) -> None:
+    stack = stack_factory(vendor_env(("pdl",), LEADFLOW_VERIFIER="hunter"))
+    stack.start()
+    api = Api(stack.url("gateway"), http)
+    sent = people(80)
+
+    job = await api.submit({"leads": sent, "email_policy": "valid_only"})
+    status = await api.wait_job(job["job_id"], timeout_s=180)
+    stats = await sandbox_stats(http, stack)
+    report = await usage(api)
+
+    assert status["state"] == "completed"
+    assert stats["credits_detail"]["hunter"] == {"verification": stats["credits"]["hunter"]}
+    assert stats["credits"]["hunter"] > 0
+    assert status["credits_by_provider"] == stats["credits"]
+    assert status["progress"]["credits"] == sum(stats["credits"].values())
+    assert report["credits_detail"] == stats["credits_detail"]
+
+    # A budget counts them too: a cap below what pdl alone spends pauses the job.
+    capped = await api.submit({"leads": people(160)[80:], "max_credits": 10})
+    paused = await api.wait_job(capped["job_id"], ("paused", "completed"), timeout_s=120)
+    assert paused["state"] == "paused", paused
+
+    async def settled() -> int | None:
+        spent = int((await api.job(capped["job_id"]))["progress"]["credits"])
+        charged = sum((await sandbox_stats(http, stack))["credits"].values())
+        return spent if spent + status["progress"]["credits"] == charged else None
+
+    assert 0 < await wait_until(settled, timeout_s=30, what="in-flight calls settled") <= 10
+
+
 async def estimate(api: Api, leads: list[dict[str, Any]]) -> dict[str, Any]:
     status, body = await api.request(
         "POST", "/v1/jobs/enrich", json={"leads": leads, "dry_run": True}

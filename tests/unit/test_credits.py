@@ -4,6 +4,7 @@ vendor repeats, parked tasks of paused jobs, and resume."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Iterator
 from datetime import date
@@ -11,6 +12,7 @@ from datetime import date
 import pytest
 
 from shared import credits, jobstate
+from shared.clock import epoch_s
 from shared.credits import Reservation, Settlement
 from shared.dbapi import Connection
 from shared.store import MIGRATIONS, migrate
@@ -117,3 +119,74 @@ def test_a_cancelled_job_spends_nothing(conn: Connection) -> None:
     add_job(conn, "j", None)
     conn.execute("UPDATE jobs SET state = 'cancelled' WHERE job_id = 'j'")
     assert credits.reserve(conn, call("j", 4, 0), 0) == credits.Grant(0, "the job is cancelled")
+
+
+def asking(job_id: str, requests: tuple[str, ...], provider: str = "pdl") -> Reservation:
+    """A call of the enricher's: its id names what it asks."""
+    return Reservation(
+        call_id=credits.new_call_id(job_id, provider, requests),
+        job_id=job_id,
+        tenant="t",
+        provider=provider,
+        key_id="k0",
+        day=DAY,
+        leads=len(requests),
+        requests=requests,
+    )
+
+
+def tenant_committed(conn: Connection) -> int:
+    return int(conn.execute("SELECT committed FROM tenant_credits").fetchone()[0])
+
+
+@pytest.mark.parametrize(("lost_charged", "spent"), [(True, 6), (False, 3)])
+def test_a_call_lost_in_a_crash_is_settled_by_the_redelivered_same_call(
+    conn: Connection, lost_charged: bool, spent: int
+) -> None:
+    add_job(conn, "j", 100)
+    asked = ("a", "b", "c", "d")
+    lost = credits.reserve(conn, asking("j", asked), 0)  # its enricher is killed
+    other = credits.reserve(conn, asking("j", ("e",)), 0)  # another lead's, in flight
+    again = credits.reserve(conn, asking("j", tuple(reversed(asked))), 0)
+    assert lost.call_id.split(".")[0] == again.call_id.split(".")[0] != lost.call_id
+    assert (job(conn, "j")["credits_committed"], tenant_committed(conn)) == (9, 9)
+
+    paid = Settlement(credits={"match": 3}, found=3, emails=3, lost_charged=lost_charged)
+    assert credits.settle(conn, again.call_id, paid) == 3
+    # The lost call is settled too, at what the vendor charged for it; the other call,
+    # asking something else, is still in flight.
+    assert (job(conn, "j")["credits"], job(conn, "j")["credits_committed"]) == (spent, spent + 1)
+    assert tenant_committed(conn) == spent + 1
+    assert credits.settle(conn, lost.call_id, paid) == 0  # it was, once
+    assert credits.settle(conn, other.call_id, Settlement({"match": 1}, 1, 1)) == 1
+
+
+def test_a_lost_call_nobody_asks_again_has_its_hold_released(conn: Connection) -> None:
+    add_job(conn, "j", 10)
+    lost = credits.reserve(conn, asking("j", ("a", "b", "c")), 0)
+    credits.reserve(conn, asking("j", ("d",)), 0)
+    assert job(conn, "j")["credits_committed"] == 4
+    conn.execute(
+        "UPDATE credit_calls SET reserved_at = reserved_at - ? WHERE call_id = ?",
+        (credits.LOST_AFTER_S + 1, lost.call_id),
+    )
+    assert credits.release_lost(conn, epoch_s() - credits.LOST_AFTER_S) == 1
+    assert (job(conn, "j")["credits_committed"], tenant_committed(conn)) == (1, 1)
+    assert credits.release_lost(conn, epoch_s() - credits.LOST_AFTER_S) == 0
+    # Only slow after all: what it cost still counts.
+    assert credits.settle(conn, lost.call_id, Settlement({"match": 2}, 2, 2)) == 2
+    assert (job(conn, "j")["credits"], job(conn, "j")["credits_committed"]) == (2, 3)
+
+
+def test_the_ledger_names_the_key_the_call_went_with(conn: Connection) -> None:
+    add_job(conn, "j", None)
+    grant = credits.reserve(conn, asking("j", ("a",), "hunter"), 0)
+    once = Settlement({"search": 1}, 1, 1, once=(("search", "a"),), key_id="k2")
+    assert credits.settle(conn, grant.call_id, once) == 1
+    row = conn.execute("SELECT key_id FROM credit_calls").fetchone()
+    assert row[0] == "k2"
+    # Hunter's free repeat is per key: the same request with another key is charged.
+    again = credits.reserve(conn, asking("j", ("a",), "hunter"), 0)
+    assert credits.settle(conn, again.call_id, dataclasses.replace(once, key_id="k1")) == 1
+    third = credits.reserve(conn, asking("j", ("a",), "hunter"), 0)
+    assert credits.settle(conn, third.call_id, once) == 0

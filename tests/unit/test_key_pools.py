@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from services.enricher.batches import StoreBatches
+from services.enricher.batches import StoreBatches, submission_was_in_flight, watch_submissions
 from services.enricher.config import load_provider
+from services.enricher.spending import Spending, key_id
 from shared.config import ApiSettings, EnvReader, load_common
 from shared.errors import ConfigError, TransientError
 from shared.limits import MemoryLimits, StoreLimits
@@ -183,3 +184,44 @@ async def test_a_batch_id_is_found_by_the_same_question_only(two_stores: list[St
     assert await StoreBatches(two_stores[1]).submitted("dropcontact", "fp1") == "req-1"
     assert await batches.submitted("dropcontact", "fp2") is None
     assert await batches.submitted("hunter", "fp1") is None
+
+
+async def test_a_submission_in_flight_at_a_crash_is_told_apart(two_stores: list[Store]) -> None:
+    died, redelivered = StoreBatches(two_stores[0]), StoreBatches(two_stores[1])
+    await died.submitting("dropcontact", "fp1", "job-1")  # then killed before the answer
+    watch_submissions()
+    assert await redelivered.submitted("dropcontact", "fp2") is None
+    assert not submission_was_in_flight()  # never submitted: the vendor has not seen it
+    assert await redelivered.submitted("dropcontact", "fp1") is None  # submitted again
+    assert submission_was_in_flight()
+    await redelivered.remember("dropcontact", "fp1", "req-2", "job-1")
+    watch_submissions()
+    assert await died.submitted("dropcontact", "fp1") == "req-2"  # polled
+    assert not submission_was_in_flight()
+
+
+async def test_the_ledger_records_the_key_a_call_went_with(tmp_path: Path) -> None:
+    store = Store(tmp_path / "leadflow.db")
+    await store.open()
+    try:
+        await store.transaction(
+            lambda conn: conn.execute(
+                "INSERT INTO jobs (job_id, tenant, kind, state, priority, total, created_at,"
+                " spec) VALUES ('j', 't', 'enrich', 'running', 'normal', 2,"
+                " '2026-01-01T00:00:00Z', x'7b7d')"
+            )
+        )
+        pool = KeyPool(api(("a", "b"), ()), "provider:pdl", FakeCooldowns(), max_wait_s=0.5)
+        spending = Spending(store, 0, kinds={"pdl": "pdl"}, keys={"pdl": "a"})
+        for _ in range(2):  # the second call goes with the pool's second key
+            call, _ = await spending.reserve("pdl", "j", "t", 1, ["fp"])
+            await pool.turn(Limited)
+            await spending.settle(call, ["fp"], [{"email": "ada@x.io"}])
+        rows = await store.transaction(
+            lambda conn: conn.execute(
+                "SELECT key_id, credits FROM credit_calls ORDER BY reserved_at"
+            ).fetchall()
+        )
+        assert [tuple(row) for row in rows] == [(key_id("a"), 1), (key_id("b"), 1)]
+    finally:
+        await store.close()

@@ -144,6 +144,7 @@ class DropcontactProvider(VendorProvider):
         try:
             request_id = await self.batches.submitted(self.name, fingerprint)
             if request_id is None:
+                await self.batches.submitting(self.name, fingerprint, job_id)
                 request_id = await self._submit(records, job_id)
                 # Written down before the wait: a crash from here on polls, never resubmits.
                 await self.batches.remember(self.name, fingerprint, request_id, job_id)

@@ -69,7 +69,8 @@ class Sorted:
     calls: Counter[str] = field(default_factory=Counter)
 
     def add(self, draft: LeadDraft, result: WaterfallResult) -> None:
-        self.calls.update(result.calls)
+        if result.calls:
+            self.calls.update(result.calls)
         if result.paused in PAUSE_REASONS:
             self.paused.add(draft, result)
         elif result.paused is not None:  # the job stopped meanwhile: nothing more is asked

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import msgspec
 from opentelemetry.trace import Span
@@ -57,20 +56,35 @@ WANTED = ("email", "company_domain")
 log = get_logger(__name__)
 
 
-@dataclass(slots=True)
 class WaterfallResult:
-    answers: dict[str, ProviderAnswer] = field(default_factory=dict)
-    # Providers that could not answer now (retry later) and ones that refused the lead.
-    errors: list[str] = field(default_factory=list)
-    rejections: list[str] = field(default_factory=list)
-    retry_after_s: float | None = None
-    # Paid calls made for this lead now, by provider (answers from the cache cost nothing).
-    calls: dict[str, int] = field(default_factory=dict)
-    # Why the job's budget stopped this lead's waterfall (it waits for the job's resume).
-    paused: str | None = None
-    # Whether an error may be about the request (5xx, timeout, malformed answer), not only
-    # a provider saying "later" (429, cooldown): only then does the lead spend an attempt.
-    about_request: bool = False
+    """What the waterfall got for one lead. A plain class with slots: one is made per lead,
+    and literals are cheaper than a dataclass's default factories."""
+
+    __slots__ = (
+        "about_request",
+        "answers",
+        "calls",
+        "errors",
+        "paused",
+        "rejections",
+        "retry_after_s",
+    )
+
+    def __init__(self, answers: dict[str, ProviderAnswer] | None = None) -> None:
+        self.answers: dict[str, ProviderAnswer] = {} if answers is None else answers
+        # Providers that could not answer now (retry later) and ones that refused the lead.
+        self.errors: list[str] = []
+        self.rejections: list[str] = []
+        self.retry_after_s: float | None = None
+        # Paid calls made for this lead now, by provider (answers from the cache cost
+        # nothing).
+        self.calls: dict[str, int] = {}
+        # Why the job's budget stopped this lead's waterfall (it waits for the job's resume).
+        self.paused: str | None = None
+        # Whether an error may be about the request (5xx, timeout, malformed answer), not
+        # only a provider saying "later" (429, cooldown): only then does the lead spend an
+        # attempt.
+        self.about_request = False
 
     def unavailable(self, error: ProviderUnavailable) -> None:
         self.errors.append(str(error))

@@ -81,7 +81,7 @@ def load_settings(env: EnvReader) -> GatewaySettings:
         max_leads_per_job=env.get_int("LEADFLOW_MAX_LEADS_PER_JOB", 10_000, minimum=1),
         max_body_bytes=env.get_int("LEADFLOW_MAX_BODY_BYTES", 16 * 1024**2, minimum=1024),
         max_upload_leads=env.get_int("LEADFLOW_MAX_UPLOAD_LEADS", 1_000_000, minimum=1),
-        task_batch_size=env.get_int("LEADFLOW_TASK_BATCH_SIZE", 100, minimum=1, maximum=1000),
+        task_batch_size=env.get_int("LEADFLOW_TASK_BATCH_SIZE", 25, minimum=1, maximum=1000),
         publish_timeout_s=publish_timeout_s(env),
         webhook_allow_nets=webhook_allow_nets(env, common),
         default_timeout_s=default_timeout_s(env),

@@ -17,11 +17,8 @@ The answers are personal data, so they are removable:
 - Expired rows are deleted by a background loop (`run_purge`), a few hundred a
   transaction, so the enrichers' own cache writes never wait long behind it.
 
-Writes are group-committed: the answers of the tasks that arrive while a cache transaction
-is being written go together in the next one, and each `put_many` returns once the
-transaction holding its answers has committed (as soon as it would have alone, or
-sooner). Each row costs its index pages whatever the transaction, but the
-transaction's own work (lock, commit, the WAL's shared pages) is paid once per group.
+Writes are group-committed (services/enricher/groupcommit.py): the answers of the tasks
+that arrive while a cache transaction is being written go together in the next one.
 """
 
 from __future__ import annotations
@@ -29,17 +26,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import msgspec
 
+from services.enricher.groupcommit import GroupCommitStore
 from shared.config import CommonSettings
 from shared.dbapi import Connection
 from shared.logging import get_logger
 from shared.messages import JobDeleted, ProviderAnswer
-from shared.store import Store, epoch_s, is_postgres_url, load_migrations, write_transaction
+from shared.store import epoch_s, is_postgres_url, load_migrations, write_transaction
 
 log = get_logger(__name__)
 # services/enricher/migrations/NNNN_what.sql, in order (see shared.store.load_migrations).
@@ -59,27 +55,18 @@ def fingerprint(query: dict[str, str | None]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-@dataclass
-class Put:
-    """One `put_many`'s rows, waiting for the next cache transaction."""
-
-    answers: list[tuple[str, str, str, bytes, float]]
-    uses: list[tuple[str, str, str, float]]
-    done: asyncio.Future[None]
-
-
 class ProviderCache:
     def __init__(self, target: Path | str, ttl_s: float) -> None:
         # Losing the last cache writes on power loss costs a repeated call, not a lead.
-        self.store = Store(target, CACHE_MIGRATIONS, durable=False, component="enricher_cache")
+        self.store = GroupCommitStore(
+            target, CACHE_MIGRATIONS, durable=False, component="enricher_cache"
+        )
         self.ttl_s = ttl_s
         # Deleted jobs whose entries are still to be removed, and every job deleted since
         # start: a straggling task of a deleted job must not put its answers back.
         self._to_forget: set[str] = set()
         self._forgotten: set[str] = set()
         self._wake = asyncio.Event()
-        self._puts: list[Put] = []
-        self._writer: asyncio.Task[None] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -89,8 +76,6 @@ class ProviderCache:
         await self.store.open()
 
     async def close(self) -> None:
-        if self._writer is not None:  # the puts under way are written first
-            await asyncio.gather(self._writer, return_exceptions=True)
         await self.store.close()
 
     async def get_many(
@@ -142,37 +127,18 @@ class ProviderCache:
         if not self.enabled or not answers or job_id in self._forgotten:
             return
         now = epoch_s()
-        done = asyncio.get_running_loop().create_future()
-        self._puts.append(
-            Put(
-                answers=[(tenant, provider, key, _encode(a), now) for key, a in answers.items()],
-                uses=[(job_id, tenant, key, now) for key in answers],
-                done=done,
-            )
-        )
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_puts())
-        await done
+        rows = [(tenant, provider, key, _encode(answer), now) for key, answer in answers.items()]
 
-    async def _write_puts(self) -> None:
-        """Write the waiting puts, all those waiting at once in one transaction, until none
-        wait; each put learns how its transaction went."""
-        while self._puts:
-            puts, self._puts = self._puts, []
-            try:
-                await self.store.transaction(partial(write_puts, puts=puts))
-            except asyncio.CancelledError:
-                for put in puts:
-                    put.done.cancel()
-                raise
-            except Exception as e:  # each caller gets the store's error, as if it wrote alone
-                for put in puts:
-                    if not put.done.done():
-                        put.done.set_exception(e)
-            else:
-                for put in puts:
-                    if not put.done.done():
-                        put.done.set_result(None)
+        def put(conn: Connection) -> None:
+            conn.executemany(
+                "INSERT INTO provider_answers VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (tenant, provider, fingerprint) DO UPDATE"
+                " SET found = excluded.found, stored_at = excluded.stored_at",
+                rows,
+            )
+            record_use(conn, job_id, tenant, list(answers))
+
+        await self.store.transaction(put)
 
     # -- removal -------------------------------------------------------------------------
 
@@ -219,20 +185,6 @@ class ProviderCache:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), every_s)
-
-
-def write_puts(conn: Connection, puts: list[Put]) -> None:
-    conn.executemany(
-        "INSERT INTO provider_answers VALUES (?, ?, ?, ?, ?)"
-        " ON CONFLICT (tenant, provider, fingerprint) DO UPDATE"
-        " SET found = excluded.found, stored_at = excluded.stored_at",
-        [row for put in puts for row in put.answers],
-    )
-    conn.executemany(
-        "INSERT INTO cache_jobs (job_id, tenant, fingerprint, used_at) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT (job_id, tenant, fingerprint) DO UPDATE SET used_at = excluded.used_at",
-        [row for put in puts for row in put.uses],
-    )
 
 
 def record_use(conn: Connection, job_id: str, tenant: str, keys: list[str]) -> None:

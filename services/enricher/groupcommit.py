@@ -44,7 +44,12 @@ class GroupCommitStore(Store):
 
     async def _write_groups(self) -> None:
         while self._waiting:
-            group, self._waiting = self._waiting, []
+            # A caller that gave up before its group started (cancelled) is not written,
+            # as a job still queued for the store thread is dropped when cancelled.
+            group = [(fn, done) for fn, done in self._waiting if not done.cancelled()]
+            self._waiting = []
+            if not group:
+                continue
             try:
                 results = await super().transaction(partial(run_all, [fn for fn, _ in group]))
             except asyncio.CancelledError:

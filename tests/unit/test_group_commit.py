@@ -4,6 +4,7 @@ each gets its own function's result, and a group that fails fails only its own c
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -65,4 +66,25 @@ async def test_a_failing_group_fails_its_callers_and_the_next_group_goes_on(
     with pytest.raises(Exception, match="UNIQUE"):
         await innocent  # rolled back with its group
     assert await grouped.transaction(insert(3)) == 30
+    assert await grouped.run(count) == 2
+
+
+async def test_a_caller_that_gave_up_before_its_group_started_is_not_written(
+    grouped: GroupCommitStore,
+) -> None:
+    release = threading.Event()
+
+    def held(conn: Connection) -> int:
+        release.wait(10)  # the store thread is busy with this group until released
+        return insert(1)(conn)
+
+    first = asyncio.ensure_future(grouped.transaction(held))
+    await asyncio.sleep(0)  # the first group is written
+    gave_up = asyncio.ensure_future(grouped.transaction(insert(2)))
+    await asyncio.sleep(0)  # queued behind it
+    gave_up.cancel()
+    release.set()
+    assert await first == 10
+    assert await grouped.transaction(insert(3)) == 30
+    assert gave_up.cancelled()
     assert await grouped.run(count) == 2

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from services.enricher.batches import StoreBatches
 from services.enricher.cache import ProviderCache, cache_target
 from services.enricher.config import EnricherSettings, ProviderSettings
+from services.enricher.groupcommit import GroupCommitStore
 from services.enricher.handlers import EnrichHandler, give_up, split_task
 from services.enricher.metrics import ProviderMetrics
 from services.enricher.providers import build_provider
@@ -44,7 +45,8 @@ class EnricherService:
         self.store = Store(settings.common.store_url, durable=False)
         # The credit ledger, durable (shared/credits.py says why it is written here and not
         # through the router); the store above takes the allowances' many small writes.
-        self.ledger = Store(settings.common.store_url)
+        # Concurrent tasks' reservations and settlements share a commit (and its fsync).
+        self.ledger = GroupCommitStore(settings.common.store_url)
         self.purge: Supervised | None = None
 
     async def start(self) -> None:

@@ -16,6 +16,9 @@ The answers are personal data, so they are removable:
   other job only pays for the lookup again.
 - Expired rows are deleted by a background loop (`run_purge`), a few hundred a
   transaction, so the enrichers' own cache writes never wait long behind it.
+
+Writes are group-committed (services/enricher/groupcommit.py): the answers of the tasks
+that arrive while a cache transaction is being written go together in the next one.
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ from pathlib import Path
 
 import msgspec
 
+from services.enricher.groupcommit import GroupCommitStore
 from shared.config import CommonSettings
 from shared.dbapi import Connection
 from shared.logging import get_logger
 from shared.messages import JobDeleted, ProviderAnswer
-from shared.store import Store, epoch_s, is_postgres_url, load_migrations, write_transaction
+from shared.store import epoch_s, is_postgres_url, load_migrations, write_transaction
 
 log = get_logger(__name__)
 # services/enricher/migrations/NNNN_what.sql, in order (see shared.store.load_migrations).
@@ -47,14 +51,16 @@ _decode = msgspec.json.Decoder(ProviderAnswer).decode
 
 def fingerprint(query: dict[str, str | None]) -> str:
     """What identifies the question asked: the normalised fields sent to the provider."""
-    canonical = "\x1f".join(f"{k}={(v or '').strip().lower()}" for k, v in sorted(query.items()))
+    canonical = "\x1f".join([f"{k}={(v or '').strip().lower()}" for k, v in sorted(query.items())])
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class ProviderCache:
     def __init__(self, target: Path | str, ttl_s: float) -> None:
         # Losing the last cache writes on power loss costs a repeated call, not a lead.
-        self.store = Store(target, CACHE_MIGRATIONS, durable=False, component="enricher_cache")
+        self.store = GroupCommitStore(
+            target, CACHE_MIGRATIONS, durable=False, component="enricher_cache"
+        )
         self.ttl_s = ttl_s
         # Deleted jobs whose entries are still to be removed, and every job deleted since
         # start: a straggling task of a deleted job must not put its answers back.

@@ -18,7 +18,7 @@ when it gives one, and `email_rejected` the candidates the policy refused
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 from services.enricher.draft import LeadDraft
 from shared.jobs import DEFAULT_EMAIL_POLICY, EmailPolicy
@@ -31,8 +31,7 @@ ACCEPTED: dict[str, frozenset[str]] = {
 NEEDS_VERIFYING = frozenset({"unknown"})
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(msgspec.Struct, frozen=True, kw_only=True):
     """One email a provider found for a lead, with what is known of it."""
 
     provider: str

@@ -16,7 +16,6 @@ until the job is resumed.
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
@@ -66,10 +65,12 @@ class Sorted:
     about_request: Waiting = field(default_factory=Waiting)
     # Stopped by the job's (or tenant's) credit budget: parked until the job is resumed.
     paused: Waiting = field(default_factory=Waiting)
-    calls: Counter[str] = field(default_factory=Counter)
+    calls: dict[str, int] = field(default_factory=dict)
 
     def add(self, draft: LeadDraft, result: WaterfallResult) -> None:
-        self.calls.update(result.calls)
+        calls = self.calls
+        for provider, n in result.calls.items():
+            calls[provider] = calls.get(provider, 0) + n
         if result.paused in PAUSE_REASONS:
             self.paused.add(draft, result)
         elif result.paused is not None:  # the job stopped meanwhile: nothing more is asked

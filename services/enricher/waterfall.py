@@ -26,11 +26,10 @@ with the answers obtained so far).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
+import msgspec
 from opentelemetry.trace import Span
 
 from services.enricher.cache import ProviderCache, fingerprint
@@ -58,20 +57,35 @@ WANTED = ("email", "company_domain")
 log = get_logger(__name__)
 
 
-@dataclass
 class WaterfallResult:
-    answers: dict[str, ProviderAnswer] = field(default_factory=dict)
-    # Providers that could not answer now (retry later) and ones that refused the lead.
-    errors: list[str] = field(default_factory=list)
-    rejections: list[str] = field(default_factory=list)
-    retry_after_s: float | None = None
-    # Paid calls made for this lead now, by provider (answers from the cache cost nothing).
-    calls: Counter[str] = field(default_factory=Counter)
-    # Why the job's budget stopped this lead's waterfall (it waits for the job's resume).
-    paused: str | None = None
-    # Whether an error may be about the request (5xx, timeout, malformed answer), not only
-    # a provider saying "later" (429, cooldown): only then does the lead spend an attempt.
-    about_request: bool = False
+    """What the waterfall got for one lead. A plain class with slots: one is made per lead,
+    and literals are cheaper than a dataclass's default factories."""
+
+    __slots__ = (
+        "about_request",
+        "answers",
+        "calls",
+        "errors",
+        "paused",
+        "rejections",
+        "retry_after_s",
+    )
+
+    def __init__(self, answers: dict[str, ProviderAnswer] | None = None) -> None:
+        self.answers: dict[str, ProviderAnswer] = {} if answers is None else answers
+        # Providers that could not answer now (retry later) and ones that refused the lead.
+        self.errors: list[str] = []
+        self.rejections: list[str] = []
+        self.retry_after_s: float | None = None
+        # Paid calls made for this lead now, by provider (answers from the cache cost
+        # nothing).
+        self.calls: dict[str, int] = {}
+        # Why the job's budget stopped this lead's waterfall (it waits for the job's resume).
+        self.paused: str | None = None
+        # Whether an error may be about the request (5xx, timeout, malformed answer), not
+        # only a provider saying "later" (429, cooldown): only then does the lead spend an
+        # attempt.
+        self.about_request = False
 
     def unavailable(self, error: ProviderUnavailable) -> None:
         self.errors.append(str(error))
@@ -184,9 +198,9 @@ class Waterfall:
                 to_call, drafts = to_call[: call.leads], drafts[: call.leads]
                 replies = await provider.lookup_many(drafts, job_id)
                 await self.spending.settle(call, [keys[i] for i, _ in to_call], replies)
+            self.count_all(provider.name, replies)
             for (i, draft), reply in zip(to_call, replies, strict=True):
                 result = asking[i][1]
-                self.count(provider.name, reply)
                 if isinstance(reply, ProviderUnavailable):
                     result.unavailable(reply)
                     continue
@@ -194,7 +208,7 @@ class Waterfall:
                     # The account, not the lead, was refused: no paid call, nothing cached.
                     result.rejections.append(str(reply))
                     continue
-                result.calls[provider.name] += 1
+                result.calls[provider.name] = result.calls.get(provider.name, 0) + 1
                 if isinstance(reply, ProviderRejected):
                     log.warning(
                         "provider.rejected",
@@ -257,7 +271,7 @@ class Waterfall:
                 # No verdict about the address (and nothing to cache): judged as found.
                 judge(draft, candidate, email_policy)
                 continue
-            result.calls[verifier.name] += 1
+            result.calls[verifier.name] = result.calls.get(verifier.name, 0) + 1
             answered[keys[i]] = verdict_answer(verifier.name, candidate, reply)
         await self.cache.put_many(tenant, kind, answered, job_id=job_id)
         for i, (draft, result, candidate) in enumerate(to_verify):
@@ -272,6 +286,11 @@ class Waterfall:
 
     def count(self, provider: str, reply: Reply | Verification) -> None:
         self.metrics.calls.labels(provider=provider, outcome=reply_outcome(reply)).inc()
+
+    def count_all(self, provider: str, replies: Sequence[Reply]) -> None:
+        """A call's replies in the metrics: one increment per outcome, not per lead."""
+        for outcome, n in Counter(map(reply_outcome, replies)).items():
+            self.metrics.calls.labels(provider=provider, outcome=outcome).inc(n)
 
 
 def paused(
@@ -297,7 +316,7 @@ def apply_answer(
         result.rejections.append(answer.rejected)
     found = answer.found
     domain = found.get("company_domain")
-    if domain:
+    if domain and not draft.get("company_domain"):
         draft.fill("company_domain", normalise_domain(domain), f"provider:{answer.provider}")
     candidate = Candidate.of(answer.provider, found)
     if candidate is None or draft.get("email"):
@@ -341,7 +360,7 @@ def verified(candidate: Candidate, verifier: str, verdict: ProviderAnswer) -> Ca
     if verdict.rejected is not None or not verdict.found.get("email_status"):
         return candidate
     found = verdict.found
-    return dataclasses.replace(
+    return msgspec.structs.replace(
         candidate,
         status=found["email_status"],
         raw_status=found.get("email_status_raw"),
@@ -351,7 +370,7 @@ def verified(candidate: Candidate, verifier: str, verdict: ProviderAnswer) -> Ca
 
 
 def is_complete(draft: LeadDraft) -> bool:
-    return all(draft.get(name) for name in WANTED)
+    return all(map(draft.get, WANTED))
 
 
 def reply_outcome(reply: Reply | Verification) -> str:
@@ -366,5 +385,5 @@ def reply_outcome(reply: Reply | Verification) -> str:
 
 def outcome_of(replies: Sequence[Reply]) -> str:
     """A provider call's outcome for its span: what most of its leads' replies were."""
-    kinds = Counter(reply_outcome(reply) for reply in replies)
+    kinds = Counter(map(reply_outcome, replies))
     return kinds.most_common(1)[0][0] if kinds else "none"

@@ -11,6 +11,7 @@ character is stepped over at most once as suffixes and separators are cut off.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from services.enricher.draft import LeadDraft
 
@@ -32,6 +33,7 @@ def clean_company(draft: LeadDraft) -> None:
         draft.fill("company_clean", clean_company_name(company), SOURCE)
 
 
+@lru_cache(maxsize=4096)  # a job's leads share their companies
 def clean_company_name(name: str) -> str:
     """ "Acme Holdings, Inc. Ltd" -> "Acme Holdings": every trailing suffix goes."""
     text = " ".join(name.replace("\u00a0", " ").split()).strip(TRIMMED)

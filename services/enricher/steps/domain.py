@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from services.enricher.draft import LeadDraft
 
@@ -31,6 +32,7 @@ FREEMAIL = frozenset(
         "fastmail.com",
     }
 )
+SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
 DOMAIN = re.compile(r"^(?=.{4,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 
@@ -48,10 +50,12 @@ def derive_domain(draft: LeadDraft) -> None:
             draft.fill("company_domain", normalise_domain(domain), SOURCE)
 
 
+# Companies repeat across a job's leads and the providers' answers about them.
+@lru_cache(maxsize=4096)
 def normalise_domain(value: str) -> str | None:
     """'https://www.Acme.com/about' -> 'acme.com'; None when it is not a domain."""
     text = value.strip().lower()
-    text = re.sub(r"^[a-z][a-z0-9+.-]*://", "", text)
+    text = SCHEME.sub("", text)
     text = text.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].split(":", 1)[0]
     text = text.removeprefix("www.").rstrip(".")
     return text if DOMAIN.match(text) else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from services.enricher.draft import LeadDraft
 
@@ -35,6 +36,9 @@ def split_names(draft: LeadDraft) -> None:
         draft.fill("full_name", f"{first} {last}", SOURCE)
 
 
+# Pure functions of a name, and names repeat across leads (first names most): each
+# distinct one is worked out once.
+@lru_cache(maxsize=4096)
 def parse_full_name(full: str) -> tuple[str | None, str | None]:
     text = EMOJI_AND_NOISE.sub(" ", full)
     if text.count(",") == 1:
@@ -67,6 +71,7 @@ def is_affix(word: str, affixes: frozenset[str]) -> bool:
     return word.lower().strip(".") in affixes
 
 
+@lru_cache(maxsize=4096)
 def normalise_case(name: str) -> str:
     """Fix ALL CAPS or all lower case; leave mixed case (McDonald, DeVries) alone."""
     if not (name.isupper() or name.islower()):

@@ -31,6 +31,7 @@ from devtools.stack import Stack
 from services.enricher.config import load_settings as enricher_settings
 from services.gateway.config import load_settings as gateway_settings
 from shared.config import EnvReader
+from shared.tasks import task_size
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ async def sandbox_asked(stack: Stack) -> dict[str, Asked]:
 
 def ideal_for(env: dict[str, str], latency_s: float, asked: dict[str, Asked], leads: int) -> Ideal:
     enricher = enricher_settings(EnvReader(env))
-    batch = gateway_settings(EnvReader(env)).task_batch_size
+    batch = task_size(leads, gateway_settings(EnvReader(env)).task_batch_size)
     in_flight = enricher.worker.concurrency * batch
     tasks = math.ceil(leads / batch)
     rounds = sum(

@@ -33,9 +33,10 @@ from bench.report import RunReport, Scenario, rate, ratio
 from bench.workload import require_completed, run_workload
 from devtools.samples import make_leads
 from devtools.stack import Stack
+from shared.tasks import task_size
 
 SCALE_PREFETCH = 2
-TASK_BATCH = 25
+TASK_BATCH = 25  # LEADFLOW_TASK_BATCH_SIZE's default; a big job's tasks are bigger (task_size)
 ENRICHER_COUNTS = (1, 2, 4)
 METRICS_POLL_S = 0.2
 CONSUMED = "leadflow_messages_consumed"  # the family of leadflow_messages_consumed_total
@@ -138,7 +139,7 @@ async def drain_once(config: BenchConfig, store_env: dict[str, str]) -> dict[str
     ):
         gateway = Gateway(session, stack.url("gateway"))
         job_id, _ = await gateway.submit(enrich_body(make_leads(leads, seed=7), "drain"))
-        tasks = math.ceil(leads / TASK_BATCH)
+        tasks = math.ceil(leads / task_size(leads, TASK_BATCH))
         await wait_enricher_acked(session, stack.url("enricher"), tasks, config.timeout_s(leads))
         progress = CsvProgress(csv_path(stack, "drain"))
         started = time.monotonic()

@@ -187,7 +187,8 @@ class Store:
     `sqlite:///` URL) or PostgreSQL (a `postgresql://` URL).
 
     Store trouble (see `unavailable`) is raised as `StoreUnavailable`; the store then
-    counts as unavailable until a write succeeds again, and the time it was unavailable
+    counts as unavailable until a write (a statement that changed a row) is committed
+    again, whatever reads succeed meanwhile, and the time it was unavailable
     is kept for `take_outage_s` (the router moves job deadlines by it). `component` names
     the migration set on PostgreSQL, where several share one database."""
 
@@ -275,7 +276,7 @@ class Store:
     async def run(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn(connection)` on the store thread (autocommit unless it opens a transaction)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, fn, False)
+        return await loop.run_in_executor(self._executor, self._call, fn)
 
     def read_now(self, fn: Callable[[Connection], T]) -> T:
         """Run a small indexed read on the caller's thread, on a connection of its own.
@@ -312,7 +313,7 @@ class Store:
                 return fn(conn)
 
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, in_transaction, True)
+        return await loop.run_in_executor(self._executor, self._call, in_transaction)
 
     async def check_writable(self, probe_name: str = "readiness") -> None:
         """Raise unless a row can be written and committed (readiness): a full disk or a
@@ -324,7 +325,7 @@ class Store:
         if self._probe is None or self._probe.done():
             loop = asyncio.get_running_loop()
             probe = partial(self._probe_writes, name=probe_name)
-            self._probe = loop.run_in_executor(self._executor, self._call, probe, True)
+            self._probe = loop.run_in_executor(self._executor, self._call, probe)
             # Retrieved here so an abandoned probe's failure is not logged as unhandled.
             self._probe.add_done_callback(lambda f: f.cancelled() or f.exception())
         elif (reason := self.unavailable_reason) is not None:
@@ -341,10 +342,10 @@ class Store:
         finally:
             conn.execute(setting.format(int(self._busy_timeout_s * 1000)))
 
-    def _call(self, fn: Callable[[Connection], T], writes: bool) -> T:
+    def _call(self, fn: Callable[[Connection], T]) -> T:
         started = time.time()
         if self.url is not None:
-            return self._call_postgres(self.url, fn, writes, started)
+            return self._call_postgres(self.url, fn, started)
         try:
             if self._conn is None:
                 self._conn = connect(
@@ -353,6 +354,7 @@ class Store:
                     durable=self._durable,
                     busy_timeout_s=self._busy_timeout_s,
                 )
+            changes = self._conn.total_changes
             result = fn(self._conn)
         except sqlite3.Error as e:
             trouble = unavailable(e)
@@ -362,13 +364,11 @@ class Store:
             self._went_down(str(e), started)
             self._leave_transaction()
             raise trouble from e
-        if writes:
+        if self._wrote(changes):
             self._came_back()
         return result
 
-    def _call_postgres(
-        self, url: str, fn: Callable[[Connection], T], writes: bool, started: float
-    ) -> T:
+    def _call_postgres(self, url: str, fn: Callable[[Connection], T], started: float) -> T:
         tries = 0
         while True:
             try:
@@ -382,6 +382,7 @@ class Store:
                         raise
                     self._conn = conn
                 self._conn.wrote_outside_transaction = False
+                changes = self._conn.total_changes
                 result = fn(self._conn)
             except StoreUnavailable as e:  # could not connect
                 self._went_down(str(e), started)
@@ -405,9 +406,14 @@ class Store:
                     raise
                 self._went_down(str(e), started)
                 raise trouble from e
-            if writes:
+            if self._wrote(changes):
                 self._came_back()
             return result
+
+    def _wrote(self, changes_before: int) -> bool:
+        """Whether the call just made committed a change (a closed connection: no)."""
+        conn = self._conn
+        return conn is not None and conn.total_changes != changes_before and not conn.in_transaction
 
     def _went_down(self, reason: str, since: float) -> None:
         with self._lock:
@@ -416,6 +422,10 @@ class Store:
                 self._down_since = since
 
     def _came_back(self) -> None:
+        """A write was committed: the outage, if any, is over. Only a write ends one: on
+        PostgreSQL reads go on while writers wait on a lock (a backup, a long migration),
+        and a read between two failed writes would cut the outage short and let deadlines
+        move by less than the router could not record."""
         with self._lock:
             if self._down_since is None:
                 return

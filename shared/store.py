@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
@@ -544,14 +545,70 @@ def lock_job_leads(conn: Connection, job_ids: Iterable[str]) -> None:
     first makes the draws of one job follow its commits, so seq becomes visible in order.
     Rows are locked in job_id order, so two writers of the same jobs never deadlock.
     SQLite's single write lock already orders them."""
-    if not is_postgres(conn):
-        return
+    if is_postgres(conn):
+        lock_jobs(conn, job_ids)
+
+
+def lock_jobs(conn: Connection, job_ids: Iterable[str]) -> dict[str, str]:
+    """The state of each of these jobs that exists, in one statement; on PostgreSQL their
+    rows are locked as `lock_job_leads` locks them (call it first in a transaction that
+    inserts leads of these jobs)."""
     ids = sorted(set(job_ids))
-    if ids:
-        marks = ", ".join("?" * len(ids))
-        conn.execute(
-            f"SELECT job_id FROM jobs WHERE job_id IN ({marks}) ORDER BY job_id FOR UPDATE", ids
-        )
+    if not ids:
+        return {}
+    marks = ", ".join("?" * len(ids))
+    lock = " ORDER BY job_id FOR UPDATE" if is_postgres(conn) else ""
+    rows = conn.execute(f"SELECT job_id, state FROM jobs WHERE job_id IN ({marks}){lock}", ids)
+    return {str(row[0]): str(row[1]) for row in rows}
+
+
+# Rows per multi-row statement of `insert_rows`: far below SQLite's 32,766 parameters and
+# PostgreSQL's 65,535 at the widths used, and large enough that a batch is a statement.
+ROWS_PER_STATEMENT = 500
+
+
+def insert_rows(
+    conn: Connection, insert: str, rows: Sequence[Sequence[Any]], tail: str = ""
+) -> list[Row]:
+    """`insert` (`INSERT INTO t (a, b)`) of many rows in few statements, each a multi-row
+    VALUES followed by `tail` (`ON CONFLICT …`, `RETURNING …`): one round trip per
+    ROWS_PER_STATEMENT rows instead of one per row. Returns what RETURNING gave."""
+    found: list[Row] = []
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start : start + ROWS_PER_STATEMENT]
+        sql = _multi_row(insert, len(chunk[0]), len(chunk), tail)
+        cursor = conn.execute(sql, [value for row in chunk for value in row])
+        if "RETURNING" in tail:
+            found.extend(cursor.fetchall())
+    return found
+
+
+@functools.lru_cache(maxsize=1024)
+def _multi_row(insert: str, width: int, count: int, tail: str) -> str:
+    row = "(" + ", ".join("?" * width) + ")"
+    return f"{insert} VALUES {', '.join([row] * count)} {tail}".rstrip()
+
+
+class JobSpecs:
+    """Job specs by job id, read once per process: a spec never changes once recorded,
+    so entries are only ever dropped to bound the memory. For the store thread only."""
+
+    MAX = 10_000
+
+    def __init__(self) -> None:
+        self._specs: dict[str, JobSpec] = {}
+
+    def get(self, conn: Connection, job_id: str) -> JobSpec | None:
+        """The job's spec, None for a job that does not exist (any more)."""
+        spec = self._specs.get(job_id)
+        if spec is None:
+            row = conn.execute("SELECT spec FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            if row is None:
+                return None
+            if len(self._specs) >= self.MAX:
+                self._specs.clear()
+            spec = self._specs[job_id] = decode_spec(row[0])
+        return spec
 
 
 IDEMPOTENCY_TTL_S = 24 * 3600  # how long a repeated Idempotency-Key returns the first job

@@ -310,13 +310,15 @@ def advance_progress(
     """Move the job's counts by these outcomes; returns its state after (from `state`)."""
     now = utc_now()
     count = sum(added.values())
-    conn.execute(
+    ((done, total),) = conn.execute(
         "UPDATE jobs SET done = done + ?, enriched = enriched + ?, failed = failed + ?,"
         " started_at = COALESCE(started_at, ?), progress_at = ?, stalled = 0, stall_reason = NULL"
-        " WHERE job_id = ?",
+        " WHERE job_id = ? RETURNING done, total",
         (count, added["enriched"] + upgraded, added["failed"] - upgraded, now, epoch_s(), job_id),
-    )
-    if jobstate.mark_running(conn, job_id):
+    ).fetchall()
+    # The state moves are asked for only when they can happen (`state` is the job's in
+    # this transaction): two statements fewer per job and batch.
+    if state != jobstate.RUNNING and jobstate.mark_running(conn, job_id):
         state = jobstate.RUNNING
     conn.execute(
         "UPDATE destinations SET delivered = delivered + ? WHERE job_id = ? AND type = 'dashboard'",
@@ -329,7 +331,7 @@ def advance_progress(
             " WHERE job_id = ? AND type = 'csv'",
             (job_id,),
         )
-    if jobstate.complete_if_done(conn, job_id):
+    if total is not None and done >= total and jobstate.complete_if_done(conn, job_id):
         state = jobstate.COMPLETED
     return state
 

@@ -8,17 +8,16 @@ A file that is missing or shorter than the recorded offset (deleted, or a router
 machine that does not see the exports directory the others wrote) is rebuilt from the
 store from its first lead, never padded.
 
-File I/O leaves the event loop through aiofiles (the stack's one way), fsync included.
+The append runs on the store thread, inside the write transaction that records its new
+offset (after a batch, the one that recorded the rows too): the file is written and
+fsynced there, off the event loop, and a rollback leaves only bytes past the recorded
+offset, which the next append cuts off.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
-
-import aiofiles.os
 
 from shared.dbapi import Connection
 from shared.jobs import CsvDestination
@@ -31,19 +30,6 @@ log = get_logger(__name__)
 ROWS_PER_SYNC = 5000
 QUIET_S = 2.0  # a job without progress this long is not being replayed any more
 CATCH_UP_JOBS = 20  # per upkeep round
-
-
-@dataclass(frozen=True)
-class Pending:
-    """A CSV destination of a job and its next rows: where the file stands (`cursor_seq`,
-    `offset`) and up to ROWS_PER_SYNC rows after it, as (seq, stored result)."""
-
-    tenant: str
-    idx: int
-    dest: CsvDestination
-    cursor: int
-    offset: int
-    rows: list[tuple[int, bytes]]
 
 
 class CsvExporter:
@@ -63,80 +49,57 @@ class CsvExporter:
         for job_id in await self.store.run(lambda conn: lagging_jobs(conn, quiet_since)):
             await self.sync(job_id)
 
-    def pending(self, conn: Connection, job_id: str) -> list[Pending]:
-        """The job's CSV files this job writes and their next rows (on the store thread,
-        e.g. in the transaction that recorded the rows: one round trip less)."""
-        return [
-            Pending(tenant, idx, dest, *pending_rows(conn, job_id, idx))
-            for tenant, idx, dest in csv_targets(conn, job_id, self.specs)
-        ]
+    async def sync(self, job_id: str) -> None:
+        """Write the job's new rows to its CSV files, in a transaction of its own."""
+        error = await self.store.transaction(lambda conn: self.export(conn, job_id))
+        if error is not None:
+            raise error
 
-    async def sync(self, job_id: str, pending: list[Pending] | None = None) -> None:
-        """Write the job's new rows to its CSV files (`pending`: as read just now)."""
-        if pending is None:
-            pending = await self.store.run(lambda conn: self.pending(conn, job_id))
-        for target in pending:
-            step: Pending | None = target
-            while step is not None:
-                step = await self._append(job_id, step)
+    def export(self, conn: Connection, job_id: str) -> OSError | None:
+        """Append the job's new rows to its CSV files, in the caller's write transaction on
+        the store thread (the router's batch: one round trip for rows and files).
 
-    async def _append(self, job_id: str, target: Pending) -> Pending | None:
-        """Write the target's rows and record them; the next rows if there may be more."""
-        if target.cursor == 0 and not target.rows:
-            return None
-        path = self.path_for(target.tenant, target.dest)
-        if target.rows:
-            fields = field_map(target.dest.fields)
-            leads = [decode_result(data) for _, data in target.rows]
-            data = encode_csv(leads, fields, header=target.offset == 0)
-            intact = await write_at(path, target.offset, data)
-        else:
-            intact = await file_size(path) >= target.offset
-        if not intact:
-            return await self._rebuild(job_id, path, target)
-        if not target.rows:
-            return None
-        last_seq = target.rows[-1][0]
+        Each file is fsynced before the transaction that records its new offset commits;
+        should that transaction not commit, the rows past the recorded offset are cut off
+        by the next append. A file error stops the export and is returned, not raised, so
+        the caller's transaction still commits what it recorded: raise it after."""
+        try:
+            for tenant, idx, dest in csv_targets(conn, job_id, self.specs):
+                self._append(conn, job_id, idx, self.path_for(tenant, dest), dest)
+        except OSError as e:
+            return e
+        return None
 
-        def record(conn: Connection) -> Pending | None:
+    def _append(
+        self, conn: Connection, job_id: str, idx: int, path: Path, dest: CsvDestination
+    ) -> None:
+        while True:
+            cursor, offset, rows = pending_rows(conn, job_id, idx)
+            if cursor == 0 and not rows:
+                return
+            data = b""
+            if rows:
+                leads = [decode_result(data) for _, data in rows]
+                data = encode_csv(leads, field_map(dest.fields), header=offset == 0)
+            if not write_at(path, offset, data):
+                # Truncating to `offset` would pad the file with NUL bytes: start it again.
+                log.warning("csv.rebuilding", job_id=job_id, path=str(path), offset=offset)
+                conn.execute(
+                    "UPDATE destinations SET cursor_seq = 0, file_offset = 0, delivered = 0"
+                    " WHERE job_id = ? AND idx = ?",
+                    (job_id, idx),
+                )
+                continue
+            if not rows:
+                return
             conn.execute(
                 "UPDATE destinations SET cursor_seq = ?, file_offset = ?,"
-                " delivered = delivered + ? WHERE job_id = ? AND idx = ? AND cursor_seq = ?",
-                (
-                    last_seq,
-                    target.offset + len(data),
-                    len(target.rows),
-                    job_id,
-                    target.idx,
-                    target.cursor,
-                ),
+                " delivered = delivered + ? WHERE job_id = ? AND idx = ?",
+                (rows[-1][0], offset + len(data), len(rows), job_id, idx),
             )
-            if len(target.rows) < ROWS_PER_SYNC:
-                return None  # up to date; rows recorded since come with their own sync
-            return replace(target, **_where(pending_rows(conn, job_id, target.idx)))
-
-        step = await self.store.transaction(record)
-        log.debug("csv.appended", job_id=job_id, rows=len(target.rows), path=str(path))
-        return step
-
-    async def _rebuild(self, job_id: str, path: Path, target: Pending) -> Pending:
-        # Truncating to `offset` would pad the file with NUL bytes: start it again.
-        log.warning("csv.rebuilding", job_id=job_id, path=str(path), offset=target.offset)
-
-        def restart(conn: Connection) -> Pending:
-            conn.execute(
-                "UPDATE destinations SET cursor_seq = 0, file_offset = 0, delivered = 0"
-                " WHERE job_id = ? AND idx = ? AND cursor_seq = ?",
-                (job_id, target.idx, target.cursor),
-            )
-            return replace(target, **_where(pending_rows(conn, job_id, target.idx)))
-
-        return await self.store.transaction(restart)
-
-
-def _where(found: tuple[int, int, list[tuple[int, bytes]]]) -> dict[str, Any]:
-    cursor, offset, rows = found
-    return {"cursor": cursor, "offset": offset, "rows": rows}
+            log.debug("csv.appended", job_id=job_id, rows=len(rows), path=str(path))
+            if len(rows) < ROWS_PER_SYNC:
+                return  # up to date; rows recorded later come with their own export
 
 
 def lagging_jobs(conn: Connection, quiet_since: float) -> list[str]:
@@ -182,32 +145,17 @@ def pending_rows(
     return dest["cursor_seq"], dest["file_offset"], [(r[0], r[1]) for r in rows]
 
 
-def _write_at(path: Path, offset: int, data: bytes) -> bool:
+def write_at(path: Path, offset: int, data: bytes) -> bool:
+    """Make the file exactly `offset` bytes followed by `data`, durably; False, and the
+    file left as it was, when it is shorter than `offset` (lost: to be rebuilt)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # Append mode creates the file when missing; after the truncate, its end is `offset`.
     with path.open("a+b") as f:
         if os.fstat(f.fileno()).st_size < offset:
             return False
-        f.truncate(offset)
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+        if data:
+            f.truncate(offset)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
     return True
-
-
-def _file_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return -1
-
-
-# Each one hop off the event loop (aiofiles' executor), not one per file operation.
-_write_at_off_loop = aiofiles.os.wrap(_write_at)
-file_size = aiofiles.os.wrap(_file_size)
-
-
-async def write_at(path: Path, offset: int, data: bytes) -> bool:
-    """Make the file exactly `offset` bytes followed by `data`, durably; False, and the
-    file left as it was, when it is shorter than `offset` (lost: to be rebuilt)."""
-    return bool(await _write_at_off_loop(path, offset, data))

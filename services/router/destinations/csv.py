@@ -61,8 +61,10 @@ class CsvExporter:
 
         Each file is fsynced before the transaction that records its new offset commits;
         should that transaction not commit, the rows past the recorded offset are cut off
-        by the next append. A file error stops the export and is returned, not raised, so
-        the caller's transaction still commits what it recorded: raise it after."""
+        by the next append, and a transaction run again (PostgreSQL, after a serialization
+        failure) writes again from the same offset. A file error stops the export and is
+        returned, not raised, so the caller's transaction still commits what it recorded:
+        raise it after."""
         try:
             for tenant, idx, dest in csv_targets(conn, job_id, self.specs):
                 self._append(conn, job_id, idx, self.path_for(tenant, dest), dest)

@@ -147,6 +147,12 @@ def translate_ddl(statement: str) -> str:
     return statement
 
 
+@functools.lru_cache(maxsize=4096)
+def _changes_rows(statement: str) -> bool:
+    """Whether a statement's row count is of rows it changed (not of rows it read)."""
+    return statement.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE")
+
+
 class PgCursor:
     """What callers use of a sqlite3 cursor: fetchone, fetchall, iteration, rowcount."""
 
@@ -175,6 +181,9 @@ class PgConnection:
         # Statements that changed data outside a transaction since `reset_writes`: a call
         # that made one cannot be retried whole after a serialization failure.
         self.wrote_outside_transaction = False
+        # Rows inserted, updated or deleted since connecting (sqlite3's `total_changes`):
+        # the store ends an outage only on a committed write, never on a read.
+        self.total_changes = 0
 
     @property
     def in_transaction(self) -> bool:
@@ -184,7 +193,10 @@ class PgConnection:
         statement = translate(sql)
         if not self.in_transaction and statement.lstrip()[:6].upper() not in ("SELECT", "BEGIN "):
             self.wrote_outside_transaction = True
-        return PgCursor(self.raw.execute(statement, _values(params)))
+        cursor = PgCursor(self.raw.execute(statement, _values(params)))
+        if _changes_rows(statement) and cursor.rowcount > 0:
+            self.total_changes += cursor.rowcount
+        return cursor
 
     def executemany(self, sql: str, params: Any, /) -> PgCursor:
         rows = [_values(row) for row in params]
@@ -194,7 +206,10 @@ class PgConnection:
         if not rows:
             return PgCursor(cursor, 0)
         cursor.executemany(translate(sql), rows)
-        return PgCursor(cursor)
+        result = PgCursor(cursor)
+        if result.rowcount > 0:
+            self.total_changes += result.rowcount
+        return result
 
     def close(self) -> None:
         self.raw.close()

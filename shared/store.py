@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
@@ -187,7 +188,8 @@ class Store:
     `sqlite:///` URL) or PostgreSQL (a `postgresql://` URL).
 
     Store trouble (see `unavailable`) is raised as `StoreUnavailable`; the store then
-    counts as unavailable until a write succeeds again, and the time it was unavailable
+    counts as unavailable until a write (a statement that changed a row) is committed
+    again, whatever reads succeed meanwhile, and the time it was unavailable
     is kept for `take_outage_s` (the router moves job deadlines by it). `component` names
     the migration set on PostgreSQL, where several share one database."""
 
@@ -275,7 +277,7 @@ class Store:
     async def run(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn(connection)` on the store thread (autocommit unless it opens a transaction)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, fn, False)
+        return await loop.run_in_executor(self._executor, self._call, fn)
 
     def read_now(self, fn: Callable[[Connection], T]) -> T:
         """Run a small indexed read on the caller's thread, on a connection of its own.
@@ -312,7 +314,7 @@ class Store:
                 return fn(conn)
 
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, in_transaction, True)
+        return await loop.run_in_executor(self._executor, self._call, in_transaction)
 
     async def check_writable(self, probe_name: str = "readiness") -> None:
         """Raise unless a row can be written and committed (readiness): a full disk or a
@@ -324,7 +326,7 @@ class Store:
         if self._probe is None or self._probe.done():
             loop = asyncio.get_running_loop()
             probe = partial(self._probe_writes, name=probe_name)
-            self._probe = loop.run_in_executor(self._executor, self._call, probe, True)
+            self._probe = loop.run_in_executor(self._executor, self._call, probe)
             # Retrieved here so an abandoned probe's failure is not logged as unhandled.
             self._probe.add_done_callback(lambda f: f.cancelled() or f.exception())
         elif (reason := self.unavailable_reason) is not None:
@@ -341,10 +343,10 @@ class Store:
         finally:
             conn.execute(setting.format(int(self._busy_timeout_s * 1000)))
 
-    def _call(self, fn: Callable[[Connection], T], writes: bool) -> T:
+    def _call(self, fn: Callable[[Connection], T]) -> T:
         started = time.time()
         if self.url is not None:
-            return self._call_postgres(self.url, fn, writes, started)
+            return self._call_postgres(self.url, fn, started)
         try:
             if self._conn is None:
                 self._conn = connect(
@@ -353,6 +355,7 @@ class Store:
                     durable=self._durable,
                     busy_timeout_s=self._busy_timeout_s,
                 )
+            changes = self._conn.total_changes
             result = fn(self._conn)
         except sqlite3.Error as e:
             trouble = unavailable(e)
@@ -362,13 +365,11 @@ class Store:
             self._went_down(str(e), started)
             self._leave_transaction()
             raise trouble from e
-        if writes:
+        if self._wrote(changes):
             self._came_back()
         return result
 
-    def _call_postgres(
-        self, url: str, fn: Callable[[Connection], T], writes: bool, started: float
-    ) -> T:
+    def _call_postgres(self, url: str, fn: Callable[[Connection], T], started: float) -> T:
         tries = 0
         while True:
             try:
@@ -382,6 +383,7 @@ class Store:
                         raise
                     self._conn = conn
                 self._conn.wrote_outside_transaction = False
+                changes = self._conn.total_changes
                 result = fn(self._conn)
             except StoreUnavailable as e:  # could not connect
                 self._went_down(str(e), started)
@@ -405,9 +407,14 @@ class Store:
                     raise
                 self._went_down(str(e), started)
                 raise trouble from e
-            if writes:
+            if self._wrote(changes):
                 self._came_back()
             return result
+
+    def _wrote(self, changes_before: int) -> bool:
+        """Whether the call just made committed a change (a closed connection: no)."""
+        conn = self._conn
+        return conn is not None and conn.total_changes != changes_before and not conn.in_transaction
 
     def _went_down(self, reason: str, since: float) -> None:
         with self._lock:
@@ -416,6 +423,10 @@ class Store:
                 self._down_since = since
 
     def _came_back(self) -> None:
+        """A write was committed: the outage, if any, is over. Only a write ends one: on
+        PostgreSQL reads go on while writers wait on a lock (a backup, a long migration),
+        and a read between two failed writes would cut the outage short and let deadlines
+        move by less than the router could not record."""
         with self._lock:
             if self._down_since is None:
                 return
@@ -534,14 +545,70 @@ def lock_job_leads(conn: Connection, job_ids: Iterable[str]) -> None:
     first makes the draws of one job follow its commits, so seq becomes visible in order.
     Rows are locked in job_id order, so two writers of the same jobs never deadlock.
     SQLite's single write lock already orders them."""
-    if not is_postgres(conn):
-        return
+    if is_postgres(conn):
+        lock_jobs(conn, job_ids)
+
+
+def lock_jobs(conn: Connection, job_ids: Iterable[str]) -> dict[str, str]:
+    """The state of each of these jobs that exists, in one statement; on PostgreSQL their
+    rows are locked as `lock_job_leads` locks them (call it first in a transaction that
+    inserts leads of these jobs)."""
     ids = sorted(set(job_ids))
-    if ids:
-        marks = ", ".join("?" * len(ids))
-        conn.execute(
-            f"SELECT job_id FROM jobs WHERE job_id IN ({marks}) ORDER BY job_id FOR UPDATE", ids
-        )
+    if not ids:
+        return {}
+    marks = ", ".join("?" * len(ids))
+    lock = " ORDER BY job_id FOR UPDATE" if is_postgres(conn) else ""
+    rows = conn.execute(f"SELECT job_id, state FROM jobs WHERE job_id IN ({marks}){lock}", ids)
+    return {str(row[0]): str(row[1]) for row in rows}
+
+
+# Rows per multi-row statement of `insert_rows`: far below SQLite's 32,766 parameters and
+# PostgreSQL's 65,535 at the widths used, and large enough that a batch is a statement.
+ROWS_PER_STATEMENT = 500
+
+
+def insert_rows(
+    conn: Connection, insert: str, rows: Sequence[Sequence[Any]], tail: str = ""
+) -> list[Row]:
+    """`insert` (`INSERT INTO t (a, b)`) of many rows in few statements, each a multi-row
+    VALUES followed by `tail` (`ON CONFLICT …`, `RETURNING …`): one round trip per
+    ROWS_PER_STATEMENT rows instead of one per row. Returns what RETURNING gave."""
+    found: list[Row] = []
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start : start + ROWS_PER_STATEMENT]
+        sql = _multi_row(insert, len(chunk[0]), len(chunk), tail)
+        cursor = conn.execute(sql, [value for row in chunk for value in row])
+        if "RETURNING" in tail:
+            found.extend(cursor.fetchall())
+    return found
+
+
+@functools.lru_cache(maxsize=1024)
+def _multi_row(insert: str, width: int, count: int, tail: str) -> str:
+    row = "(" + ", ".join("?" * width) + ")"
+    return f"{insert} VALUES {', '.join([row] * count)} {tail}".rstrip()
+
+
+class JobSpecs:
+    """Job specs by job id, read once per process: a spec never changes once recorded,
+    so entries are only ever dropped to bound the memory. For the store thread only."""
+
+    MAX = 10_000
+
+    def __init__(self) -> None:
+        self._specs: dict[str, JobSpec] = {}
+
+    def get(self, conn: Connection, job_id: str) -> JobSpec | None:
+        """The job's spec, None for a job that does not exist (any more)."""
+        spec = self._specs.get(job_id)
+        if spec is None:
+            row = conn.execute("SELECT spec FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            if row is None:
+                return None
+            if len(self._specs) >= self.MAX:
+                self._specs.clear()
+            spec = self._specs[job_id] = decode_spec(row[0])
+        return spec
 
 
 IDEMPOTENCY_TTL_S = 24 * 3600  # how long a repeated Idempotency-Key returns the first job

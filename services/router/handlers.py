@@ -14,8 +14,9 @@ from prometheus_client import Counter
 
 from services.router.destinations.csv import CsvExporter
 from services.router.destinations.webhook import WebhookDispatcher
-from services.router.ledger import record_events
+from services.router.ledger import Recorded, record_events
 from shared.broker import Outgoing
+from shared.dbapi import Connection
 from shared.errors import StoreUnavailable
 from shared.health import Metrics
 from shared.messages import Message
@@ -46,20 +47,22 @@ class EventHandler:
         self.enrich_batch_size = enrich_batch_size
 
     async def __call__(self, events: list[Message]) -> Sequence[Outgoing]:
-        recorded = await self.store.transaction(
-            lambda conn: record_events(conn, events, self.enrich_batch_size)
-        )
+        def record(conn: Connection) -> tuple[Recorded, OSError | None]:
+            recorded = record_events(conn, events, self.enrich_batch_size, self.csv.specs)
+            # The CSV catches up from the store, so an export interrupted by a crash is
+            # redone by the redelivered events of the same jobs. A CSV to rewrite waits for
+            # its job to be quiet (the router's upkeep: CsvExporter.catch_up).
+            for job_id in sorted(recorded.touched - recorded.rewrites):
+                if (error := self.csv.export(conn, job_id)) is not None:
+                    return recorded, error
+            return recorded, None
+
+        recorded, error = await self.store.transaction(record)
         for status, count in recorded.outcomes.items():
             self.outcomes.labels(status=status).inc(count)
-        # The CSV catches up from the store, so a sync interrupted by a crash is redone
-        # by the redelivered events of the same jobs. A CSV to rewrite waits for its job
-        # to be quiet (the router's upkeep: CsvExporter.catch_up).
-        for job_id in sorted(recorded.touched - recorded.rewrites):
-            try:
-                await self.csv.sync(job_id)
-            except OSError as e:
-                if e.errno not in DISK_TROUBLE:
-                    raise
-                raise StoreUnavailable(f"exports unavailable: {e}") from e
+        if error is not None:
+            if error.errno not in DISK_TROUBLE:
+                raise error
+            raise StoreUnavailable(f"exports unavailable: {error}") from error
         self.webhooks.nudge()
         return recorded.outgoing

@@ -1,6 +1,6 @@
 """The router's writes to the status store: lead outcomes, progress, job completion.
 
-`record_outcomes` runs a whole batch of events in one transaction. A lead is inserted
+`record_events` runs a whole batch of events in one transaction. A lead is inserted
 once per (job_id, lead_id): a redelivered or duplicated event inserts nothing, so counts
 move only for leads that are new. Webhook batches are cut in the same transaction, so a
 batch always holds leads that are committed, and each lead lands in exactly one batch.
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from services.router.schedules import keep_new_leads
-from services.router.usage import add_usage, provider_metrics
+from services.router.usage import UsageBook, provider_metrics
 from shared import jobstate
 from shared.broker import Outgoing, Publish
 from shared.dbapi import Connection
@@ -38,7 +38,14 @@ from shared.messages import (
     UsageRecorded,
     tag_of,
 )
-from shared.store import decode_spec, epoch_s, lock_job_leads, utc_now
+from shared.store import (
+    ROWS_PER_STATEMENT,
+    JobSpecs,
+    epoch_s,
+    insert_rows,
+    lock_jobs,
+    utc_now,
+)
 
 log = get_logger(__name__)
 _encode = msgspec.json.Encoder().encode
@@ -60,57 +67,104 @@ class Recorded:
 
 
 def record_events(
-    conn: Connection, events: Sequence[Message], enrich_batch_size: int = 25
+    conn: Connection,
+    events: Sequence[Message],
+    enrich_batch_size: int = 25,
+    specs: JobSpecs | None = None,
 ) -> Recorded:
     """Store a batch of events, in the caller's transaction (`enrich_batch_size`: leads per
-    enrich task the router starts, for saved searches' runs of new leads only)."""
-    recorded = Recorded()
-    touched, outgoing = recorded.touched, recorded.outgoing
+    enrich task the router starts, for saved searches' runs of new leads only).
+
+    A job's lead outcomes are gathered across the batch and inserted in few statements,
+    its progress moved once, usage added up and written once: a few statements per job
+    and batch, not a few per lead. Any other event of a job first records the outcomes
+    that came before it, so each event still finds the job as the events before left it."""
     # Seq numbers of a job's leads must become visible in order (see lock_job_leads).
-    lock_job_leads(conn, (event.job_id for event in events))
+    batch = _Batch(conn, enrich_batch_size, lock_jobs(conn, (event.job_id for event in events)))
     for event in events:
-        state = job_state(conn, event.job_id)
-        if state is None:
-            log.warning("event.unknown_job", job_id=event.job_id, type=tag_of(event))
-            continue
-        touched.add(event.job_id)
+        batch.add(event)
+    return batch.finish(specs if specs is not None else JobSpecs())
+
+
+class _Batch:
+    def __init__(self, conn: Connection, enrich_batch_size: int, states: dict[str, str]) -> None:
+        self.conn = conn
+        self.enrich_batch_size = enrich_batch_size
+        self.recorded = Recorded()
+        self.usage = UsageBook()
+        # The states of the batch's jobs, followed as this transaction changes them.
+        self.states = states
+        # Outcomes of a job not recorded yet: its tenant and leads.
+        self.gathered: dict[str, tuple[str, list[ResultLead]]] = {}
+
+    def add(self, event: Message) -> None:
+        job_id = event.job_id
+        states = self.states
+        if job_id not in states:
+            log.warning("event.unknown_job", job_id=job_id, type=tag_of(event))
+            return
+        self.recorded.touched.add(job_id)
         if isinstance(event, LeadOutcomes | UsageRecorded):
             # Paid calls are metered whatever became of the job since (once per event).
-            add_usage(conn, event.tenant, provider_metrics(event.provider_calls), event.event_id)
+            self.usage.add(event.tenant, provider_metrics(event.provider_calls), event.event_id)
+        if isinstance(event, LeadOutcomes) and states[job_id] not in jobstate.STOPPED:
+            self.gathered.setdefault(job_id, (event.tenant, []))[1].extend(event.leads)
+        elif not isinstance(event, UsageRecorded):
+            self.flush(job_id)
+            self.apply(event, states)
+
+    def apply(self, event: Message, states: dict[str, str]) -> None:
+        """An event other than outcomes of a job that takes them."""
+        conn, job_id, state = self.conn, event.job_id, states[event.job_id]
         if isinstance(event, JobFailed):
-            jobstate.stop(conn, event.job_id, jobstate.FAILED, event.reason)
+            if jobstate.stop(conn, job_id, jobstate.FAILED, event.reason):
+                states[job_id] = jobstate.FAILED
             # Broadcast even if an earlier delivery stopped the job: its broadcast may have
             # been lost between that commit and the publish.
             stop = JobStopped(
-                job_id=event.job_id, tenant=event.tenant, state="failed", reason=event.reason
+                job_id=job_id, tenant=event.tenant, state="failed", reason=event.reason
             )
-            outgoing.append(Publish(stop))
-            continue
-        if state in jobstate.STOPPED:
+            self.recorded.outgoing.append(Publish(stop))
+        elif state in jobstate.STOPPED:
             # Its counts stay as they were when it stopped, but for replayed leads.
             if isinstance(event, LeadOutcomes):
-                recorded.outcomes += record_replayed(conn, event)
-            continue
-        if isinstance(event, LeadOutcomes):
-            added, upgraded = record_outcomes(
-                conn, event, accept_new=state not in jobstate.TERMINAL
-            )
-            recorded.outcomes += added
-            if upgraded:
-                recorded.rewrites.add(event.job_id)
+                self.recorded.outcomes += record_replayed(conn, event, self.usage)
         elif isinstance(event, LeadsScraped):
             if event.only_new:
-                event, enrich = keep_new_leads(conn, event, enrich_batch_size)
-                outgoing.extend(enrich)
-            recorded.outcomes += record_scraped(conn, event)
+                event, enrich = keep_new_leads(conn, event, self.enrich_batch_size)
+                self.recorded.outgoing.extend(enrich)
+            self.recorded.outcomes += record_scraped(conn, event, self.usage)
+            states[job_id] = job_state(conn, job_id) or state
         elif isinstance(event, JobCoolingDown):
             conn.execute(
-                "UPDATE jobs SET cooling_down_until = ? WHERE job_id = ?",
-                (event.until, event.job_id),
+                "UPDATE jobs SET cooling_down_until = ? WHERE job_id = ?", (event.until, job_id)
             )
-    for job_id in touched:
-        cut_webhook_batches(conn, job_id)
-    return recorded
+
+    def flush(self, job_id: str) -> None:
+        """Record the job's gathered outcomes."""
+        gathered = self.gathered.pop(job_id, None)
+        if gathered is None:
+            return
+        tenant, leads = gathered
+        state = self.states[job_id]
+        added, upgraded = insert_leads(
+            self.conn, job_id, leads, accept_new=state not in jobstate.TERMINAL
+        )
+        if added or upgraded:
+            self.states[job_id] = advance_progress(self.conn, job_id, added, upgraded, state)
+        # Counted as leads become enriched, so a redelivered event counts nothing again.
+        self.usage.add(tenant, {"leads_enriched": added["enriched"] + upgraded})
+        self.recorded.outcomes += added
+        if upgraded:
+            self.recorded.rewrites.add(job_id)
+
+    def finish(self, specs: JobSpecs) -> Recorded:
+        for job_id in list(self.gathered):
+            self.flush(job_id)
+        self.usage.record(self.conn)
+        for job_id in sorted(self.recorded.touched):
+            cut_webhook_batches(self.conn, job_id, specs, self.states[job_id])
+        return self.recorded
 
 
 def job_state(conn: Connection, job_id: str) -> str | None:
@@ -118,19 +172,7 @@ def job_state(conn: Connection, job_id: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-def record_outcomes(
-    conn: Connection, event: LeadOutcomes, *, accept_new: bool
-) -> tuple[Counter[str], int]:
-    """The new outcomes by status, and how many failed leads became enriched."""
-    added, upgraded = insert_leads(conn, event.job_id, event.leads, accept_new=accept_new)
-    if added or upgraded:
-        advance_progress(conn, event.job_id, added, upgraded)
-    # Counted as leads become enriched, so a redelivered event counts nothing again.
-    add_usage(conn, event.tenant, {"leads_enriched": added["enriched"] + upgraded})
-    return added, upgraded
-
-
-def record_replayed(conn: Connection, event: LeadOutcomes) -> Counter[str]:
+def record_replayed(conn: Connection, event: LeadOutcomes, usage: UsageBook) -> Counter[str]:
     """The outcomes of a stopped job's leads that were replayed from its dead letters."""
     replayed = replayed_lead_ids(conn, event.job_id)
     leads = [lead for lead in event.leads if lead.id in replayed]
@@ -138,14 +180,15 @@ def record_replayed(conn: Connection, event: LeadOutcomes) -> Counter[str]:
         return Counter()
     added, upgraded = insert_leads(conn, event.job_id, leads, accept_new=True)
     if added or upgraded:
-        advance_progress(conn, event.job_id, added, upgraded)
+        state = job_state(conn, event.job_id) or ""
+        advance_progress(conn, event.job_id, added, upgraded, state)
         log.info(
             "job.replayed_outcomes_recorded",
             job_id=event.job_id,
             added=sum(added.values()),
             upgraded=upgraded,
         )
-    add_usage(conn, event.tenant, {"leads_enriched": added["enriched"] + upgraded})
+    usage.add(event.tenant, {"leads_enriched": added["enriched"] + upgraded})
     return added
 
 
@@ -156,7 +199,7 @@ def replayed_lead_ids(conn: Connection, job_id: str) -> set[str]:
     return {lead_id for row in rows for lead_id in _decode_ids(row[0])}
 
 
-def record_scraped(conn: Connection, event: LeadsScraped) -> Counter[str]:
+def record_scraped(conn: Connection, event: LeadsScraped, usage: UsageBook) -> Counter[str]:
     """A page of a scrape job, counted once per page however often it arrives."""
     added: Counter[str] = Counter()
     new_page = conn.execute(
@@ -182,13 +225,13 @@ def record_scraped(conn: Connection, event: LeadsScraped) -> Counter[str]:
             (new_leads, utc_now(), epoch_s(), new_leads, event.job_id),
         )
         jobstate.mark_running(conn, event.job_id)
-        add_usage(conn, event.tenant, {"pages_scraped": 1, "leads_scraped": new_leads})
+        usage.add(event.tenant, {"pages_scraped": 1, "leads_scraped": new_leads})
         if not event.enrich:  # the scraped leads are the job's results
             results = [
                 ResultLead(**msgspec.structs.asdict(lead), status="scraped") for lead in event.leads
             ]
             added, _ = insert_leads(conn, event.job_id, results, accept_new=True)
-            advance_progress(conn, event.job_id, added, 0)
+            advance_progress(conn, event.job_id, added, 0, jobstate.RUNNING)
     if event.final:
         # The scraper's count includes repeats; the job's total is its distinct leads.
         conn.execute("UPDATE jobs SET total = scraped WHERE job_id = ?", (event.job_id,))
@@ -201,43 +244,82 @@ def insert_leads(
 ) -> tuple[Counter[str], int]:
     """Insert new outcomes; replace a failed one by an enriched one (a replayed lead).
 
-    Returns the new outcomes by status and how many failed leads became enriched."""
+    Returns the new outcomes by status and how many failed leads became enriched. A lead
+    given twice counts once: its first outcome is inserted, and a later enriched one
+    replaces it if it was failed, as if each had come in a transaction of its own."""
     added: Counter[str] = Counter()
-    upgraded = 0
     now = epoch_s()  # when the outcome came (daily summaries, throughput)
+    first: dict[str, ResultLead] = {}
+    enriched_again: dict[str, ResultLead] = {}
     for lead in leads:
-        row = (job_id, lead.id, lead.status, _encode(lead), now)
-        if accept_new and conn.execute(INSERT_LEAD + " ON CONFLICT DO NOTHING", row).rowcount:
-            added[lead.status] += 1
-        elif lead.status == "enriched" and replace_failed(conn, row):
-            upgraded += 1
+        if lead.id not in first:
+            first[lead.id] = lead
+        elif lead.status == "enriched":
+            enriched_again.setdefault(lead.id, lead)
+    inserted: set[str] = set()
+    if accept_new and first:
+        rows = [(job_id, lead.id, lead.status, _encode(lead), now) for lead in first.values()]
+        returned = insert_rows(conn, INSERT_LEAD, rows, "ON CONFLICT DO NOTHING RETURNING lead_id")
+        inserted = {str(row[0]) for row in returned}
+        added.update(first[lead_id].status for lead_id in inserted)
+    upgrades = {
+        lead_id: lead
+        for lead_id, lead in first.items()
+        if lead.status == "enriched" and lead_id not in inserted
+    }
+    for lead_id, lead in enriched_again.items():
+        upgrades.setdefault(lead_id, lead)
+    upgraded = replace_failed(conn, job_id, upgrades, now) if upgrades else 0
     return +added, upgraded
 
 
-INSERT_LEAD = "INSERT INTO leads (job_id, lead_id, status, data, outcome_at) VALUES (?, ?, ?, ?, ?)"
+INSERT_LEAD = "INSERT INTO leads (job_id, lead_id, status, data, outcome_at)"
 
 
-def replace_failed(conn: Connection, row: tuple[str, str, str, bytes, float]) -> bool:
+def replace_failed(conn: Connection, job_id: str, leads: dict[str, ResultLead], now: float) -> int:
+    """Replace the failed outcomes of these leads by theirs; how many there were."""
     # Delete and insert rather than update: the lead gets a new seq, so the webhook
     # batching sees it as a new result and sends it again.
-    deleted = conn.execute(
-        "DELETE FROM leads WHERE job_id = ? AND lead_id = ? AND status = 'failed'", row[:2]
-    ).rowcount
+    ids = list(leads)
+    deleted: list[str] = []
+    for start in range(0, len(ids), ROWS_PER_STATEMENT):
+        chunk = ids[start : start + ROWS_PER_STATEMENT]
+        marks = ", ".join("?" * len(chunk))
+        deleted.extend(
+            str(row[0])
+            for row in conn.execute(
+                "DELETE FROM leads WHERE job_id = ? AND status = 'failed'"
+                f" AND lead_id IN ({marks}) RETURNING lead_id",
+                (job_id, *chunk),
+            ).fetchall()
+        )
     if deleted:
-        conn.execute(INSERT_LEAD, row)
-    return bool(deleted)
+        gone = set(deleted)
+        rows = [
+            (job_id, lead_id, lead.status, _encode(lead), now)
+            for lead_id, lead in leads.items()
+            if lead_id in gone
+        ]
+        insert_rows(conn, INSERT_LEAD, rows)
+    return len(deleted)
 
 
-def advance_progress(conn: Connection, job_id: str, added: Counter[str], upgraded: int) -> None:
+def advance_progress(
+    conn: Connection, job_id: str, added: Counter[str], upgraded: int, state: str
+) -> str:
+    """Move the job's counts by these outcomes; returns its state after (from `state`)."""
     now = utc_now()
     count = sum(added.values())
-    conn.execute(
+    ((done, total),) = conn.execute(
         "UPDATE jobs SET done = done + ?, enriched = enriched + ?, failed = failed + ?,"
         " started_at = COALESCE(started_at, ?), progress_at = ?, stalled = 0, stall_reason = NULL"
-        " WHERE job_id = ?",
+        " WHERE job_id = ? RETURNING done, total",
         (count, added["enriched"] + upgraded, added["failed"] - upgraded, now, epoch_s(), job_id),
-    )
-    jobstate.mark_running(conn, job_id)
+    ).fetchall()
+    # The state moves are asked for only when they can happen (`state` is the job's in
+    # this transaction): two statements fewer per job and batch.
+    if state != jobstate.RUNNING and jobstate.mark_running(conn, job_id):
+        state = jobstate.RUNNING
     conn.execute(
         "UPDATE destinations SET delivered = delivered + ? WHERE job_id = ? AND type = 'dashboard'",
         (count, job_id),
@@ -249,18 +331,29 @@ def advance_progress(conn: Connection, job_id: str, added: Counter[str], upgrade
             " WHERE job_id = ? AND type = 'csv'",
             (job_id,),
         )
-    jobstate.complete_if_done(conn, job_id)
+    if total is not None and done >= total and jobstate.complete_if_done(conn, job_id):
+        state = jobstate.COMPLETED
+    return state
 
 
-def cut_webhook_batches(conn: Connection, job_id: str) -> None:
-    job = conn.execute("SELECT state, spec FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-    if job["state"] in jobstate.STOPPED:
+def cut_webhook_batches(
+    conn: Connection, job_id: str, specs: JobSpecs | None = None, state: str | None = None
+) -> None:
+    """Cut the job's new results into webhook batches (`state`: the job's, when known)."""
+    spec = (specs if specs is not None else JobSpecs()).get(conn, job_id)
+    hooks = [
+        (idx, dest)
+        for idx, dest in enumerate(spec.destinations if spec is not None else ())
+        if isinstance(dest, WebhookDestination)
+    ]
+    if not hooks:
+        return
+    if state is None:
+        state = job_state(conn, job_id)
+    if state is None or state in jobstate.STOPPED:
         return  # a stopped job's destinations get nothing more
-    finished = job["state"] in jobstate.TERMINAL
-    spec = decode_spec(job["spec"])
-    for idx, dest in enumerate(spec.destinations):
-        if isinstance(dest, WebhookDestination):
-            _cut_batches(conn, job_id, idx, dest.batch_size, flush=finished)
+    for idx, dest in hooks:
+        _cut_batches(conn, job_id, idx, dest.batch_size, flush=state in jobstate.TERMINAL)
 
 
 def _cut_batches(conn: Connection, job_id: str, idx: int, batch_size: int, *, flush: bool) -> None:

@@ -15,6 +15,7 @@ from services.router.destinations.webhook import claim_due
 from services.router.ledger import record_events
 from services.router.upkeep import claim_lease
 from shared import pgstore
+from shared.errors import StoreUnavailable
 from shared.jobs import JobSpec, WebhookDestination
 from shared.store import MIGRATIONS, Store, lock_job_leads
 from tests.pg import pg_schema, scaleout_pg_url, unreachable
@@ -167,3 +168,29 @@ async def test_a_nul_in_a_text_parameter_finds_nothing_instead_of_failing(store_
     finally:
         await store.close()
     assert row is None
+
+
+@needs_pg
+async def test_reads_during_a_write_outage_do_not_end_it(store_url: str) -> None:
+    """Under a lock that holds writers off, reads still succeed; the outage the store
+    measures (which moves job deadlines) lasts until a write is committed again."""
+    store = Store(store_url, busy_timeout_s=0.2)
+    await store.open()
+    holder = pgstore.connect(store_url, lock_timeout_s=1.0)
+    probe = "INSERT INTO health_probe (name, at) VALUES ('x', 1) ON CONFLICT (name) DO NOTHING"
+    try:
+        holder.execute("BEGIN")
+        holder.execute("LOCK TABLE health_probe IN EXCLUSIVE MODE")
+        with pytest.raises(StoreUnavailable):
+            await store.transaction(lambda c: c.execute(probe))
+        await store.transaction(lambda c: c.execute("SELECT count(*) FROM jobs").fetchone())
+        await store.run(lambda c: c.execute("SELECT count(*) FROM jobs").fetchone())
+        assert store.unavailable_reason
+        assert store.take_outage_s() == 0  # not over yet
+        holder.execute("ROLLBACK")
+        await store.transaction(lambda c: c.execute(probe))
+        assert not store.unavailable_reason
+        assert store.take_outage_s() >= 0.2
+    finally:
+        holder.close()
+        await store.close()

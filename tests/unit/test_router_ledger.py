@@ -209,9 +209,10 @@ async def test_a_replay_of_many_leads_rewrites_the_csv_once_when_it_is_over(
     writes: list[int] = []  # the offset each write starts at: 0 is a file (re)written
     real_write_at = csv_module.write_at
 
-    async def counted(path: Path, offset: int, data: bytes) -> None:
-        writes.append(offset)
-        await real_write_at(path, offset, data)
+    def counted(path: Path, offset: int, data: bytes) -> bool:
+        if data:
+            writes.append(offset)
+        return real_write_at(path, offset, data)
 
     monkeypatch.setattr(csv_module, "write_at", counted)
 
@@ -235,3 +236,38 @@ async def test_a_replay_of_many_leads_rewrites_the_csv_once_when_it_is_over(
         rows = list(csv.DictReader(f))
     assert sorted(row["id"] for row in rows) == sorted(ids)
     assert {row["status"] for row in rows} == {"enriched"}
+
+
+async def test_one_batch_counts_as_its_events_one_by_one(store: Store) -> None:
+    """A batch's outcomes of a job go in together; the counts are those of its events
+    recorded one at a time: a lead given twice counts once, and a failed lead enriched
+    later in the same batch counts as enriched (the CSV is then rewritten)."""
+    spec = JobSpec(destinations=[CsvDestination(name="once")])
+    await store.transaction(lambda c: add_job(c, "j6", 4, spec))
+    failed = LeadsFailed(
+        job_id="j6", tenant="t", leads=[ResultLead(id="b", status="failed", error="x")]
+    )
+    batch = [enriched("j6", "a"), failed, enriched("j6", "a", "b", "c"), failed]
+    recorded = await store.transaction(lambda c: record_events(c, batch))
+    assert recorded.outcomes == {"enriched": 2, "failed": 1}
+    assert recorded.rewrites == {"j6"}
+    job = await status(store, "j6")
+    assert job["state"] == "running"
+    progress = job["progress"]
+    assert (progress["done"], progress["enriched"], progress["failed"]) == (3, 3, 0)  # type: ignore[index]
+    rows = await store.run(
+        lambda c: c.execute(
+            "SELECT lead_id, status FROM leads WHERE job_id = 'j6' ORDER BY seq"
+        ).fetchall()
+    )
+    assert sorted(tuple(row) for row in rows) == [
+        ("a", "enriched"),
+        ("b", "enriched"),
+        ("c", "enriched"),
+    ]
+    usage = await store.run(
+        lambda c: c.execute(
+            "SELECT SUM(count) FROM usage WHERE metric = 'leads_enriched'"
+        ).fetchone()[0]
+    )
+    assert usage == 3

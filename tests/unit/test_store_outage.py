@@ -222,3 +222,18 @@ async def test_a_service_starting_on_a_locked_new_store_waits_for_it(tmp_path: P
         blocker.close()
         opening.cancel()
         await store.close()
+
+
+async def test_only_a_committed_write_ends_an_outage(store: Store) -> None:
+    with write_lock_held(store.path):
+        with pytest.raises(StoreUnavailable):
+            await store.check_writable("test")
+        # Reads go on (WAL) and do not end the outage the deadlines are moved by.
+        await store.run(lambda c: c.execute("SELECT count(*) FROM jobs").fetchone())
+        assert store.unavailable_reason
+    await store.transaction(lambda c: c.execute("SELECT count(*) FROM jobs").fetchone())
+    assert store.unavailable_reason  # a transaction that wrote nothing
+    assert store.take_outage_s() == 0
+    await store.check_writable("test")
+    assert not store.unavailable_reason
+    assert store.take_outage_s() > 0

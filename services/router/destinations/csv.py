@@ -8,7 +8,10 @@ A file that is missing or shorter than the recorded offset (deleted, or a router
 machine that does not see the exports directory the others wrote) is rebuilt from the
 store from its first lead, never padded.
 
-File I/O leaves the event loop through aiofiles (the stack's one way), fsync included.
+The append runs on the store thread, inside the write transaction that records its new
+offset (after a batch, the one that recorded the rows too): the file is written and
+fsynced there, off the event loop, and a rollback leaves only bytes past the recorded
+offset, which the next append cuts off.
 """
 
 from __future__ import annotations
@@ -16,27 +19,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import aiofiles
-import aiofiles.os
-
 from shared.dbapi import Connection
 from shared.jobs import CsvDestination
 from shared.jobstate import STOPPED, state_in
 from shared.logging import get_logger
 from shared.results import decode_result, encode_csv, field_map
-from shared.store import Store, csv_owner, decode_spec, epoch_s
+from shared.store import JobSpecs, Store, csv_owner, epoch_s
 
 log = get_logger(__name__)
-_fsync = aiofiles.os.wrap(os.fsync)  # aiofiles has no fsync of its own
 ROWS_PER_SYNC = 5000
 QUIET_S = 2.0  # a job without progress this long is not being replayed any more
 CATCH_UP_JOBS = 20  # per upkeep round
 
 
 class CsvExporter:
-    def __init__(self, store: Store, exports_dir: Path) -> None:
+    def __init__(self, store: Store, exports_dir: Path, specs: JobSpecs | None = None) -> None:
         self.store = store
         self.exports_dir = exports_dir
+        self.specs = specs if specs is not None else JobSpecs()
 
     def path_for(self, tenant: str, dest: CsvDestination) -> Path:
         return self.exports_dir / tenant / dest.file_name
@@ -50,53 +50,58 @@ class CsvExporter:
             await self.sync(job_id)
 
     async def sync(self, job_id: str) -> None:
-        targets = await self.store.run(lambda conn: csv_targets(conn, job_id))
-        for tenant, idx, dest in targets:
-            await self._rebuild_if_lost(job_id, tenant, idx, dest)
-            while await self._append(job_id, tenant, idx, dest):
-                pass
+        """Write the job's new rows to its CSV files, in a transaction of its own."""
+        error = await self.store.transaction(lambda conn: self.export(conn, job_id))
+        if error is not None:
+            raise error
 
-    async def _rebuild_if_lost(
-        self, job_id: str, tenant: str, idx: int, dest: CsvDestination
-    ) -> None:
-        path = self.path_for(tenant, dest)
+    def export(self, conn: Connection, job_id: str) -> OSError | None:
+        """Append the job's new rows to its CSV files, in the caller's write transaction on
+        the store thread (the router's batch: one round trip for rows and files).
+
+        Each file is fsynced before the transaction that records its new offset commits;
+        should that transaction not commit, the rows past the recorded offset are cut off
+        by the next append, and a transaction run again (PostgreSQL, after a serialization
+        failure) writes again from the same offset. A file error stops the export and is
+        returned, not raised, so the caller's transaction still commits what it recorded:
+        raise it after."""
         try:
-            size = (await aiofiles.os.stat(path)).st_size
-        except FileNotFoundError:
-            size = -1
-        cursor, offset, _ = await self.store.run(lambda c: pending_rows(c, job_id, idx, 0))
-        if cursor == 0 or size >= offset:
-            return
-        # Truncating to `offset` would pad the file with NUL bytes: start it again.
-        log.warning("csv.rebuilding", job_id=job_id, path=str(path), size=size, offset=offset)
-        await self.store.transaction(
-            lambda conn: conn.execute(
-                "UPDATE destinations SET cursor_seq = 0, file_offset = 0, delivered = 0"
-                " WHERE job_id = ? AND idx = ? AND cursor_seq = ?",
-                (job_id, idx, cursor),
-            )
-        )
+            for tenant, idx, dest in csv_targets(conn, job_id, self.specs):
+                self._append(conn, job_id, idx, self.path_for(tenant, dest), dest)
+        except OSError as e:
+            return e
+        return None
 
-    async def _append(self, job_id: str, tenant: str, idx: int, dest: CsvDestination) -> bool:
-        """Write the next rows; False when the file is up to date."""
-        cursor, offset, rows = await self.store.run(lambda c: pending_rows(c, job_id, idx))
-        if not rows:
-            return False
-        fields = field_map(dest.fields)
-        data = encode_csv([decode_result(data) for _, data in rows], fields, header=offset == 0)
-        path = self.path_for(tenant, dest)
-        await write_at(path, offset, data)
-        last_seq = rows[-1][0]
-
-        await self.store.transaction(
-            lambda conn: conn.execute(
+    def _append(
+        self, conn: Connection, job_id: str, idx: int, path: Path, dest: CsvDestination
+    ) -> None:
+        while True:
+            cursor, offset, rows = pending_rows(conn, job_id, idx)
+            if cursor == 0 and not rows:
+                return
+            data = b""
+            if rows:
+                leads = [decode_result(data) for _, data in rows]
+                data = encode_csv(leads, field_map(dest.fields), header=offset == 0)
+            if not write_at(path, offset, data):
+                # Truncating to `offset` would pad the file with NUL bytes: start it again.
+                log.warning("csv.rebuilding", job_id=job_id, path=str(path), offset=offset)
+                conn.execute(
+                    "UPDATE destinations SET cursor_seq = 0, file_offset = 0, delivered = 0"
+                    " WHERE job_id = ? AND idx = ?",
+                    (job_id, idx),
+                )
+                continue
+            if not rows:
+                return
+            conn.execute(
                 "UPDATE destinations SET cursor_seq = ?, file_offset = ?,"
-                " delivered = delivered + ? WHERE job_id = ? AND idx = ? AND cursor_seq = ?",
-                (last_seq, offset + len(data), len(rows), job_id, idx, cursor),
+                " delivered = delivered + ? WHERE job_id = ? AND idx = ?",
+                (rows[-1][0], offset + len(data), len(rows), job_id, idx),
             )
-        )
-        log.debug("csv.appended", job_id=job_id, rows=len(rows), path=str(path))
-        return True
+            log.debug("csv.appended", job_id=job_id, rows=len(rows), path=str(path))
+            if len(rows) < ROWS_PER_SYNC:
+                return  # up to date; rows recorded later come with their own export
 
 
 def lagging_jobs(conn: Connection, quiet_since: float) -> list[str]:
@@ -111,13 +116,15 @@ def lagging_jobs(conn: Connection, quiet_since: float) -> list[str]:
     return [str(row[0]) for row in rows]
 
 
-def csv_targets(conn: Connection, job_id: str) -> list[tuple[str, int, CsvDestination]]:
-    job = conn.execute(
-        "SELECT tenant, state, spec FROM jobs WHERE job_id = ?", (job_id,)
-    ).fetchone()
+def csv_targets(
+    conn: Connection, job_id: str, specs: JobSpecs | None = None
+) -> list[tuple[str, int, CsvDestination]]:
+    spec = (specs if specs is not None else JobSpecs()).get(conn, job_id)
+    if spec is None or not any(isinstance(d, CsvDestination) for d in spec.destinations):
+        return []
+    job = conn.execute("SELECT tenant, state FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
     if job is None or job["state"] in STOPPED:
         return []
-    spec = decode_spec(job["spec"])
     return [
         (job["tenant"], idx, dest)
         for idx, dest in enumerate(spec.destinations)
@@ -140,12 +147,17 @@ def pending_rows(
     return dest["cursor_seq"], dest["file_offset"], [(r[0], r[1]) for r in rows]
 
 
-async def write_at(path: Path, offset: int, data: bytes) -> None:
-    """Make the file exactly `offset` bytes followed by `data`, durably."""
-    await aiofiles.os.makedirs(path.parent, exist_ok=True)
+def write_at(path: Path, offset: int, data: bytes) -> bool:
+    """Make the file exactly `offset` bytes followed by `data`, durably; False, and the
+    file left as it was, when it is shorter than `offset` (lost: to be rebuilt)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     # Append mode creates the file when missing; after the truncate, its end is `offset`.
-    async with aiofiles.open(path, "a+b") as f:
-        await f.truncate(offset)
-        await f.write(data)
-        await f.flush()
-        await _fsync(f.fileno())
+    with path.open("a+b") as f:
+        if os.fstat(f.fileno()).st_size < offset:
+            return False
+        if data:
+            f.truncate(offset)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    return True

@@ -1,4 +1,5 @@
-"""The benchmark harness's own arithmetic: profile parsing, the provider-bound ideal."""
+"""The benchmark harness's own arithmetic: profile parsing, the provider-bound ideal, the
+CPU before/after comparison."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 
+from bench.config import BenchConfig
+from bench.cpu import describe
 from bench.provider import Asked, ideal_for
 from bench.scale import acked_enrich_tasks
 from bench.stacks import package_of, parse_frame, read_profile
+from bench.workload import WorkloadRun
 from shared.health import Metrics
 
 MAIN = "<module> (/x/services/router/__main__.py:5)"
@@ -76,3 +80,28 @@ def test_drain_counts_acked_enrich_tasks_from_the_services_own_metrics() -> None
     metrics.consumed.labels(queue="lf.enrich", outcome="retry").inc(2)
     metrics.consumed.labels(queue="lf.scrape", outcome="ack").inc(5)
     assert acked_enrich_tasks(generate_latest(metrics.registry).decode()) == 7
+
+
+def cpu_run(**cpu_s: float) -> WorkloadRun:
+    return WorkloadRun(
+        leads=1000, jobs=1, accept_s=[0.1], first_row_s=0.2, total_s=1.0, cpu_s=cpu_s
+    )
+
+
+def test_cpu_comparison_takes_each_services_lowest_run_and_sums_the_issues_four() -> None:
+    before = [
+        cpu_run(gateway=0.02, enricher=0.5, router=0.2, rabbitmq=0.1, sandbox=0.05),
+        cpu_run(gateway=0.03, enricher=0.4, router=0.3, rabbitmq=0.08, sandbox=0.04),
+    ]
+    after = [
+        cpu_run(gateway=0.01, enricher=0.2, router=0.1, rabbitmq=0.05, sandbox=0.9),
+        cpu_run(gateway=0.01, enricher=0.3, router=0.1, rabbitmq=0.04, sandbox=0.9),
+    ]
+    batch = {"baseline": "25", "current": "100"}
+    figures = describe(BenchConfig(leads=1000), "975af16", "abc1234", batch, before, after).figures
+    # ms per lead: before 0.02 + 0.4 + 0.2 + 0.08, after 0.01 + 0.2 + 0.1 + 0.04.
+    assert figures["summed"] == {"before": 0.7, "after": 0.35, "ratio": 0.5}
+    assert figures["met"] is True
+    assert figures["ratio"]["enricher"] == 0.5
+    assert figures["task_batch_size"] == batch
+    assert figures["ratio_without_broker"] == round(0.31 / 0.62, 3)

@@ -13,6 +13,8 @@ from bench.cpu import describe
 from bench.provider import Asked, ideal_for
 from bench.scale import acked_enrich_tasks
 from bench.stacks import package_of, parse_frame, read_profile
+from bench.upload import Measured, Reference
+from bench.upload import describe as describe_upload
 from bench.workload import WorkloadRun
 from shared.health import Metrics
 
@@ -105,3 +107,34 @@ def test_cpu_comparison_takes_each_services_lowest_run_and_sums_the_issues_four(
     assert figures["ratio"]["enricher"] == 0.5
     assert figures["task_batch_size"] == batch
     assert figures["ratio_without_broker"] == round(0.31 / 0.62, 3)
+
+
+def peaks(**mib: float) -> dict[str, dict[str, float]]:
+    return {name: {"peak_rss_mib": value, "vmhwm_mib": value} for name, value in mib.items()}
+
+
+def test_upload_is_judged_by_the_issues_three_targets_within_the_run() -> None:
+    small = peaks(sandbox=40, enricher=60, scraper=50, router=60, gateway=70)
+    reference = Reference(
+        e2e_leads=20_000,
+        e2e_leads_per_s=2000.0,
+        e2e_source="this run's e2e scenario",
+        small_leads=10_000,
+        small_peaks=small,
+        small_source="measured by upload",
+    )
+    big = peaks(sandbox=400, enricher=66, scraper=50, router=80, gateway=149)
+    measured = Measured(300_000, 60.0, 20.0, 200.0, big, {"gateway": 30.0})
+    scenario = describe_upload(measured, reference, ((1.0, 1.0, 1.0), (2.0, 2.0, 2.0)))
+    targets = scenario.figures["targets"]
+    assert scenario.figures["ratio_to_e2e"] == 0.75  # 1,500 leads/s against 2,000
+    assert targets["rate_at_least_floor"] is False
+    assert targets["gateway_peak_under_limit"] is True
+    # The router grew a third; the sandbox is not judged however much it grows.
+    assert scenario.figures["growth_over_10k"] == {
+        "enricher": 0.1,
+        "scraper": 0.0,
+        "router": 0.333,
+        "gateway": 1.129,
+    }
+    assert targets["peaks_within_growth_limit"] is False

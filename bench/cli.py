@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bench import (
     ceiling,
+    cpu,
     e2e,
     gateway,
     memory,
@@ -37,6 +38,7 @@ Runner = Callable[[BenchConfig, RunReport], Awaitable[Scenario]]
 RUNNERS: dict[str, Runner] = {
     "broker": ceiling.run,
     "e2e": e2e.run,
+    "cpu": cpu.run,
     "e2e-pg": e2e.run_pg,
     "provider": provider.run,
     "scale": scale.run_scale,
@@ -60,6 +62,14 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     )
     add_int = _adder(parser, defaults)
     add_int("--leads", "leads", "leads of the e2e, celery and profile jobs")
+    add_int("--cpu-repeats", "cpu_repeats", "runs a side of the cpu scenario (lowest counts)")
+    parser.add_argument(
+        "--cpu-baseline",
+        default=defaults.cpu_baseline,
+        metavar="REV",
+        help="git revision the cpu scenario compares this checkout with "
+        f"(default {defaults.cpu_baseline}: main before issue 15)",
+    )
     add_int("--broker-messages", "broker_messages", "messages per broker-ceiling measurement")
     add_int("--broker-repeats", "broker_repeats", "tries per hop count (the best is kept)")
     add_int("--provider-leads", "provider_leads", "leads of the provider-bound job")

@@ -8,6 +8,7 @@ from pathlib import Path
 SCENARIOS = (
     "broker",
     "e2e",
+    "cpu",
     "e2e-pg",
     "provider",
     "ratelimited",
@@ -26,6 +27,10 @@ class BenchConfig:
     scenarios: tuple[str, ...] = SCENARIOS
     # e2e, celery and profile: one job of this many leads.
     leads: int = 20_000
+    # cpu: the e2e job on this revision's services and on this checkout's, alternating,
+    # this many times each (issue 15's baseline: main before its work).
+    cpu_baseline: str = "975af16"
+    cpu_repeats: int = 2
     # broker ceiling: messages per measurement, the hop counts, message shape and windows.
     broker_messages: int = 10_000
     broker_hops: tuple[int, ...] = (1, 2, 3)

@@ -30,12 +30,17 @@ def ceiling_msgs_per_s(report: RunReport, hops: int) -> tuple[float | None, str]
 
 
 async def run(config: BenchConfig, report: RunReport) -> Scenario:
+    return describe(await measure(config), report)
+
+
+async def measure(config: BenchConfig) -> WorkloadRun:
+    """The e2e job on a fresh stack (also the upload scenario's reference when e2e is not
+    part of the run)."""
     env = {"LEADFLOW_MAX_LEADS_PER_JOB": str(max(config.leads, config.job_chunk))}
     async with leadflow_stack(env) as stack:
-        result = await run_workload(
+        return await run_workload(
             stack, config.leads, chunk=config.leads, timeout_s=config.timeout_s(config.leads)
         )
-    return describe(result, report)
 
 
 async def run_pg(config: BenchConfig, report: RunReport) -> Scenario:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench.amqp import AMQP_PORT, delete_leadflow_topology, unique_prefix
 from bench.procs import listener_pid
-from devtools.stack import SERVICES, Stack
+from devtools.stack import ROOT, SERVICES, Stack
 
 BENCH_ENV = {
     "LEADFLOW_LOG_FORMAT": "json",
@@ -41,13 +41,18 @@ async def leadflow_stack(
     env: dict[str, str] | None = None,
     services: tuple[str, ...] = SERVICES,
     logs_dir: Path = Path("var/bench/logs"),
+    code_root: Path = ROOT,
 ) -> AsyncIterator[Stack]:
-    """Start `services` (all by default) as real processes; everything undone on exit."""
+    """Start `services` (all by default) as real processes; everything undone on exit.
+    `code_root`: the checkout whose services run (another revision's, for the cpu scenario)."""
     prefix = unique_prefix("lf")
     data_dir = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
     ports = {name: free_port() for name in (*SERVICES, "scraper")}
     stack = Stack(
-        data_dir, env={**BENCH_ENV, "LEADFLOW_BROKER_PREFIX": prefix, **(env or {})}, ports=ports
+        data_dir,
+        env={**BENCH_ENV, "LEADFLOW_BROKER_PREFIX": prefix, **(env or {})},
+        ports=ports,
+        code_root=code_root,
     )
     failed = True
     try:

@@ -33,6 +33,8 @@ class ServiceProcess:
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    # Whose `services` package runs: another checkout's (the CPU bench's baseline revision).
+    code_root: Path = ROOT
 
     @property
     def url(self) -> str:
@@ -43,7 +45,7 @@ class ServiceProcess:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", f"services.{self.name}"],
-                cwd=ROOT,
+                cwd=self.code_root,
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -93,16 +95,22 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     services: dict[str, ServiceProcess] = field(default_factory=dict)
+    # The checkout whose services run (`python -m services.X` there): this one by default.
+    code_root: Path = ROOT
 
     def __post_init__(self) -> None:
         base = {**os.environ, "LEADFLOW_ENV": "dev", "LEADFLOW_DATA_DIR": str(self.data_dir)}
         base.setdefault("LEADFLOW_SANDBOX_URL", f"http://127.0.0.1:{self.ports['sandbox']}")
+        if self.code_root != ROOT:
+            # Ahead of the venv's editable install of this checkout, whatever the cwd.
+            base["PYTHONPATH"] = str(self.code_root)
         base.update(self.env)
         self.env = base
 
     def process(self, name: str, extra_env: dict[str, str] | None = None) -> ServiceProcess:
         env = {**self.env, "LEADFLOW_HTTP_PORT": str(self.ports[name]), **(extra_env or {})}
-        return ServiceProcess(name, self.ports[name], env, self.data_dir / "log" / f"{name}.log")
+        log_path = self.data_dir / "log" / f"{name}.log"
+        return ServiceProcess(name, self.ports[name], env, log_path, code_root=self.code_root)
 
     def start(self, *names: str, extra_env: dict[str, str] | None = None) -> None:
         for name in names or SERVICES:

@@ -1,4 +1,5 @@
-"""The benchmark harness's own arithmetic: profile parsing, the provider-bound ideal."""
+"""The benchmark harness's own arithmetic: profile parsing, the provider-bound ideal, the
+CPU before/after comparison."""
 
 from __future__ import annotations
 
@@ -7,9 +8,14 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 
+from bench.config import BenchConfig
+from bench.cpu import describe
 from bench.provider import Asked, ideal_for
 from bench.scale import acked_enrich_tasks
 from bench.stacks import package_of, parse_frame, read_profile
+from bench.upload import Measured, Reference
+from bench.upload import describe as describe_upload
+from bench.workload import WorkloadRun
 from shared.health import Metrics
 
 MAIN = "<module> (/x/services/router/__main__.py:5)"
@@ -76,3 +82,59 @@ def test_drain_counts_acked_enrich_tasks_from_the_services_own_metrics() -> None
     metrics.consumed.labels(queue="lf.enrich", outcome="retry").inc(2)
     metrics.consumed.labels(queue="lf.scrape", outcome="ack").inc(5)
     assert acked_enrich_tasks(generate_latest(metrics.registry).decode()) == 7
+
+
+def cpu_run(**cpu_s: float) -> WorkloadRun:
+    return WorkloadRun(
+        leads=1000, jobs=1, accept_s=[0.1], first_row_s=0.2, total_s=1.0, cpu_s=cpu_s
+    )
+
+
+def test_cpu_comparison_takes_each_services_lowest_run_and_sums_the_issues_four() -> None:
+    before = [
+        cpu_run(gateway=0.02, enricher=0.5, router=0.2, rabbitmq=0.1, sandbox=0.05),
+        cpu_run(gateway=0.03, enricher=0.4, router=0.3, rabbitmq=0.08, sandbox=0.04),
+    ]
+    after = [
+        cpu_run(gateway=0.01, enricher=0.2, router=0.1, rabbitmq=0.05, sandbox=0.9),
+        cpu_run(gateway=0.01, enricher=0.3, router=0.1, rabbitmq=0.04, sandbox=0.9),
+    ]
+    batch = {"baseline": "25", "current": "100"}
+    figures = describe(BenchConfig(leads=1000), "975af16", "abc1234", batch, before, after).figures
+    # ms per lead: before 0.02 + 0.4 + 0.2 + 0.08, after 0.01 + 0.2 + 0.1 + 0.04.
+    assert figures["summed"] == {"before": 0.7, "after": 0.35, "ratio": 0.5}
+    assert figures["met"] is True
+    assert figures["ratio"]["enricher"] == 0.5
+    assert figures["task_batch_size"] == batch
+    assert figures["ratio_without_broker"] == round(0.31 / 0.62, 3)
+
+
+def peaks(**mib: float) -> dict[str, dict[str, float]]:
+    return {name: {"peak_rss_mib": value, "vmhwm_mib": value} for name, value in mib.items()}
+
+
+def test_upload_is_judged_by_the_issues_three_targets_within_the_run() -> None:
+    small = peaks(sandbox=40, enricher=60, scraper=50, router=60, gateway=70)
+    reference = Reference(
+        e2e_leads=20_000,
+        e2e_leads_per_s=2000.0,
+        e2e_source="this run's e2e scenario",
+        small_leads=10_000,
+        small_peaks=small,
+        small_source="measured by upload",
+    )
+    big = peaks(sandbox=400, enricher=66, scraper=50, router=80, gateway=149)
+    measured = Measured(300_000, 60.0, 20.0, 200.0, big, {"gateway": 30.0})
+    scenario = describe_upload(measured, reference, ((1.0, 1.0, 1.0), (2.0, 2.0, 2.0)))
+    targets = scenario.figures["targets"]
+    assert scenario.figures["ratio_to_e2e"] == 0.75  # 1,500 leads/s against 2,000
+    assert targets["rate_at_least_floor"] is False
+    assert targets["gateway_peak_under_limit"] is True
+    # The router grew a third; the sandbox is not judged however much it grows.
+    assert scenario.figures["growth_over_10k"] == {
+        "enricher": 0.1,
+        "scraper": 0.0,
+        "router": 0.333,
+        "gateway": 1.129,
+    }
+    assert targets["peaks_within_growth_limit"] is False

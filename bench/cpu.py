@@ -35,11 +35,20 @@ from devtools.stack import ROOT, Stack
 # The issue's sum: what a lead costs in leadflow's own processes and the broker.
 SUMMED = ("gateway", "enricher", "router", "rabbitmq")
 TARGET_RATIO = 0.5
-# Asked of the revision's own code: where its default lives is that revision's business.
-BATCH_SIZE_PROBE = (
+# Asked of the revision's own code: how it cuts the job into tasks is that revision's business
+# (before shared/tasks.task_size, every task had LEADFLOW_TASK_BATCH_SIZE leads).
+LEADS_PER_TASK_PROBE = (
+    "import sys\n"
     "from services.gateway.config import load_settings\n"
     "from shared.config import EnvReader\n"
-    "print(load_settings(EnvReader()).task_batch_size)\n"
+    "size = load_settings(EnvReader()).task_batch_size\n"
+    "try:\n"
+    "    from shared.tasks import task_size\n"
+    "except ImportError:\n"
+    "    pass\n"
+    "else:\n"
+    "    size = task_size(int(sys.argv[1]), size)\n"
+    "print(size)\n"
 )
 
 
@@ -78,10 +87,10 @@ async def baseline_tree(rev: str) -> AsyncIterator[tuple[Path, str]]:
         await asyncio.to_thread(git, "worktree", "prune")
 
 
-def task_batch_size(stack: Stack) -> str:
-    """The gateway's LEADFLOW_TASK_BATCH_SIZE in `stack`'s environment, by its own code."""
+def leads_per_task(stack: Stack, leads: int) -> str:
+    """How many leads a task of a `leads` job carries in `stack`, by its own code."""
     done = subprocess.run(
-        [sys.executable, "-c", BATCH_SIZE_PROBE],
+        [sys.executable, "-c", LEADS_PER_TASK_PROBE, str(leads)],
         cwd=stack.code_root,
         env=stack.env,
         capture_output=True,
@@ -95,7 +104,7 @@ def task_batch_size(stack: Stack) -> str:
 async def one_run(config: BenchConfig, code_root: Path) -> tuple[WorkloadRun, str]:
     env = {"LEADFLOW_MAX_LEADS_PER_JOB": str(max(config.leads, config.job_chunk))}
     async with leadflow_stack(env, code_root=code_root) as stack:
-        batch = await asyncio.to_thread(task_batch_size, stack)
+        batch = await asyncio.to_thread(leads_per_task, stack, config.leads)
         result = await run_workload(
             stack, config.leads, chunk=config.leads, timeout_s=config.timeout_s(config.leads)
         )
@@ -147,8 +156,8 @@ def describe(
     scenario.row(
         f"{config.leads:,} leads, one job, {len(before_runs)} run(s) a side",
         f"{baseline_commit} -> {current}",
-        f"LEADFLOW_TASK_BATCH_SIZE {batch['baseline']} -> {batch['current']} "
-        "(each revision's default)",
+        f"leads per task {batch['baseline']} -> {batch['current']} "
+        "(each revision's own rule, LEADFLOW_TASK_BATCH_SIZE unset)",
     )
     ratios: dict[str, float | None] = {}
     for name in after:
@@ -184,7 +193,7 @@ def describe(
         "baseline_rev": config.cpu_baseline,
         "baseline_commit": baseline_commit,
         "current": current,
-        "task_batch_size": batch,
+        "leads_per_task": batch,
         "summed_services": list(SUMMED),
         "before": {"cpu_ms_per_lead": before, "runs": [r.figures() for r in before_runs]},
         "after": {"cpu_ms_per_lead": after, "runs": [r.figures() for r in after_runs]},

@@ -105,7 +105,7 @@ def test_cpu_comparison_takes_each_services_lowest_run_and_sums_the_issues_four(
     assert figures["summed"] == {"before": 0.7, "after": 0.35, "ratio": 0.5}
     assert figures["met"] is True
     assert figures["ratio"]["enricher"] == 0.5
-    assert figures["task_batch_size"] == batch
+    assert figures["leads_per_task"] == batch
     assert figures["ratio_without_broker"] == round(0.31 / 0.62, 3)
 
 

@@ -36,7 +36,7 @@ import dataclasses
 import hashlib
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 
 import msgspec
@@ -210,11 +210,7 @@ class Spending:
         """Record the answer's price. The call is paid: a store outage is waited out here,
         not turned into a retry that would ask (and pay) again."""
         kind = self.kinds.get(call.provider, "http")
-        if all(isinstance(r, ProviderUnavailable) for r in replies):
-            outcome = Settlement(credits={}, found=0, emails=0)
-        else:
-            outcome = settlement(kind, requests, replies)
-        await self._settle(call, outcome, kind)
+        await self._settle(call, priced(replies, lambda: settlement(kind, requests, replies)), kind)
 
     async def verify(
         self,
@@ -233,10 +229,7 @@ class Spending:
             await asyncio.gather(*(verifier.verify(email, job_id) for email in granted))
         )
         kind = self.kinds.get(verifier.name, "http")
-        if all(isinstance(r, ProviderUnavailable) for r in replies):
-            outcome = Settlement(credits={}, found=0, emails=0)
-        else:
-            outcome = verify_settlement(kind, granted, replies)
+        outcome = priced(replies, lambda: verify_settlement(kind, granted, replies))
         await self._settle(call, outcome, kind)
         return [*replies, *([None] * (len(emails) - len(granted)))], paused_by
 
@@ -269,3 +262,11 @@ class Spending:
         )
         log.info("job.task_parked", job_id=task.job_id, leads=len(task.leads), parked=parked)
         return bool(parked)
+
+
+def priced(replies: Sequence[object], price: Callable[[], Settlement]) -> Settlement:
+    """What a call cost: nothing when no reply came back (every request unavailable), else
+    the vendor's rule applied to the replies."""
+    if all(isinstance(r, ProviderUnavailable) for r in replies):
+        return Settlement(credits={}, found=0, emails=0)
+    return price()

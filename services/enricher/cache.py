@@ -35,7 +35,13 @@ from shared.config import CommonSettings
 from shared.dbapi import Connection
 from shared.logging import get_logger
 from shared.messages import JobDeleted, ProviderAnswer
-from shared.store import epoch_s, is_postgres_url, load_migrations, write_transaction
+from shared.store import (
+    epoch_s,
+    insert_rows,
+    is_postgres_url,
+    load_migrations,
+    write_transaction,
+)
 
 log = get_logger(__name__)
 # services/enricher/migrations/NNNN_what.sql, in order (see shared.store.load_migrations).
@@ -130,11 +136,13 @@ class ProviderCache:
         rows = [(tenant, provider, key, _encode(answer), now) for key, answer in answers.items()]
 
         def put(conn: Connection) -> None:
-            conn.executemany(
-                "INSERT INTO provider_answers VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (tenant, provider, fingerprint) DO UPDATE"
-                " SET found = excluded.found, stored_at = excluded.stored_at",
+            # Multi-row statements: one round trip on PostgreSQL, not one per answer.
+            insert_rows(
+                conn,
+                "INSERT INTO provider_answers (tenant, provider, fingerprint, found, stored_at)",
                 rows,
+                "ON CONFLICT (tenant, provider, fingerprint) DO UPDATE"
+                " SET found = excluded.found, stored_at = excluded.stored_at",
             )
             record_use(conn, job_id, tenant, list(answers))
 
@@ -189,10 +197,12 @@ class ProviderCache:
 
 def record_use(conn: Connection, job_id: str, tenant: str, keys: list[str]) -> None:
     now = epoch_s()
-    conn.executemany(
-        "INSERT INTO cache_jobs (job_id, tenant, fingerprint, used_at) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT (job_id, tenant, fingerprint) DO UPDATE SET used_at = excluded.used_at",
-        [(job_id, tenant, key, now) for key in keys],
+    # The keys are distinct (a dict's, or the answers found), as one multi-row upsert needs.
+    insert_rows(
+        conn,
+        "INSERT INTO cache_jobs (job_id, tenant, fingerprint, used_at)",
+        [(job_id, tenant, key, now) for key in dict.fromkeys(keys)],
+        "ON CONFLICT (job_id, tenant, fingerprint) DO UPDATE SET used_at = excluded.used_at",
     )
 
 

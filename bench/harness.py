@@ -30,10 +30,21 @@ TENANT = "default"  # the tenant of every request in dev, where auth is off
 STOP_TIMEOUT_S = 15.0
 
 
+# Every port free_port handed out in this process: the kernel may give one free port to two
+# binds in a row, and two services of one stack given the same port start as one: the second
+# cannot bind, and the first answers the readiness probe meant for it (a 404 later).
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free now that this process has not handed out before."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 @asynccontextmanager

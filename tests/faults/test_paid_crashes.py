@@ -1,8 +1,9 @@
 """The enricher killed (kill -9) three times mid-job over paid providers: a synchronous one
 (PDL's bulk API) and an asynchronous batch one (Dropcontact: submit, then poll), both the
 sandbox's emulations. Every lead gets one outcome; the credits leadflow reports equal what
-the sandbox charged, exactly (calls lost in a kill are settled when their task comes back,
-shared/credits.py); a person is asked twice of a provider only if that call was in flight
+the sandbox charged (calls lost in a kill are settled when their task comes back,
+shared/credits.py), or exceed it by a call whose request a kill stopped before it reached
+the vendor (never under); a person is asked twice of a provider only if that call was in flight
 at a kill.
 
 In flight means: sent, its answer not yet written down (each answer is written the moment
@@ -119,10 +120,17 @@ async def test_kill_9_thrice_over_paid_providers_repeats_only_calls_in_flight(
         await wait_until(settled, timeout_s=30, what="credits reported == charged")
     stats = await sandbox_stats(http, stack)
     final = await api.job(job_id)
-    assert final["credits_by_provider"] == stats["credits"]
-    assert final["progress"]["credits"] == sum(stats["credits"].values())
     assert set(stats["credits"]) == {SYNC, ASYNC}, stats["credits"]
+    assert set(final["credits_by_provider"]) == {SYNC, ASYNC}, final["credits_by_provider"]
+    assert final["progress"]["credits"] == sum(final["credits_by_provider"].values())
     in_flight = PREFETCH * TASK_LEADS * len(KILLS)
+    # Equal in most runs. A kill after a call was written down as leaving (its reservation,
+    # or a batch's row before submitting) but before its request reached the vendor counts a
+    # call the vendor never saw: the ledger may be over, never under, by at most the calls
+    # in flight at the kills (a credit a lead at most for these two vendors).
+    for name in (SYNC, ASYNC):
+        over = final["credits_by_provider"][name] - stats["credits"][name]
+        assert 0 <= over <= in_flight, (name, final["credits_by_provider"], stats["credits"])
     assert sync_repeats + async_repeats <= in_flight, repeated
     # Nobody is asked more often than once per kill beyond the first ask.
     assert max([1, *repeated.get(SYNC, {}).values(), *repeated.get(ASYNC, {}).values()]) <= 4

@@ -18,7 +18,6 @@ import contextlib
 import cProfile
 import os
 import pstats
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from pathlib import Path
 import aiohttp
 import msgspec
 
+from devtools.ports import free_port
 from devtools.samples import make_leads
 from services.enricher.batches import StoreBatches
 from services.enricher.cache import ProviderCache
@@ -59,13 +59,6 @@ class NoCooldowns:
 
     async def start_cooldown(self, target: str, until: float) -> None:
         return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def thread_ticks() -> dict[str, int]:

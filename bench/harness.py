@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from bench.amqp import AMQP_PORT, delete_leadflow_topology, unique_prefix
 from bench.procs import listener_pid
+from devtools.ports import free_port
 from devtools.stack import ROOT, SERVICES, Stack
 
 BENCH_ENV = {
@@ -28,23 +28,6 @@ BENCH_ENV = {
 PROFILED = ("gateway", "enricher", "router")
 TENANT = "default"  # the tenant of every request in dev, where auth is off
 STOP_TIMEOUT_S = 15.0
-
-
-# Every port free_port handed out in this process: the kernel may give one free port to two
-# binds in a row, and two services of one stack given the same port start as one: the second
-# cannot bind, and the first answers the readiness probe meant for it (a 404 later).
-_HANDED_OUT: set[int] = set()
-
-
-def free_port() -> int:
-    """A port free now that this process has not handed out before."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
 
 
 @asynccontextmanager

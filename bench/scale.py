@@ -26,11 +26,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.client import CsvProgress, Gateway, client_session, enrich_body
 from bench.config import BenchConfig
-from bench.harness import csv_path, free_port, leadflow_stack
+from bench.harness import csv_path, leadflow_stack
 from bench.pgdb import postgres_available, temporary_database
 from bench.procs import cpu_seconds
 from bench.report import RunReport, Scenario, rate, ratio
 from bench.workload import require_completed, run_workload
+from devtools.ports import free_port
 from devtools.samples import make_leads
 from devtools.stack import Stack
 from shared.tasks import task_size

@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import io
 import json as json_module
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,29 +19,13 @@ import aio_pika
 import aiohttp
 from aiohttp import web
 
+from devtools.ports import free_port as free_port  # the suite's one source of ports
 from devtools.stack import Stack
 from shared.topology import WORK_KINDS, Topology
 
 T = TypeVar("T")
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 TERMINAL = ("completed", "failed", "cancelled", "timed_out")
-
-
-# Every port free_port handed out in this process: the kernel may give one free port to two
-# binds in a row, and two services of one stack given the same port start as one: the second
-# cannot bind, and the first answers the readiness probe meant for it (a 404 later).
-_HANDED_OUT: set[int] = set()
-
-
-def free_port() -> int:
-    """A port free now that this process has not handed out before."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
 
 
 async def wait_until(

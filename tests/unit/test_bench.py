@@ -10,15 +10,14 @@ from prometheus_client import generate_latest
 
 from bench.config import BenchConfig
 from bench.cpu import describe
-from bench.harness import free_port as bench_free_port
 from bench.provider import Asked, ideal_for
 from bench.scale import acked_enrich_tasks
 from bench.stacks import package_of, parse_frame, read_profile
 from bench.upload import Measured, Reference
 from bench.upload import describe as describe_upload
 from bench.workload import WorkloadRun
+from devtools.ports import free_port
 from shared.health import Metrics
-from tests.helpers import free_port as suite_free_port
 
 MAIN = "<module> (/x/services/router/__main__.py:5)"
 LOOP = "run (/usr/lib/python3.11/asyncio/runners.py:190)"
@@ -145,6 +144,5 @@ def test_upload_is_judged_by_the_issues_three_targets_within_the_run() -> None:
 def test_free_ports_of_one_process_are_never_the_same_twice() -> None:
     # 200 plain bind(0)s give a repeated port about half the time (the birthday bound over
     # Linux's ~28,000 ephemeral ports).
-    for free_port in (bench_free_port, suite_free_port):
-        ports = [free_port() for _ in range(200)]
-        assert len(set(ports)) == len(ports)
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == len(ports)

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -38,6 +39,7 @@ from shared.messages import JobDeleted, ProviderAnswer
 from shared.store import (
     epoch_s,
     insert_rows,
+    is_postgres,
     is_postgres_url,
     load_migrations,
     write_transaction,
@@ -95,12 +97,7 @@ class ProviderCache:
         record = job_id not in self._forgotten
 
         def read(conn: Connection) -> list[tuple[str, bytes]]:
-            marks = ", ".join("?" * len(keys))
-            rows = conn.execute(
-                "SELECT fingerprint, found FROM provider_answers WHERE tenant = ?"
-                f" AND provider = ? AND fingerprint IN ({marks}) AND stored_at >= ?",
-                (tenant, provider, *keys, oldest),
-            ).fetchall()
+            rows = select_answers(conn, tenant, provider, keys, oldest)
             if rows and record:
                 with write_transaction(conn):
                     record_use(conn, job_id, tenant, [row[0] for row in rows])
@@ -117,12 +114,7 @@ class ProviderCache:
         oldest = epoch_s() - self.ttl_s
 
         def read(conn: Connection) -> list[tuple[str, bytes]]:
-            marks = ", ".join("?" * len(keys))
-            rows = conn.execute(
-                "SELECT fingerprint, found FROM provider_answers WHERE tenant = ?"
-                f" AND provider = ? AND fingerprint IN ({marks}) AND stored_at >= ?",
-                (tenant, provider, *keys, oldest),
-            ).fetchall()
+            rows = select_answers(conn, tenant, provider, keys, oldest)
             return [(row[0], bytes(row[1])) for row in rows]
 
         return {key: _decode(raw) for key, raw in await self.store.run(read)}
@@ -242,3 +234,37 @@ def cache_target(common: CommonSettings) -> Path | str:
     if is_postgres_url(common.store_url):
         return common.store_url
     return common.data_dir / CACHE_FILE
+
+
+def select_answers(
+    conn: Connection, tenant: str, provider: str, keys: list[str], oldest: float
+) -> list[Any]:
+    """The unexpired rows (fingerprint, found) among `keys`."""
+    rows: list[Any] = conn.execute(*answers_query(conn, tenant, provider, keys, oldest)).fetchall()
+    return rows
+
+
+def answers_query(
+    conn: Connection, tenant: str, provider: str, keys: list[str], oldest: float
+) -> tuple[str, tuple[Any, ...]]:
+    """The statement `select_answers` runs, and its parameters.
+
+    On PostgreSQL each key is looked up by the primary key in a nested loop. The plain
+    `fingerprint IN (...)` lets the planner of a table not yet analysed (a new deployment's
+    first minutes, every bench run) take the rows as few, scan the whole
+    (tenant, provider) range of the index and filter: 58 ms a lookup at 20,000 rows,
+    against 0.7 ms this way. The `LIMIT 1` keeps the subquery from being flattened back
+    into a join the planner may choose to hash."""
+    if is_postgres(conn):
+        return (
+            "SELECT k.fingerprint, a.found FROM unnest(?::text[]) AS k(fingerprint)"
+            " CROSS JOIN LATERAL (SELECT found FROM provider_answers WHERE tenant = ?"
+            " AND provider = ? AND fingerprint = k.fingerprint AND stored_at >= ? LIMIT 1) AS a",
+            (list(keys), tenant, provider, oldest),
+        )
+    marks = ", ".join("?" * len(keys))
+    return (
+        "SELECT fingerprint, found FROM provider_answers WHERE tenant = ?"
+        f" AND provider = ? AND fingerprint IN ({marks}) AND stored_at >= ?",
+        (tenant, provider, *keys, oldest),
+    )

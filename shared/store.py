@@ -15,8 +15,8 @@ failure or a deadlock, so each transaction still behaves as if it ran alone: the
 check-then-write steps written for SQLite (an idempotency key, the daily quota, a CSV
 name claim, a dead letter's replay, a webhook batch's lease) stay correct across machines
 without a lock of their own. What SERIALIZABLE does not give — the order in which lead
-`seq` numbers become visible — `lock_job_leads` does. The dialect differences live in
-shared/pgstore.py.
+and job `seq` numbers become visible — `lock_job_leads` and `lock_job_seq` do. The
+dialect differences live in shared/pgstore.py.
 """
 
 from __future__ import annotations
@@ -547,6 +547,22 @@ def lock_job_leads(conn: Connection, job_ids: Iterable[str]) -> None:
     SQLite's single write lock already orders them."""
     if is_postgres(conn):
         lock_jobs(conn, job_ids)
+
+
+# The advisory lock `lock_job_seq` takes ("jobs seq").
+JOB_SEQ_LOCK = 0x6A6F627320736571
+
+
+def lock_job_seq(conn: Connection) -> None:
+    """Call in a write transaction just before it inserts a job (held until it ends).
+
+    `GET /v1/jobs` pages by the job's `seq`, newest first, and never looks above its cursor
+    again. On PostgreSQL two gateways could draw seq N and N+1 and commit N+1 first; a
+    listing between the two commits would page past N and miss it. One transaction lock
+    makes job inserts draw their seq in commit order (job creation is a few per second,
+    not the hot path). SQLite's single write lock already orders them."""
+    if is_postgres(conn):
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (JOB_SEQ_LOCK,))
 
 
 def lock_jobs(conn: Connection, job_ids: Iterable[str]) -> dict[str, str]:

@@ -29,7 +29,7 @@ from shared.errors import BrokerUnavailable
 from shared.jobs import CsvDestination, Destination, JobSpec
 from shared.logging import get_logger
 from shared.messages import JobStopped, Lead
-from shared.store import IDEMPOTENCY_TTL_S, Store, db_now, epoch_s, utc_now
+from shared.store import IDEMPOTENCY_TTL_S, Store, db_now, epoch_s, lock_job_seq, utc_now
 from shared.tasks import Lanes
 
 log = get_logger(__name__)
@@ -166,6 +166,7 @@ class JobSubmitter:
         now = db_now(conn)  # the deadline is enforced by a router, maybe on another machine
         # A job with nothing to do is done at once (a dependency that found no leads).
         state = jobstate.initial_state(waiting=job.waiting, total=job.total)
+        lock_job_seq(conn)
         conn.execute(
             "INSERT INTO jobs (job_id, tenant, kind, state, priority, total, created_at,"
             " timeout_s, depends_on, spec, progress_at, deadline_at, charged, traceparent,"

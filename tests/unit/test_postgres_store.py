@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from services.gateway.submit import JobSubmitter
 from services.router.destinations.webhook import claim_due
 from services.router.ledger import record_events
 from services.router.upkeep import claim_lease
@@ -19,6 +20,7 @@ from shared.errors import StoreUnavailable
 from shared.jobs import JobSpec, WebhookDestination
 from shared.store import MIGRATIONS, Store, lock_job_leads
 from tests.pg import pg_schema, scaleout_pg_url, unreachable
+from tests.unit.test_job_submitter import new_job
 from tests.unit.test_router_ledger import add_job, enriched
 
 PG_URL = scaleout_pg_url()
@@ -194,3 +196,45 @@ async def test_reads_during_a_write_outage_do_not_end_it(store_url: str) -> None
     finally:
         holder.close()
         await store.close()
+
+
+@needs_pg
+async def test_job_seq_becomes_visible_in_commit_order_across_gateways(store_url: str) -> None:
+    """`GET /v1/jobs` pages by seq, newest first: a job whose seq was drawn first but
+    committed second would fall behind a listing's cursor and never be listed."""
+    store = Store(store_url)
+    await store.open()
+    await store.close()
+    submitter = JobSubmitter(store, None, 1.0, 0)  # type: ignore[arg-type]  # insert only
+    first = pgstore.connect(store_url, lock_timeout_s=30)
+    second = pgstore.connect(store_url, lock_timeout_s=30)
+    reader = pgstore.connect(store_url, lock_timeout_s=30)
+    try:
+        first.execute("BEGIN IMMEDIATE")
+        submitter.insert(first, "acme", "job-1", new_job(), None, "d1")  # seq drawn
+        done = threading.Event()
+
+        def submit_second() -> None:
+            second.execute("BEGIN IMMEDIATE")
+            submitter.insert(second, "acme", "job-2", new_job(), None, "d2")
+            second.execute("COMMIT")
+            done.set()
+
+        thread = threading.Thread(target=submit_second)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not reader.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid = ?",
+            (second.raw.info.backend_pid,),
+        ).fetchall():
+            assert time.monotonic() < deadline, "the second gateway never waited for the lock"
+            await asyncio.sleep(0.02)
+        assert not done.is_set()
+        first.execute("COMMIT")
+        thread.join(10)
+        assert done.is_set()
+        rows = reader.execute("SELECT job_id FROM jobs ORDER BY seq").fetchall()
+        assert [row["job_id"] for row in rows] == ["job-1", "job-2"]
+    finally:
+        for conn in (first, second, reader):
+            conn.close()

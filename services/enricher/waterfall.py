@@ -1,8 +1,9 @@
 """The provider waterfall: ask providers in order until the wanted fields are found.
 
-It runs a task's leads together, provider by provider: each provider gets one request for
-all the leads still incomplete that it can help with (a bulk lookup where the provider has
-one), so a task of 25 leads costs a couple of HTTP calls, not fifty.
+It runs a task's leads together, provider by provider: each provider is asked about all
+the leads still incomplete that it can help with, in as few requests as it allows (a bulk
+lookup where the provider has one), so a task of 25 leads costs a couple of HTTP calls,
+not fifty. Each request is paid for and written down on its own (`_ask_unit`).
 
 A provider's answer, once obtained, is never paid for again for that lead: it travels
 with the lead across retries (`ProviderAnswer`) and is kept in the provider cache, which
@@ -27,7 +28,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
 
 import msgspec
 from opentelemetry.trace import Span
@@ -49,11 +51,13 @@ from services.enricher.providers.base import (
 from services.enricher.spending import BudgetPaused, Spending
 from services.enricher.steps.domain import normalise_domain
 from shared import tracing
+from shared.credits import Reservation
 from shared.jobs import DEFAULT_EMAIL_POLICY, EmailPolicy
 from shared.logging import get_logger
 from shared.messages import ProviderAnswer
 
 WANTED = ("email", "company_domain")
+T = TypeVar("T")
 log = get_logger(__name__)
 
 
@@ -188,38 +192,19 @@ class Waterfall:
         answered: dict[str, ProviderAnswer] = {}
         paused_by: str | None = None  # the budget that had room for only some leads
         if to_call:
-            drafts = [draft for _, draft in to_call]
-            if self.spending is None:
-                replies = await provider.lookup_many(drafts, job_id)
-            else:
-                call, paused_by = await self.spending.reserve(
-                    provider.name, job_id, tenant, len(drafts), [keys[i] for i, _ in to_call]
-                )
-                to_call, drafts = to_call[: call.leads], drafts[: call.leads]
-                replies = await provider.lookup_many(drafts, job_id)
-                await self.spending.settle(call, [keys[i] for i, _ in to_call], replies)
-            self.count_all(provider.name, replies)
-            for (i, draft), reply in zip(to_call, replies, strict=True):
-                result = asking[i][1]
-                if isinstance(reply, ProviderUnavailable):
-                    result.unavailable(reply)
-                    continue
-                if isinstance(reply, ProviderParked):
-                    # The account, not the lead, was refused: no paid call, nothing cached.
-                    result.rejections.append(str(reply))
-                    continue
-                result.calls[provider.name] = result.calls.get(provider.name, 0) + 1
-                if isinstance(reply, ProviderRejected):
-                    log.warning(
-                        "provider.rejected",
-                        provider=provider.name,
-                        lead_id=draft.id,
-                        error=str(reply),
-                    )
-                    answered[keys[i]] = ProviderAnswer(provider=provider.name, rejected=str(reply))
-                else:
-                    answered[keys[i]] = ProviderAnswer(provider=provider.name, found=reply)
-            await self.cache.put_many(tenant, provider.name, answered, job_id=job_id)
+            # One unit per HTTP request the provider makes, each written down (settled,
+            # cached) the moment its answer is in, not when the task's slowest request is
+            # back: a crash loses only the requests in flight, and the redelivered task,
+            # finding the rest in the cache, asks only those again.
+            size = max(1, provider.per_request)
+            units = [to_call[i : i + size] for i in range(0, len(to_call), size)]
+            replies: list[Reply] = []
+            for unit_replies, unit_answered, unit_paused in await all_of(
+                [self._ask_unit(provider, unit, keys, asking, job_id, tenant) for unit in units]
+            ):
+                replies += unit_replies
+                answered.update(unit_answered)
+                paused_by = paused_by or unit_paused
             span.set_attribute("outcome", outcome_of(replies))
         to_verify: ToVerify = []
         verifying = self.verifier is not None
@@ -233,6 +218,80 @@ class Waterfall:
         if paused_by is not None:
             raise BudgetPaused(job_id, paused_by)
         return to_verify
+
+    async def _ask_unit(
+        self,
+        provider: Provider,
+        unit: list[tuple[int, LeadDraft]],
+        keys: list[str],
+        asking: list[tuple[LeadDraft, WaterfallResult]],
+        job_id: str,
+        tenant: str,
+    ) -> tuple[list[Reply], dict[str, ProviderAnswer], str | None]:
+        """One request's worth of leads (`unit`, by index into `asking`): paid for, asked,
+        and written down before this returns, also when it is cancelled once the answer is
+        in. The replies, the answers to cache and why the budget paused the job, if so."""
+        call: Reservation | None = None
+        paused_by: str | None = None
+        requests = [keys[i] for i, _ in unit]
+        if self.spending is not None:
+            try:
+                call, paused_by = await self.spending.reserve(
+                    provider.name, job_id, tenant, len(unit), requests
+                )
+            except BudgetPaused as e:
+                return [], {}, e.reason
+            unit, requests = unit[: call.leads], requests[: call.leads]
+        replies = await provider.lookup_many([draft for _, draft in unit], job_id)
+        answered = self._answered(provider.name, unit, asking, requests, replies)
+        await asyncio.shield(
+            self._write_down(provider.name, call, requests, replies, answered, job_id, tenant)
+        )
+        return replies, answered, paused_by
+
+    def _answered(
+        self,
+        provider: str,
+        unit: list[tuple[int, LeadDraft]],
+        asking: list[tuple[LeadDraft, WaterfallResult]],
+        requests: list[str],
+        replies: Sequence[Reply],
+    ) -> dict[str, ProviderAnswer]:
+        """Each reply told to its lead's result; the answers worth caching, by request."""
+        self.count_all(provider, replies)
+        answered: dict[str, ProviderAnswer] = {}
+        for (i, draft), request, reply in zip(unit, requests, replies, strict=True):
+            result = asking[i][1]
+            if isinstance(reply, ProviderUnavailable):
+                result.unavailable(reply)
+                continue
+            if isinstance(reply, ProviderParked):
+                # The account, not the lead, was refused: no paid call, nothing cached.
+                result.rejections.append(str(reply))
+                continue
+            result.calls[provider] = result.calls.get(provider, 0) + 1
+            if isinstance(reply, ProviderRejected):
+                log.warning(
+                    "provider.rejected", provider=provider, lead_id=draft.id, error=str(reply)
+                )
+                answered[request] = ProviderAnswer(provider=provider, rejected=str(reply))
+            else:
+                answered[request] = ProviderAnswer(provider=provider, found=reply)
+        return answered
+
+    async def _write_down(
+        self,
+        provider: str,
+        call: Reservation | None,
+        requests: list[str],
+        replies: Sequence[Reply],
+        answered: dict[str, ProviderAnswer],
+        job_id: str,
+        tenant: str,
+    ) -> None:
+        if call is not None and self.spending is not None:
+            await self.spending.settle(call, requests, replies)
+        await self.cache.put_many(tenant, provider, answered, job_id=job_id)
 
     async def _verify(
         self, to_verify: ToVerify, job_id: str, tenant: str, email_policy: EmailPolicy
@@ -249,31 +308,21 @@ class Waterfall:
             for i, (_, result, c) in enumerate(to_verify)
             if keys[i] not in cached and verdict_key(verifier.name, c) not in result.answers
         ]
-        paused_by: str | None = None
-        replies: Sequence[VerifyReply | None]
-        if self.spending is None or not unknown:
-            replies = await asyncio.gather(*(verifier.verify(c.email, job_id) for _, c in unknown))
-        else:
-            emails = [c.email for _, c in unknown]
-            replies, paused_by = await self.spending.verify(
-                verifier, emails, job_id, tenant, [keys[i] for i, _ in unknown]
-            )
         answered: dict[str, ProviderAnswer] = {}
-        for (i, _), reply in zip(unknown, replies, strict=True):
-            draft, result, candidate = to_verify[i]
-            if reply is None:
-                continue  # the budget left no room: verified after the resume
-            self.count(verifier.name, reply)
-            if isinstance(reply, ProviderUnavailable):
-                result.unavailable(reply)  # judged on a later attempt
-                continue
-            if isinstance(reply, ProviderParked):
-                # No verdict about the address (and nothing to cache): judged as found.
-                judge(draft, candidate, email_policy)
-                continue
-            result.calls[verifier.name] = result.calls.get(verifier.name, 0) + 1
-            answered[keys[i]] = verdict_answer(verifier.name, candidate, reply)
-        await self.cache.put_many(tenant, kind, answered, job_id=job_id)
+        paused_by: str | None = None
+        # One request per email, each verdict written down the moment it is in (as a
+        # provider's answers are, `_ask_unit`).
+        for i, verdict, unit_paused in await all_of(
+            [
+                self._verify_one(
+                    verifier, kind, i, keys[i], to_verify, job_id, tenant, email_policy
+                )
+                for i, _ in unknown
+            ]
+        ):
+            if verdict is not None:
+                answered[keys[i]] = verdict
+            paused_by = paused_by or unit_paused
         for i, (draft, result, candidate) in enumerate(to_verify):
             carried = result.answers.get(verdict_key(verifier.name, candidate))
             verdict = carried or cached.get(keys[i]) or answered.get(keys[i])
@@ -283,6 +332,47 @@ class Waterfall:
             judge(draft, verified(candidate, verifier.name, verdict), email_policy)
         if paused_by is not None:
             raise BudgetPaused(job_id, paused_by)
+
+    async def _verify_one(
+        self,
+        verifier: Verifier,
+        kind: str,
+        i: int,
+        key: str,
+        to_verify: ToVerify,
+        job_id: str,
+        tenant: str,
+        email_policy: EmailPolicy,
+    ) -> tuple[int, ProviderAnswer | None, str | None]:
+        """The verifier's verdict on `to_verify[i]`'s email, paid for, asked and cached
+        before this returns; with why the budget paused the job, if it did."""
+        draft, result, candidate = to_verify[i]
+        reply: VerifyReply | None
+        paused_by: str | None = None
+        if self.spending is None:
+            reply = await verifier.verify(candidate.email, job_id)
+        else:
+            try:
+                replies, paused_by = await self.spending.verify(
+                    verifier, [candidate.email], job_id, tenant, [key]
+                )
+            except BudgetPaused as e:
+                return i, None, e.reason
+            reply = replies[0]
+        if reply is None:
+            return i, None, paused_by  # the budget left no room: verified after the resume
+        self.count(verifier.name, reply)
+        if isinstance(reply, ProviderUnavailable):
+            result.unavailable(reply)  # judged on a later attempt
+            return i, None, paused_by
+        if isinstance(reply, ProviderParked):
+            # No verdict about the address (and nothing to cache): judged as found.
+            judge(draft, candidate, email_policy)
+            return i, None, paused_by
+        result.calls[verifier.name] = result.calls.get(verifier.name, 0) + 1
+        verdict = verdict_answer(verifier.name, candidate, reply)
+        await asyncio.shield(self.cache.put_many(tenant, kind, {key: verdict}, job_id=job_id))
+        return i, verdict, paused_by
 
     def count(self, provider: str, reply: Reply | Verification) -> None:
         self.metrics.calls.labels(provider=provider, outcome=reply_outcome(reply)).inc()
@@ -387,3 +477,18 @@ def outcome_of(replies: Sequence[Reply]) -> str:
     """A provider call's outcome for its span: what most of its leads' replies were."""
     kinds = Counter(map(reply_outcome, replies))
     return kinds.most_common(1)[0][0] if kinds else "none"
+
+
+async def all_of(calls: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run these together, results in order; the first failure cancels the others (a
+    unit's answer already in is still written down: `_ask_unit` shields that) and is
+    raised as itself. One runs without a task of its own, the common case."""
+    if len(calls) == 1:
+        return [await calls[0]]
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise

@@ -36,6 +36,7 @@ class ScriptedProvider:
     name: str = "alpha"
     replies: dict[str, Reply] = field(default_factory=dict)
     asked: list[str] = field(default_factory=list)
+    per_request: int = 100
 
     def can_help(self, draft: LeadDraft) -> bool:
         return True

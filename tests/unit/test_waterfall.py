@@ -3,17 +3,21 @@ that implement our own `Provider` interface (no HTTP)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from services.enricher.cache import ProviderCache
+from services.enricher.cache import ProviderCache, fingerprint
 from services.enricher.draft import LeadDraft
 from services.enricher.metrics import ProviderMetrics
 from services.enricher.providers.base import ProviderRejected, ProviderUnavailable, Reply
+from services.enricher.spending import Spending
 from services.enricher.steps import run_local_steps
 from services.enricher.waterfall import Waterfall
 from shared.health import Metrics
 from shared.messages import Lead, ProviderAnswer
+from shared.store import Store
+from tests.helpers import wait_until
 
 
 @dataclass
@@ -22,6 +26,7 @@ class FakeProvider:
     found: dict[str, str] = field(default_factory=dict)
     down: bool = False
     calls: int = 0
+    per_request: int = 100
 
     def can_help(self, draft: LeadDraft) -> bool:
         return True
@@ -157,3 +162,73 @@ async def test_a_refusal_still_counts_when_the_answer_comes_from_a_retry_or_the_
     [cached] = await waterfall.run([lead()], {}, "job-2", "t")
     assert alpha.calls == 1
     assert cached.rejections == ["alpha: HTTP 422 bad name"]
+
+
+@dataclass
+class OnePersonAPI:
+    """A per-person API (like Hunter's finder) whose answer about `slow` waits for `go`."""
+
+    name: str = "hunter"
+    slow: str = "l0"
+    go: asyncio.Event = field(default_factory=asyncio.Event)
+    per_request: int = 1
+
+    def can_help(self, draft: LeadDraft) -> bool:
+        return True
+
+    def query(self, draft: LeadDraft) -> dict[str, str | None]:
+        return {"id": draft.id}
+
+    async def lookup_many(self, drafts: Sequence[LeadDraft], job_id: str) -> list[Reply]:
+        assert len(drafts) <= self.per_request
+        if any(d.id == self.slow for d in drafts):
+            await self.go.wait()
+        return [{"email": f"{d.id}@engines.io", "email_status": "valid"} for d in drafts]
+
+
+async def test_each_request_is_paid_and_cached_as_its_answer_arrives(
+    cache: ProviderCache, store: Store
+) -> None:
+    """A crash loses only the requests in flight: the answers already in are written down
+    (settled in the ledger, cached) while the task's slowest request still waits."""
+    await store.transaction(
+        lambda conn: conn.execute(
+            "INSERT INTO jobs (job_id, tenant, kind, state, priority, total, created_at, spec)"
+            " VALUES ('job', 't', 'enrich', 'running', 'normal', 5, '2026-01-01T00:00:00Z',"
+            " x'7b7d')"
+        )
+    )
+    api = OnePersonAPI()
+    spending = Spending(store, 0, kinds={"hunter": "hunter"}, keys={"hunter": "k"})
+    waterfall = Waterfall([api], cache, ProviderMetrics(Metrics()), spending=spending)
+    drafts = [
+        run_local_steps(LeadDraft.of(Lead(id=f"l{i}", full_name="Ada Lovelace", company="E")))
+        for i in range(5)
+    ]
+    keys = [fingerprint(api.query(d)) for d in drafts]
+    running = asyncio.create_task(waterfall.run(drafts, {}, "job", "t"))
+
+    async def settled() -> list[tuple[int, int]]:
+        rows = await store.run(
+            lambda c: c.execute(
+                "SELECT leads, credits FROM credit_calls WHERE credits IS NOT NULL"
+            ).fetchall()
+        )
+        return [tuple(row) for row in rows]
+
+    try:
+        await wait_until(
+            lambda: cached_count(cache, keys[1:], 4), timeout_s=10, what="4 answers cached"
+        )
+        assert await settled() == [(1, 1)] * 4
+        assert not running.done()
+        assert await cache.peek_many("t", "hunter", keys[:1]) == {}
+    finally:
+        api.go.set()
+        results = await asyncio.wait_for(running, 10)
+    assert all(r.calls == {"hunter": 1} for r in results)
+    assert await settled() == [(1, 1)] * 5
+
+
+async def cached_count(cache: ProviderCache, keys: list[str], n: int) -> bool:
+    return len(await cache.peek_many("t", "hunter", keys)) == n

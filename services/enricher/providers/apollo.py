@@ -103,6 +103,8 @@ class ApolloProvider(VendorProvider):
             "linkedin_url": draft.get("linkedin_url"),
         }
 
+    per_request = BULK_LIMIT
+
     async def lookup_many(self, drafts: Sequence[LeadDraft], job_id: str) -> list[Reply]:
         return await in_chunks(drafts, BULK_LIMIT, lambda chunk: self._bulk(chunk, job_id))
 

@@ -82,6 +82,10 @@ Reply = dict[str, str] | ProviderRejected | ProviderUnavailable
 
 class Provider(Protocol):
     name: str
+    # The most leads one HTTP request of `lookup_many` carries (1 for a per-person API):
+    # the waterfall asks at most this many at once, so that each request's answers are
+    # written down as soon as they are in.
+    per_request: int
 
     def can_help(self, draft: LeadDraft) -> bool:
         """Whether this provider has enough to go on for this lead."""

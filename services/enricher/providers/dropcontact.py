@@ -135,6 +135,8 @@ class DropcontactProvider(VendorProvider):
             "linkedin": draft.get("linkedin_url"),
         }
 
+    per_request = BATCH_LIMIT
+
     async def lookup_many(self, drafts: Sequence[LeadDraft], job_id: str) -> list[Reply]:
         return await in_chunks(drafts, BATCH_LIMIT, lambda chunk: self._batch(chunk, job_id))
 

@@ -117,6 +117,7 @@ class PersonMatchProvider:
         self._url = f"{settings.url}/v1/person"
         self._bulk_url = f"{settings.url}/v1/person/bulk"
         self._bulk = settings.bulk
+        self.per_request = BULK_LIMIT if settings.bulk else 1
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
         self._session = session
         self._slots = Slots(settings, limits)

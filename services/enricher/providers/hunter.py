@@ -115,6 +115,8 @@ class HunterProvider(VendorProvider):
             "company": None if domain else (draft.get("company_clean") or draft.get("company")),
         }
 
+    per_request = 1  # the email finder takes one person a request
+
     async def lookup_many(self, drafts: Sequence[LeadDraft], job_id: str) -> list[Reply]:
         return list(await asyncio.gather(*(self._find(d, job_id) for d in drafts)))
 

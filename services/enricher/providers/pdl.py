@@ -101,6 +101,8 @@ class PdlProvider(VendorProvider):
             "profile": draft.get("linkedin_url"),
         }
 
+    per_request = BULK_LIMIT
+
     async def lookup_many(self, drafts: Sequence[LeadDraft], job_id: str) -> list[Reply]:
         return await in_chunks(drafts, BULK_LIMIT, lambda chunk: self._bulk(chunk, job_id))
 

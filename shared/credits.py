@@ -7,9 +7,11 @@ router. A budget only holds if the check and the hold are one atomic step taken 
 the call, by whichever enricher is about to call; an event to the router would arrive
 after the money is spent, and two enrichers would both see room for one more call. So each
 call is two short transactions of the enricher's: `reserve` (the most the call could cost
-is added to the job's and the tenant's commitments with conditional UPDATEs, which either
+is added to the job's and the tenant's commitments with conditional writes, which either
 fit under the cap or change nothing, and the call's row is written) and `settle` (the
 call's row gets its credits, and the commitments drop by what was held but not spent).
+A job's counters are a row of `job_credits`, not of `jobs`: the router holds the job's row
+locked while it records a batch of outcomes, and every paid call would wait for it.
 The router stays the single writer of progress and state moves but one: the enricher whose
 reservation is refused moves the job to `paused` (shared/jobstate.py, a conditional move
 like every other). On SQLite, enrichers and router share the file on one machine and
@@ -145,8 +147,9 @@ def reserve(conn: Connection, call: Reservation, daily_budget: int) -> Grant:
     concurrent reservation that took the room first makes the UPDATE change nothing, and
     this one is refused instead of overspending."""
     job = conn.execute(
-        "SELECT max_credits, credits_committed FROM jobs"
-        f" WHERE job_id = ? AND {jobstate.state_in(SPENDING)}",
+        "SELECT j.max_credits, COALESCE(c.committed, 0) FROM jobs j"
+        " LEFT JOIN job_credits c ON c.job_id = j.job_id"
+        f" WHERE j.job_id = ? AND {jobstate.state_in(SPENDING, 'j.state')}",
         (call.job_id,),
     ).fetchone()
     if job is None:
@@ -168,11 +171,13 @@ def reserve(conn: Connection, call: Reservation, daily_budget: int) -> Grant:
     granted = min(call.leads, job_room, tenant_room)
     if granted <= 0:
         return Grant(0, _refused(conn, call.job_id, binding))
+    # The job's row is only read: the router holds it locked while it records a batch.
+    cap = "" if job[0] is None else " WHERE job_credits.committed + excluded.committed <= ?"
     if not conn.execute(
-        "UPDATE jobs SET credits_committed = credits_committed + ?"
-        f" WHERE job_id = ? AND {jobstate.state_in(SPENDING)}"
-        " AND (max_credits IS NULL OR credits_committed + ? <= max_credits)",
-        (granted, call.job_id, granted),
+        "INSERT INTO job_credits (job_id, credits, committed) VALUES (?, 0, ?)"
+        " ON CONFLICT (job_id) DO UPDATE SET committed = job_credits.committed"
+        f" + excluded.committed{cap}",
+        (call.job_id, granted, *(() if job[0] is None else (job[0],))),
     ).rowcount:
         return Grant(0, _refused(conn, call.job_id, BUDGET))
     within = "" if daily_budget <= 0 else " AND committed + ? <= ?"
@@ -182,7 +187,7 @@ def reserve(conn: Connection, call: Reservation, daily_budget: int) -> Grant:
         (granted, call.tenant, call.day, *extra),
     ).rowcount:
         conn.execute(
-            "UPDATE jobs SET credits_committed = credits_committed - ? WHERE job_id = ?",
+            "UPDATE job_credits SET committed = committed - ? WHERE job_id = ?",
             (granted, call.job_id),
         )
         return Grant(0, _refused(conn, call.job_id, TENANT_BUDGET))
@@ -286,8 +291,7 @@ def _settle(conn: Connection, call_id: str, settlement: Settlement, key: str | N
     )
     released = total - row["reserved"]
     conn.execute(
-        "UPDATE jobs SET credits = credits + ?, credits_committed = credits_committed + ?"
-        " WHERE job_id = ?",
+        "UPDATE job_credits SET credits = credits + ?, committed = committed + ? WHERE job_id = ?",
         (total, released, row["job_id"]),
     )
     conn.execute(
@@ -313,7 +317,7 @@ def release_lost(conn: Connection, older_than: float) -> int:
         ).rowcount:
             continue
         conn.execute(
-            "UPDATE jobs SET credits_committed = credits_committed - ? WHERE job_id = ?",
+            "UPDATE job_credits SET committed = committed - ? WHERE job_id = ?",
             (row["reserved"], row["job_id"]),
         )
         conn.execute(

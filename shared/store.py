@@ -103,7 +103,8 @@ MIGRATIONS = load_migrations("shared")
 JOB_COLUMNS = (
     "job_id, kind, state, priority, total, done, enriched, failed, created_at, started_at, "
     "finished_at, error, timeout_s, depends_on, stalled, stall_reason, scraped, pages,"
-    " cooling_down_until, credits, max_credits, paused_reason"
+    " cooling_down_until, max_credits, paused_reason,"
+    " COALESCE((SELECT c.credits FROM job_credits c WHERE c.job_id = jobs.job_id), 0) AS credits"
 )
 
 
@@ -584,11 +585,26 @@ ROWS_PER_STATEMENT = 500
 
 
 def insert_rows(
-    conn: Connection, insert: str, rows: Sequence[Sequence[Any]], tail: str = ""
+    conn: Connection,
+    insert: str,
+    rows: Sequence[Sequence[Any]],
+    tail: str = "",
+    *,
+    types: Sequence[str] = (),
 ) -> list[Row]:
     """`insert` (`INSERT INTO t (a, b)`) of many rows in few statements, each a multi-row
     VALUES followed by `tail` (`ON CONFLICT …`, `RETURNING …`): one round trip per
-    ROWS_PER_STATEMENT rows instead of one per row. Returns what RETURNING gave."""
+    ROWS_PER_STATEMENT rows instead of one per row. Returns what RETURNING gave.
+
+    With the columns' PostgreSQL `types` (`text`, `bytea`, `float8`, `bigint`), on
+    PostgreSQL the rows go as one array per column (`SELECT * FROM unnest(…)`): a statement
+    whose text does not change with the number of rows, so it is parsed and planned once
+    per connection, where a VALUES list of a few hundred parameters is parsed by the
+    driver and planned by the server on every call (3 ms for 100 cache rows)."""
+    if types and rows and is_postgres(conn):
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        cursor = conn.execute(_unnest(insert, tuple(types), tail), columns)
+        return list(cursor.fetchall()) if "RETURNING" in tail else []
     found: list[Row] = []
     for start in range(0, len(rows), ROWS_PER_STATEMENT):
         chunk = rows[start : start + ROWS_PER_STATEMENT]
@@ -597,6 +613,12 @@ def insert_rows(
         if "RETURNING" in tail:
             found.extend(cursor.fetchall())
     return found
+
+
+@functools.lru_cache(maxsize=64)
+def _unnest(insert: str, types: tuple[str, ...], tail: str) -> str:
+    arrays = ", ".join(f"?::{t}[]" for t in types)
+    return f"{insert} SELECT * FROM unnest({arrays}) {tail}".rstrip()
 
 
 @functools.lru_cache(maxsize=1024)
@@ -678,6 +700,7 @@ def delete_job(conn: Connection, job_id: str) -> list[tuple[str, str]]:
         "scrape_leads",
         "deferred_leads",
         "paused_tasks",
+        "job_credits",
         "jobs",
     ):
         conn.execute(f"DELETE FROM {table} WHERE job_id = ?", (job_id,))

@@ -135,6 +135,7 @@ class ProviderCache:
                 rows,
                 "ON CONFLICT (tenant, provider, fingerprint) DO UPDATE"
                 " SET found = excluded.found, stored_at = excluded.stored_at",
+                types=("text", "text", "text", "bytea", "float8"),
             )
             record_use(conn, job_id, tenant, list(answers))
 
@@ -195,6 +196,7 @@ def record_use(conn: Connection, job_id: str, tenant: str, keys: list[str]) -> N
         "INSERT INTO cache_jobs (job_id, tenant, fingerprint, used_at)",
         [(job_id, tenant, key, now) for key in dict.fromkeys(keys)],
         "ON CONFLICT (job_id, tenant, fingerprint) DO UPDATE SET used_at = excluded.used_at",
+        types=("text", "text", "text", "float8"),
     )
 
 

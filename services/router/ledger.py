@@ -259,7 +259,9 @@ def insert_leads(
     inserted: set[str] = set()
     if accept_new and first:
         rows = [(job_id, lead.id, lead.status, _encode(lead), now) for lead in first.values()]
-        returned = insert_rows(conn, INSERT_LEAD, rows, "ON CONFLICT DO NOTHING RETURNING lead_id")
+        returned = insert_rows(
+            conn, INSERT_LEAD, rows, "ON CONFLICT DO NOTHING RETURNING lead_id", types=LEAD_TYPES
+        )
         inserted = {str(row[0]) for row in returned}
         added.update(first[lead_id].status for lead_id in inserted)
     upgrades = {
@@ -274,6 +276,7 @@ def insert_leads(
 
 
 INSERT_LEAD = "INSERT INTO leads (job_id, lead_id, status, data, outcome_at)"
+LEAD_TYPES = ("text", "text", "text", "bytea", "float8")
 
 
 def replace_failed(conn: Connection, job_id: str, leads: dict[str, ResultLead], now: float) -> int:
@@ -300,7 +303,7 @@ def replace_failed(conn: Connection, job_id: str, leads: dict[str, ResultLead], 
             for lead_id, lead in leads.items()
             if lead_id in gone
         ]
-        insert_rows(conn, INSERT_LEAD, rows)
+        insert_rows(conn, INSERT_LEAD, rows, types=LEAD_TYPES)
     return len(deleted)
 
 

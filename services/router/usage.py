@@ -40,6 +40,7 @@ class UsageBook:
                 "INSERT INTO usage_events (event_id, day)",
                 [(event_id, day) for event_id in self._events],
                 "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+                types=("text", "text"),
             )
             for row in new:
                 tenant, by_metric = self._events[row[0]]
@@ -53,6 +54,7 @@ class UsageBook:
                 [(tenant, day, metric, n) for (tenant, metric), n in sorted(counts.items())],
                 "ON CONFLICT (tenant, day, metric)"
                 " DO UPDATE SET count = usage.count + excluded.count",
+                types=("text", "text", "text", "bigint"),
             )
 
 

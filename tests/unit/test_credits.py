@@ -51,7 +51,15 @@ def call(job_id: str, leads: int, n: int = 0, provider: str = "pdl") -> Reservat
 
 
 def job(conn: Connection, job_id: str) -> sqlite3.Row:
-    found: sqlite3.Row = conn.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+    """The job's row with its credit counters (`credits`, `credits_committed`)."""
+    found: sqlite3.Row = conn.execute(
+        # First: a row read by name gives the first column of that name (jobs has the
+        # old, no longer written `credits` and `credits_committed`).
+        "SELECT COALESCE(c.credits, 0) AS credits, COALESCE(c.committed, 0)"
+        " AS credits_committed, j.* FROM jobs j LEFT JOIN job_credits c ON c.job_id = j.job_id"
+        " WHERE j.job_id = ?",
+        (job_id,),
+    ).fetchone()
     return found
 
 
@@ -190,3 +198,19 @@ def test_the_ledger_names_the_key_the_call_went_with(conn: Connection) -> None:
     assert credits.settle(conn, again.call_id, dataclasses.replace(once, key_id="k1")) == 1
     third = credits.reserve(conn, asking("j", ("a",), "hunter"), 0)
     assert credits.settle(conn, third.call_id, once) == 0
+
+
+def test_counters_kept_on_the_jobs_row_move_to_job_credits_on_upgrade() -> None:
+    """A store written before 0012 kept a job's counters on its row: they carry over, so a
+    job in flight during the upgrade keeps its spend and its holds."""
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    db.row_factory = sqlite3.Row
+    before = next(i for i, script in enumerate(MIGRATIONS) if "job_credits" in script)
+    migrate(db, MIGRATIONS[:before])
+    add_job(db, "spent", 30)
+    add_job(db, "idle", None)
+    db.execute("UPDATE jobs SET credits = 12, credits_committed = 15 WHERE job_id = 'spent'")
+    migrate(db, MIGRATIONS)
+    assert (job(db, "spent")["credits"], job(db, "spent")["credits_committed"]) == (12, 15)
+    assert credits.reserve(db, call("spent", 20), 0) == credits.Grant(15, "budget")
+    assert (job(db, "idle")["credits"], job(db, "idle")["credits_committed"]) == (0, 0)

@@ -22,9 +22,9 @@ and nowhere else:
   `BLOB` -> `BYTEA`;
 - values: Python bools are stored as 0/1 (the schema's flags are integers), integral
   `numeric` results (a `SUM` of integers) come back as `int`, as they do from SQLite, and a
-  NUL character in a text parameter (which PostgreSQL text cannot hold; SQLite's can)
-  becomes U+FFFD: a lookup by such a value finds nothing, as it finds nothing on SQLite,
-  instead of failing the request.
+  NUL character in a text parameter, or in an array's text (which PostgreSQL text cannot
+  hold; SQLite's can) becomes U+FFFD: a lookup by such a value finds nothing, as it finds
+  nothing on SQLite, instead of failing the request.
 """
 
 from __future__ import annotations
@@ -223,10 +223,16 @@ _REPLACEMENT = chr(0xFFFD)
 
 
 def _values(params: Sequence[Any]) -> tuple[Any, ...]:
-    return tuple(
-        value.replace(_NUL, _REPLACEMENT) if isinstance(value, str) and _NUL in value else value
-        for value in params
-    )
+    return tuple(map(_value, params))
+
+
+def _value(value: Any) -> Any:
+    """A parameter with NUL made U+FFFD in its text, also inside an array (a list)."""
+    if isinstance(value, str):
+        return value.replace(_NUL, _REPLACEMENT) if _NUL in value else value
+    if isinstance(value, list):
+        return [_value(item) for item in value]
+    return value
 
 
 def connect(url: str, *, lock_timeout_s: float, statement_timeout_s: float = 0) -> PgConnection:

@@ -16,9 +16,10 @@ from services.router.destinations.webhook import claim_due
 from services.router.ledger import record_events
 from services.router.upkeep import claim_lease
 from shared import pgstore
+from shared.dbapi import Connection
 from shared.errors import StoreUnavailable
 from shared.jobs import JobSpec, WebhookDestination
-from shared.store import MIGRATIONS, Store, lock_job_leads
+from shared.store import MIGRATIONS, Store, insert_rows, lock_job_leads
 from tests.pg import pg_schema, scaleout_pg_url, unreachable
 from tests.unit.test_job_submitter import new_job
 from tests.unit.test_router_ledger import add_job, enriched
@@ -238,3 +239,50 @@ async def test_job_seq_becomes_visible_in_commit_order_across_gateways(store_url
     finally:
         for conn in (first, second, reader):
             conn.close()
+
+
+@needs_pg
+async def test_rows_sent_as_arrays_insert_and_return_as_a_values_list_does(
+    store_url: str,
+) -> None:
+    """`insert_rows` with column types sends one array per column on PostgreSQL: the same
+    rows land (bytes, floats, NULLs, a NUL in text made U+FFFD as for any parameter) and
+    RETURNING gives the new ones only."""
+    store = Store(store_url)
+    await store.open()
+    rows = [("job-1", f"l{i}", "enriched", f'{{"n": {i}}}'.encode(), 1.5 + i) for i in range(700)]
+    rows.append(("job-1", "nul\x00id", "failed", b"\x00\x01", None))  # type: ignore[arg-type]
+
+    def write(conn: Connection) -> tuple[list[str], list[str]]:
+        insert = "INSERT INTO leads (job_id, lead_id, status, data, outcome_at)"
+        types = ("text", "text", "text", "bytea", "float8")
+        tail = "ON CONFLICT DO NOTHING RETURNING lead_id"
+        first = insert_rows(conn, insert, rows, tail, types=types)
+        again = insert_rows(
+            conn, insert, [*rows[:2], ("job-1", "new", "failed", b"", 0.0)], tail, types=types
+        )
+        return sorted(str(r[0]) for r in first), [str(r[0]) for r in again]
+
+    try:
+        await store.transaction(
+            lambda c: c.execute(
+                "INSERT INTO jobs (job_id, tenant, kind, state, priority, created_at, spec)"
+                " VALUES ('job-1', 't', 'enrich', 'running', 'normal', '2026-01-01T00:00:00Z', ?)",
+                (b"{}",),
+            )
+        )
+        first, again = await store.transaction(write)
+        stored = await store.run(
+            lambda c: c.execute(
+                "SELECT lead_id, status, data, outcome_at FROM leads ORDER BY seq"
+            ).fetchall()
+        )
+    finally:
+        await store.close()
+    assert len(first) == 701
+    assert again == ["new"]
+    assert [tuple(row) for row in stored[:2]] == [
+        ("l0", "enriched", b'{"n": 0}', 1.5),
+        ("l1", "enriched", b'{"n": 1}', 2.5),
+    ]
+    assert tuple(stored[700]) == ("nul\ufffdid", "failed", b"\x00\x01", None)

@@ -43,7 +43,7 @@ class BenchConfig:
     provider_latency_ms: float = 100.0
     # scale: the provider-bound job with 1, 2 and 4 enrichers; drain: pre-filled outcomes.
     scale_leads: int = 4_000
-    drain_leads: int = 10_000
+    drain_leads: int = 40_000
     # memory: peak RSS during the big workload vs during the baseline one.
     memory_leads: int = 100_000
     memory_baseline_leads: int = 10_000

@@ -44,6 +44,12 @@ KILLS = (0.2, 0.45, 0.7)
 PREFETCH = 2
 TASK_LEADS = 25
 SYNC, ASYNC = "pdl", "dropcontact"
+# Both tests: a vendor's latency, and the enricher's in-flight work the bounds count on.
+CRASH_ENV = {
+    "LEADFLOW_SANDBOX_LATENCY_MS": "60",
+    "LEADFLOW_ENRICH_PREFETCH": str(PREFETCH),
+    "LEADFLOW_TASK_BATCH_SIZE": str(TASK_LEADS),
+}
 
 
 def distinct_people(n: int) -> list[dict[str, str]]:
@@ -63,6 +69,23 @@ async def progressed_to(api: Api, job_id: str, done: int) -> bool:
     return bool((await api.job(job_id))["progress"]["done"] >= done)
 
 
+async def kill_enricher_thrice(
+    api: Api, stack: Stack, job_id: str, leads: int, jitter: random.Random, max_pause_s: float
+) -> None:
+    """kill -9 the enricher at each of KILLS' progress, restarting it each time."""
+    for fraction in KILLS:
+        await wait_until(
+            partial(progressed_to, api, job_id, int(leads * fraction)),
+            timeout_s=240,
+            what=f"{fraction:.0%} progress",
+        )
+        # Progress moves when a task ends, the moment the enricher starts its next one: a
+        # kill right then would always land there. A crash comes at any moment of a call.
+        await asyncio.sleep(jitter.uniform(0.0, max_pause_s))
+        stack.services["enricher"].kill()
+        await asyncio.to_thread(stack.start, "enricher")
+
+
 async def test_kill_9_thrice_over_paid_providers_repeats_only_calls_in_flight(
     fault_stack: Callable[..., Stack],
     broker_node: BrokerNode,
@@ -72,9 +95,7 @@ async def test_kill_9_thrice_over_paid_providers_repeats_only_calls_in_flight(
         {
             "LEADFLOW_PROVIDERS": f"{SYNC},{ASYNC}",
             "LEADFLOW_PROVIDER_DROPCONTACT_POLL_S": "0.05",
-            "LEADFLOW_SANDBOX_LATENCY_MS": "60",
-            "LEADFLOW_ENRICH_PREFETCH": str(PREFETCH),
-            "LEADFLOW_TASK_BATCH_SIZE": str(TASK_LEADS),
+            **CRASH_ENV,
         }
     )
     await asyncio.to_thread(stack.start)
@@ -83,18 +104,7 @@ async def test_kill_9_thrice_over_paid_providers_repeats_only_calls_in_flight(
     job = await api.submit({"leads": leads})
     job_id = job["job_id"]
 
-    jitter = random.Random(13)
-    for fraction in KILLS:
-        await wait_until(
-            partial(progressed_to, api, job_id, int(LEADS * fraction)),
-            timeout_s=240,
-            what=f"{fraction:.0%} progress",
-        )
-        # Progress moves when a task ends, the moment the enricher starts its next one: a
-        # kill right then would always land there. A crash comes at any moment of a call.
-        await asyncio.sleep(jitter.uniform(0.0, 1.0))
-        stack.services["enricher"].kill()
-        await asyncio.to_thread(stack.start, "enricher")
+    await kill_enricher_thrice(api, stack, job_id, LEADS, random.Random(13), max_pause_s=1.0)
 
     await assert_invariants(
         api, stack, broker_node, job_id, {lead["id"] for lead in leads}, timeout_s=300
@@ -156,9 +166,7 @@ async def test_kill_9_thrice_over_a_per_person_api_repeats_only_requests_in_flig
             "LEADFLOW_PROVIDER_HUNTER_CONCURRENCY": str(CONCURRENCY),
             # A killed enricher's shared request slots (PostgreSQL) free after this + 5 s.
             "LEADFLOW_PROVIDER_HUNTER_TIMEOUT_S": "2",
-            "LEADFLOW_SANDBOX_LATENCY_MS": "60",
-            "LEADFLOW_ENRICH_PREFETCH": str(PREFETCH),
-            "LEADFLOW_TASK_BATCH_SIZE": str(TASK_LEADS),
+            **CRASH_ENV,
         }
     )
     await asyncio.to_thread(stack.start)
@@ -166,16 +174,10 @@ async def test_kill_9_thrice_over_a_per_person_api_repeats_only_requests_in_flig
     leads = distinct_people(PER_PERSON_LEADS)
     job_id = (await api.submit({"leads": leads}))["job_id"]
 
-    jitter = random.Random(17)
-    for fraction in KILLS:
-        await wait_until(
-            partial(progressed_to, api, job_id, int(PER_PERSON_LEADS * fraction)),
-            timeout_s=240,
-            what=f"{fraction:.0%} progress",
-        )
-        await asyncio.sleep(jitter.uniform(0.0, 0.5))  # a task is about 0.4 s of requests
-        stack.services["enricher"].kill()
-        await asyncio.to_thread(stack.start, "enricher")
+    # A task is about 0.4 s of requests here.
+    await kill_enricher_thrice(
+        api, stack, job_id, PER_PERSON_LEADS, random.Random(17), max_pause_s=0.5
+    )
 
     await assert_invariants(
         api, stack, broker_node, job_id, {lead["id"] for lead in leads}, timeout_s=300

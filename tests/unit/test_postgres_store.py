@@ -77,6 +77,19 @@ def _insert_lead(conn: pgstore.PgConnection, job_id: str, lead_id: str) -> None:
     )
 
 
+async def waiting_for_a_lock(
+    reader: pgstore.PgConnection, conn: pgstore.PgConnection, timeout_s: float = 10
+) -> None:
+    """Until `conn` waits for a lock (seen in pg_stat_activity)."""
+    deadline = time.monotonic() + timeout_s
+    while not reader.execute(
+        "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid = ?",
+        (conn.raw.info.backend_pid,),
+    ).fetchall():
+        assert time.monotonic() < deadline, "it never waited for a lock"
+        await asyncio.sleep(0.02)
+
+
 @needs_pg
 async def test_a_reader_never_sees_a_later_seq_before_an_earlier_one(store_url: str) -> None:
     store = Store(store_url)
@@ -97,15 +110,9 @@ async def test_a_reader_never_sees_a_later_seq_before_an_earlier_one(store_url: 
 
         thread = threading.Thread(target=write_second)
         thread.start()
-        # The second writer waits for the job's lock (seen in pg_stat_activity), so it
-        # cannot commit a later seq while the first one's is still in flight.
-        deadline = time.monotonic() + 10
-        while not reader.execute(
-            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid = ?",
-            (second.raw.info.backend_pid,),
-        ).fetchall():
-            assert time.monotonic() < deadline, "the second writer never waited for the lock"
-            await asyncio.sleep(0.02)
+        # The second writer waits for the job's lock, so it cannot commit a later seq while
+        # the first one's is still in flight.
+        await waiting_for_a_lock(reader, second)
         assert not done.is_set()
         assert reader.execute("SELECT lead_id FROM leads").fetchall() == []
         first.execute("COMMIT")
@@ -223,13 +230,7 @@ async def test_job_seq_becomes_visible_in_commit_order_across_gateways(store_url
 
         thread = threading.Thread(target=submit_second)
         thread.start()
-        deadline = time.monotonic() + 10
-        while not reader.execute(
-            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid = ?",
-            (second.raw.info.backend_pid,),
-        ).fetchall():
-            assert time.monotonic() < deadline, "the second gateway never waited for the lock"
-            await asyncio.sleep(0.02)
+        await waiting_for_a_lock(reader, second)
         assert not done.is_set()
         first.execute("COMMIT")
         thread.join(10)

@@ -278,12 +278,16 @@ class Broker:
 
     @property
     def is_connected(self) -> bool:
+        """Connected, and able to publish: after a move to another node the connection is
+        back before its publishing channel is restored, and a publish in between fails."""
         conn = self._connection
+        channel = self._publish_channel
         return (
             self._ready.is_set()
             and conn is not None
             and not conn.is_closed
             and conn.connected.is_set()
+            and (channel is None or not channel.is_closed)
         )
 
     @property
